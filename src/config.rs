@@ -1,0 +1,118 @@
+//! The command line: every flag of PROTOCOL.md's "Running" section, each also
+//! read from `ROOMD_<NAME>`, plus roomd's own limits. Values are validated here
+//! so the loop never sees a nonsensical setting.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// roomd: a realtime room server (WebSocket rooms, presence, broadcast).
+///
+/// Every flag can also be set through an environment variable named
+/// ROOMD_<FLAG>, e.g. ROOMD_LISTEN=127.0.0.1:7700 or ROOMD_HB_MS=2000.
+/// The wire protocol is PROTOCOL.md (version 1); see README.md for limits.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "roomd", version, about, long_about = None)]
+pub struct Config {
+    /// Address to serve WebSocket and HTTP on; port 0 picks a free port.
+    #[arg(long, env = "ROOMD_LISTEN", default_value = "0.0.0.0:7700")]
+    pub listen: SocketAddr,
+
+    /// Worker processes. Only 1 is supported in this version (one loop, one
+    /// core); 0 means "one per core" and is treated as 1 for now.
+    #[arg(long, env = "ROOMD_WORKERS", default_value_t = 0)]
+    pub workers: u32,
+
+    /// Interval between WebSocket pings sent to each client, in ms.
+    #[arg(long, env = "ROOMD_HB_MS", default_value_t = 5000, value_parser = clap::value_parser!(u32).range(10..))]
+    pub hb_ms: u32,
+
+    /// Ping intervals a client may stay silent before it is dropped (close 4000).
+    #[arg(long, env = "ROOMD_HB_MISSES", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub hb_misses: u32,
+
+    /// How long a dropped session keeps its seats (others see `away`), in ms.
+    #[arg(long, env = "ROOMD_GRACE_MS", default_value_t = 10000)]
+    pub grace_ms: u32,
+
+    /// Lifetime of a room with no members, in ms (a room may ask for its own).
+    #[arg(long, env = "ROOMD_IDLE_MS", default_value_t = 30000)]
+    pub idle_ms: u32,
+
+    /// Largest room size; `create` asking for more (or 0) gets this.
+    #[arg(long, env = "ROOMD_MAX_MEMBERS", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_members: u16,
+
+    /// Largest WebSocket message accepted, in bytes (close 1009 past it).
+    #[arg(long, env = "ROOMD_MAX_MESSAGE", default_value_t = 65536, value_parser = clap::value_parser!(u32).range(256..=16_777_216))]
+    pub max_message: u32,
+
+    /// Rooms one connection may sit in at once (`forbidden` past it).
+    #[arg(long, env = "ROOMD_MAX_ROOMS_PER_CONN", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_rooms_per_conn: u32,
+
+    /// Bytes of unsent output a connection may hold before it is closed with
+    /// 4001 (slow consumer).
+    #[arg(long, env = "ROOMD_OUT_BUFFER", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub out_buffer: u64,
+
+    /// Messages kept per room for recovery on resume.
+    #[arg(long, env = "ROOMD_HISTORY", default_value_t = 64)]
+    pub history: u32,
+
+    /// How long a graceful shutdown may take before the process exits anyway, in ms.
+    #[arg(long, env = "ROOMD_DRAIN_MS", default_value_t = 5000)]
+    pub drain_ms: u32,
+
+    /// HS256 key for client JWTs (not supported yet in this version).
+    #[arg(long, env = "ROOMD_JWT_KEY")]
+    pub jwt_key: Option<String>,
+
+    /// Bearer key for the HTTP room API (not supported yet in this version).
+    #[arg(long, env = "ROOMD_ADMIN_KEY")]
+    pub admin_key: Option<String>,
+
+    /// Time a new connection has to complete its HTTP request / upgrade, in ms.
+    #[arg(long, env = "ROOMD_HANDSHAKE_MS", default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub handshake_ms: u32,
+
+    /// Requests per second per connection (token bucket, burst of the same
+    /// size); requests past it get `rate_limited`.
+    #[arg(long, env = "ROOMD_RATE_LIMIT", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit: u32,
+
+    /// Bad requests in a row (bad_request, unknown_type, rate_limited) before
+    /// the connection is closed with 4002.
+    #[arg(long, env = "ROOMD_MAX_BAD_REQUESTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_bad_requests: u32,
+
+    /// Most open connections (WebSocket and HTTP) this worker holds; new
+    /// sockets past it are closed at once.
+    #[arg(long, env = "ROOMD_MAX_CONNECTIONS", default_value_t = 100_000)]
+    pub max_connections: u32,
+}
+
+impl Config {
+    pub fn hb(&self) -> Duration {
+        Duration::from_millis(self.hb_ms.into())
+    }
+    pub fn grace(&self) -> Duration {
+        Duration::from_millis(self.grace_ms.into())
+    }
+    pub fn drain(&self) -> Duration {
+        Duration::from_millis(self.drain_ms.into())
+    }
+    pub fn handshake(&self) -> Duration {
+        Duration::from_millis(self.handshake_ms.into())
+    }
+    /// Silence after which a connection counts as dropped.
+    pub fn liveness(&self) -> Duration {
+        self.hb() * self.hb_misses
+    }
+
+    /// A configuration for in-process use (tests, benches): loopback, port 0.
+    pub fn for_tests() -> Self {
+        Config::parse_from(["roomd", "--listen", "127.0.0.1:0"])
+    }
+}

@@ -1,0 +1,325 @@
+//! Connections: the socket, its phase (HTTP head, WebSocket, closing) and its
+//! output buffer. [`Conns`] owns every connection and the lists the loop
+//! drains each turn: connections with output to flush and connections that
+//! passed their output limit.
+//!
+//! Invariants:
+//! - a connection is on `pending` at most once (`Conn::pending` says so);
+//! - output is only appended while the connection is open (`Phase::Ws`, not
+//!   closing); once its unsent bytes pass the limit it is flagged
+//!   `overflowed`, put on `overflow` once, and receives nothing more;
+//! - only the worker's close path changes a connection to `Phase::Closing`.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use tungstenite::protocol::WebSocketContext;
+
+use crate::arena::{Arena, Id};
+use crate::protocol::{Frames, Proto};
+use crate::session::SessionId;
+use crate::timer::TimerId;
+
+pub type ConnId = Id<Conn>;
+
+/// Bytes written to one socket per turn before others get their turn
+/// (fairness cap, as redis' NET_MAX_WRITES_PER_EVENT).
+pub const WRITE_CAP: usize = 256 * 1024;
+
+/// Output waiting for the socket: a byte queue with a read position, so a
+/// partial write costs no memmove until the consumed prefix is large.
+#[derive(Default)]
+pub struct OutBuf {
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl OutBuf {
+    pub fn len(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn extend(&mut self, b: &[u8]) {
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        }
+        self.buf.extend_from_slice(b);
+    }
+    pub fn unsent(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+    /// Marks `n` bytes as written; frees large buffers once empty so an idle
+    /// connection holds no output memory.
+    pub fn consume(&mut self, n: usize) {
+        self.pos += n;
+        if self.pos >= self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+            if self.buf.capacity() > 16 * 1024 {
+                self.buf = Vec::new();
+            }
+        } else if self.pos > 64 * 1024 && self.pos * 2 > self.buf.len() {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+    }
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+}
+
+/// The stream tungstenite is driven with: reads come from the socket, writes
+/// (pongs, close frames) go into the connection's own output buffer, so they
+/// keep their order with fan-out frames and are flushed with them.
+pub struct Io<'a> {
+    pub sock: &'a mut TcpStream,
+    pub out: &'a mut OutBuf,
+    /// Bytes read through this adapter (liveness: any byte counts).
+    pub nread: usize,
+}
+
+impl Read for Io<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.sock.read(buf)?;
+        self.nread += n;
+        Ok(n)
+    }
+}
+
+impl Write for Io<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.extend(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Why a connection ended (metrics label, log line, and what its seats do).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Client sent close 1000: seats released at once.
+    ClientNormal,
+    /// Client sent another close code: seats kept for the grace period.
+    ClientOther,
+    /// TCP dropped or errored without a close handshake.
+    Dropped,
+    /// No frame for `hb_ms * hb_misses` (4000).
+    Timeout,
+    /// Output past `--out-buffer` (4001).
+    SlowConsumer,
+    /// Too many bad requests in a row (4002).
+    BadRequests,
+    /// Message over `--max-message` (1009).
+    TooBig,
+    /// Protocol violation (1002).
+    Protocol,
+    /// Invalid UTF-8 in a text frame (1007).
+    BadUtf8,
+    /// Server shutting down (1001).
+    Shutdown,
+    /// Internal failure (1011).
+    Internal,
+    /// A plain HTTP request was answered.
+    Http,
+    /// The HTTP head did not complete in time.
+    HandshakeTimeout,
+}
+
+impl CloseReason {
+    pub const ALL: [CloseReason; 13] = [
+        CloseReason::ClientNormal,
+        CloseReason::ClientOther,
+        CloseReason::Dropped,
+        CloseReason::Timeout,
+        CloseReason::SlowConsumer,
+        CloseReason::BadRequests,
+        CloseReason::TooBig,
+        CloseReason::Protocol,
+        CloseReason::BadUtf8,
+        CloseReason::Shutdown,
+        CloseReason::Internal,
+        CloseReason::Http,
+        CloseReason::HandshakeTimeout,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            CloseReason::ClientNormal => "client_normal",
+            CloseReason::ClientOther => "client_other",
+            CloseReason::Dropped => "dropped",
+            CloseReason::Timeout => "heartbeat_timeout",
+            CloseReason::SlowConsumer => "slow_consumer",
+            CloseReason::BadRequests => "bad_requests",
+            CloseReason::TooBig => "too_big",
+            CloseReason::Protocol => "protocol_error",
+            CloseReason::BadUtf8 => "bad_utf8",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::Internal => "internal",
+            CloseReason::Http => "http",
+            CloseReason::HandshakeTimeout => "handshake_timeout",
+        }
+    }
+
+    /// The close code the server sends, when it is the one closing.
+    pub fn code(self) -> Option<u16> {
+        match self {
+            CloseReason::Timeout => Some(4000),
+            CloseReason::SlowConsumer => Some(4001),
+            CloseReason::BadRequests => Some(4002),
+            CloseReason::TooBig => Some(1009),
+            CloseReason::Protocol => Some(1002),
+            CloseReason::BadUtf8 => Some(1007),
+            CloseReason::Shutdown => Some(1001),
+            CloseReason::Internal => Some(1011),
+            _ => None,
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A connection's WebSocket state.
+pub struct Ws {
+    pub ctx: WebSocketContext,
+    pub proto: Proto,
+    pub session: SessionId,
+    /// Token bucket for requests (tokens, refilled from `last_refill`).
+    pub tokens: f32,
+    pub last_refill: Instant,
+    /// Bad requests in a row.
+    pub bad: u32,
+}
+
+pub enum Phase {
+    /// Reading the HTTP request head.
+    Http { head: Vec<u8> },
+    /// An open WebSocket session.
+    Ws(Box<Ws>),
+    /// Output is flushed, then the write side shut, then reads drained until
+    /// EOF or the linger timer (a lingering close, so unread input does not
+    /// turn the close into a reset that loses the last frames).
+    Closing { ws: Option<Box<Ws>>, fin_sent: bool },
+}
+
+pub struct Conn {
+    pub sock: TcpStream,
+    pub peer: SocketAddr,
+    pub phase: Phase,
+    pub out: OutBuf,
+    /// On `Conns::pending`.
+    pub pending: bool,
+    /// Output passed the limit; on `Conns::overflow`.
+    pub overflowed: bool,
+    /// A read stopped at the per-turn cap and must continue next turn.
+    pub read_more: bool,
+    pub last_rx: Instant,
+    pub timer: Option<TimerId>,
+}
+
+impl Conn {
+    pub fn new(sock: TcpStream, peer: SocketAddr, now: Instant) -> Self {
+        Conn {
+            sock,
+            peer,
+            phase: Phase::Http { head: Vec::new() },
+            out: OutBuf::default(),
+            pending: false,
+            overflowed: false,
+            read_more: false,
+            last_rx: now,
+            timer: None,
+        }
+    }
+
+    pub fn is_open_ws(&self) -> bool {
+        matches!(self.phase, Phase::Ws(_))
+    }
+}
+
+/// Every connection, plus the per-turn work lists.
+pub struct Conns {
+    pub arena: Arena<Conn>,
+    /// Connections with output to flush this turn.
+    pub pending: Vec<ConnId>,
+    /// Connections whose output passed the limit; closed 4001 at a safe point.
+    pub overflow: Vec<ConnId>,
+    /// Connections whose reads hit the per-turn cap.
+    pub read_more: Vec<ConnId>,
+    pub out_limit: usize,
+    /// Frames and bytes appended (metrics).
+    pub frames_out: u64,
+}
+
+impl Conns {
+    pub fn new(out_limit: usize) -> Self {
+        Conns {
+            arena: Arena::default(),
+            pending: Vec::new(),
+            overflow: Vec::new(),
+            read_more: Vec::new(),
+            out_limit,
+            frames_out: 0,
+        }
+    }
+
+    /// Queues `bytes` (whole frames) on an open connection. Returns false
+    /// when nothing was queued (gone, closing, or overflowed just now).
+    /// O(len of bytes).
+    pub fn push(&mut self, id: ConnId, bytes: &[u8]) -> bool {
+        let Some(c) = self.arena.get_mut(id) else {
+            return false;
+        };
+        if !c.is_open_ws() || c.overflowed {
+            return false;
+        }
+        if c.out.len() + bytes.len() > self.out_limit {
+            c.overflowed = true;
+            self.overflow.push(id);
+            return false;
+        }
+        c.out.extend(bytes);
+        self.frames_out += 1;
+        if !c.pending {
+            c.pending = true;
+            self.pending.push(id);
+        }
+        true
+    }
+
+    /// Queues raw bytes on any connection (HTTP responses, close frames),
+    /// bypassing the limit and the open check.
+    pub fn push_raw(&mut self, id: ConnId, bytes: &[u8]) {
+        if let Some(c) = self.arena.get_mut(id) {
+            c.out.extend(bytes);
+            Self::mark_pending(&mut self.pending, c, id);
+        }
+    }
+
+    pub fn mark_pending(pending: &mut Vec<ConnId>, c: &mut Conn, id: ConnId) {
+        if !c.pending {
+            c.pending = true;
+            pending.push(id);
+        }
+    }
+
+    /// Fans one message out: each target gets the frame for its subprotocol,
+    /// encoded once per subprotocol. Returns how many were queued.
+    pub fn fanout(&mut self, targets: &[(ConnId, Proto)], frames: &mut Frames) -> u64 {
+        let mut n = 0;
+        for &(id, proto) in targets {
+            if self.push(id, frames.get(proto)) {
+                n += 1;
+            }
+        }
+        n
+    }
+}

@@ -1,0 +1,883 @@
+//! Client requests (PROTOCOL.md "Requests and replies"), and the room and
+//! session lifecycle they drive: joining, leaving, the grace period, idle
+//! rooms, closing rooms. Every handler returns `Result<(), Fail>`; the error
+//! goes back to the client as `err` with the request's `rid`.
+//!
+//! Fan-out goes through [`broadcast`]: targets are gathered from the room's
+//! members (sessions with a connection), the message is encoded once per
+//! subprotocol, and the same bytes are queued on every target.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use log::{debug, warn};
+
+use crate::arena::Arena;
+use crate::conn::{CloseReason, ConnId, Conns, Phase};
+use crate::protocol::{self, err_v, reply, Blob, Code, Fail, Frames, Proto, Req, To, V};
+use crate::room::{valid_name, Member, Room, RoomId, RoomState, Why};
+use crate::session::{MemberId, Session, SessionId};
+use crate::worker::{Timer, Worker};
+
+/// Largest `meta` (PROTOCOL.md "Identities and names").
+pub const MAX_META: usize = 1024;
+/// Longest idle time a client may ask for.
+const MAX_IDLE_MS: u32 = 3_600_000;
+/// Default and largest `list` sizes.
+const LIST_DEFAULT: u16 = 100;
+const LIST_MAX: u16 = 1000;
+
+/// Collects the connections of a room's members (all but `except`).
+fn collect_targets(
+    room: &Room,
+    sessions: &Arena<Session>,
+    except: Option<MemberId>,
+    out: &mut Vec<(ConnId, Proto)>,
+) {
+    out.clear();
+    for m in &room.members {
+        if Some(m.id) == except {
+            continue;
+        }
+        if let Some(conn) = sessions.get(m.session).and_then(|s| s.conn) {
+            out.push(conn);
+        }
+    }
+}
+
+/// Sends one message to a room's members (all but `except`), encoded once
+/// per subprotocol. Takes the worker's fields apart so the message may
+/// borrow from the room while connections are written. Returns the number of
+/// recipients it was queued for. Cost: O(members + recipients * frame size).
+fn broadcast<'v>(
+    rooms: &'v Arena<Room>,
+    sessions: &Arena<Session>,
+    conns: &mut Conns,
+    scratch: &mut Vec<(ConnId, Proto)>,
+    rid: RoomId,
+    except: Option<MemberId>,
+    build: impl FnOnce(&'v Room) -> V<'v>,
+) -> u64 {
+    let Some(room) = rooms.get(rid) else {
+        return 0;
+    };
+    collect_targets(room, sessions, except, scratch);
+    if scratch.is_empty() {
+        return 0;
+    }
+    let mut frames = Frames::new(build(room));
+    conns.fanout(scratch, &mut frames)
+}
+
+macro_rules! broadcast {
+    ($w:expr, $rid:expr, $except:expr, $build:expr) => {
+        broadcast(
+            &$w.rooms,
+            &$w.sessions,
+            &mut $w.conns,
+            &mut $w.scratch,
+            $rid,
+            $except,
+            $build,
+        )
+    };
+}
+
+fn meta_of(b: &Option<Blob>) -> Result<Option<Box<[u8]>>, Fail> {
+    match b {
+        Some(m) if m.0.len() > MAX_META => Err(Fail::new(
+            Code::TooLarge,
+            format!("meta is {} bytes; at most {MAX_META}", m.0.len()),
+        )),
+        Some(m) => Ok(Some(m.0.as_ref().into())),
+        None => Ok(None),
+    }
+}
+
+fn room_name<'a>(req: &'a Req) -> Result<&'a str, Fail> {
+    match req.room.as_deref() {
+        None => Err(Fail::new(Code::BadRequest, "missing \"room\"")),
+        Some(n) if !valid_name(n) => Err(Fail::new(
+            Code::BadRequest,
+            "room names are 1 to 64 bytes of [A-Za-z0-9._:-]",
+        )),
+        Some(n) => Ok(n),
+    }
+}
+
+fn data<'a>(req: &'a Req) -> Result<&'a [u8], Fail> {
+    req.data
+        .as_ref()
+        .map(|d| d.0.as_ref())
+        .ok_or_else(|| Fail::new(Code::BadRequest, "missing \"data\""))
+}
+
+fn member_v(m: &Member) -> V<'_> {
+    let mut kv = vec![("id", V::U(m.id))];
+    if let Some(meta) = &m.meta {
+        kv.push(("meta", V::Bin(meta)));
+    }
+    V::Map(kv)
+}
+
+fn props_v(props: &BTreeMap<Box<str>, Box<[u8]>>) -> V<'_> {
+    V::Map(props.iter().map(|(k, v)| (&**k, V::Bin(v))).collect())
+}
+
+impl Worker {
+    fn conn_ws(&mut self, cid: ConnId) -> Option<&mut crate::conn::Ws> {
+        match &mut self.conns.arena.get_mut(cid)?.phase {
+            Phase::Ws(ws) => Some(ws),
+            _ => None,
+        }
+    }
+
+    /// Queues one message for one connection.
+    pub(crate) fn send_v(&mut self, cid: ConnId, v: &V) {
+        let proto = match self.conns.arena.get(cid).map(|c| &c.phase) {
+            Some(Phase::Ws(ws)) => ws.proto,
+            _ => return,
+        };
+        self.conns.push(cid, &protocol::encode_frame(proto, v));
+    }
+
+    /// Sends an error and keeps the bad-request count (close 4002 past the
+    /// limit).
+    pub(crate) fn fail(&mut self, cid: ConnId, rid: Option<u32>, f: Fail) {
+        self.metrics.error(f.code);
+        self.send_v(cid, &err_v(rid, &f));
+        let max = self.cfg.max_bad_requests;
+        let Some(ws) = self.conn_ws(cid) else {
+            return;
+        };
+        if f.code.is_bad_input() {
+            ws.bad += 1;
+            if ws.bad >= max {
+                warn!("w={} conn={cid:?} {max} bad requests in a row", self.id);
+                self.close_conn(cid, CloseReason::BadRequests);
+            }
+        } else {
+            ws.bad = 0;
+        }
+    }
+
+    /// One WebSocket message from a client.
+    pub(crate) fn on_message(&mut self, cid: ConnId, payload: &[u8]) {
+        self.metrics.messages_in += 1;
+        let now = self.now;
+        let rate = self.cfg.rate_limit as f32;
+        let Some(ws) = self.conn_ws(cid) else {
+            return;
+        };
+        let (sid, proto) = (ws.session, ws.proto);
+        // Token bucket: `rate` per second, burst of `rate`.
+        let dt = now.saturating_duration_since(ws.last_refill).as_secs_f32();
+        ws.last_refill = now;
+        ws.tokens = (ws.tokens + dt * rate).min(rate);
+        if ws.tokens < 1.0 {
+            self.fail(
+                cid,
+                None,
+                Fail::new(Code::RateLimited, "too many requests; slow down"),
+            );
+            return;
+        }
+        ws.tokens -= 1.0;
+        let req = match protocol::decode(proto, payload) {
+            Ok(r) => r,
+            Err((rid, f)) => {
+                self.fail(cid, rid, f);
+                return;
+            }
+        };
+        let rid = req.rid;
+        let res = match req.t.as_deref() {
+            None => Err(Fail::new(Code::BadRequest, "missing \"t\"")),
+            Some("pub") => self.op_pub(cid, sid, &req),
+            Some("send") => self.op_send(cid, sid, &req),
+            Some("join") => match room_name(&req) {
+                Ok(name) => {
+                    let name = name.to_owned();
+                    self.op_join(cid, sid, rid, &name, req.meta.as_ref())
+                }
+                Err(f) => Err(f),
+            },
+            Some("leave") => self.op_leave(cid, sid, &req),
+            Some("create") => self.op_create(cid, sid, &req),
+            Some("props") => self.op_props(cid, sid, &req),
+            Some("state") => self.op_state(cid, sid, &req),
+            Some("list") => self.op_list(cid, &req),
+            Some("hello") => self.op_hello(cid, sid, &req),
+            Some("ping") => {
+                self.send_v(cid, &V::Map(reply("pong", rid)));
+                Ok(())
+            }
+            Some(t @ ("match" | "unmatch")) => Err(Fail::new(
+                Code::UnknownType,
+                format!("{t:?} is not supported by this server version"),
+            )),
+            Some(t) => Err(Fail::new(Code::UnknownType, format!("unknown type {t:?}"))),
+        };
+        match res {
+            Ok(()) => {
+                if let Some(ws) = self.conn_ws(cid) {
+                    ws.bad = 0;
+                }
+            }
+            Err(f) => self.fail(cid, rid, f),
+        }
+    }
+
+    fn ok(&mut self, cid: ConnId, rid: Option<u32>, extra: Vec<(&str, V)>) {
+        if rid.is_some() {
+            let mut m = reply("ok", rid);
+            m.extend(extra);
+            self.send_v(cid, &V::Map(m));
+        }
+    }
+
+    fn member_id(&self, sid: SessionId) -> MemberId {
+        self.sessions.get(sid).map_or(0, |s| s.member)
+    }
+
+    /// The room by name, and whether this session sits in it.
+    fn seated(&self, sid: SessionId, name: &str) -> Result<(RoomId, bool), Fail> {
+        let rid = *self
+            .names
+            .get(name)
+            .ok_or_else(|| Fail::new(Code::NotFound, format!("no room {name:?}")))?;
+        let seated = self
+            .sessions
+            .get(sid)
+            .is_some_and(|s| s.seats.contains(&rid));
+        Ok((rid, seated))
+    }
+
+    fn member_room(&self, sid: SessionId, req: &Req) -> Result<RoomId, Fail> {
+        let name = room_name(req)?;
+        match self.seated(sid, name)? {
+            (rid, true) => Ok(rid),
+            (_, false) => Err(Fail::new(
+                Code::NotMember,
+                format!("not a member of {name:?}"),
+            )),
+        }
+    }
+
+    fn op_hello(&mut self, cid: ConnId, sid: SessionId, req: &Req) -> Result<(), Fail> {
+        let meta = meta_of(&req.meta)?;
+        let Some(s) = self.sessions.get_mut(sid) else {
+            return Ok(());
+        };
+        if s.hello_done {
+            return Err(Fail::new(Code::BadRequest, "hello may be sent once"));
+        }
+        s.hello_done = true;
+        if meta.is_some() {
+            s.meta = meta;
+        }
+        if req.resume.is_some() {
+            return Err(Fail::new(
+                Code::NotFound,
+                "unknown or expired session; a fresh session goes on",
+            ));
+        }
+        self.ok(cid, req.rid, vec![]);
+        Ok(())
+    }
+
+    fn check_seat_limit(&self, sid: SessionId) -> Result<(), Fail> {
+        let n = self.sessions.get(sid).map_or(0, |s| s.seats.len());
+        if n >= self.cfg.max_rooms_per_conn as usize {
+            return Err(Fail::new(
+                Code::Forbidden,
+                format!(
+                    "room limit per connection ({}) reached",
+                    self.cfg.max_rooms_per_conn
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn pick_name(&self) -> Result<String, Fail> {
+        for _ in 0..8 {
+            let mut raw = [0u8; 8];
+            getrandom::fill(&mut raw)
+                .map_err(|_| Fail::new(Code::Internal, "no randomness for a room name"))?;
+            let name = format!("r-{:016x}", u64::from_le_bytes(raw));
+            if !self.names.contains_key(name.as_str()) {
+                return Ok(name);
+            }
+        }
+        Err(Fail::new(Code::Internal, "could not pick a room name"))
+    }
+
+    fn op_create(&mut self, cid: ConnId, sid: SessionId, req: &Req) -> Result<(), Fail> {
+        let name = match &req.room {
+            Some(_) => {
+                let n = room_name(req)?;
+                if self.names.contains_key(n) {
+                    return Err(Fail::new(Code::Exists, format!("room {n:?} exists")));
+                }
+                n.to_owned()
+            }
+            None => self.pick_name()?,
+        };
+        let join = req.join.unwrap_or(true);
+        if join {
+            self.check_seat_limit(sid)?;
+            meta_of(&req.meta)?;
+        }
+        let server_max = self.cfg.max_members;
+        let max = match req.max {
+            None => 16.min(server_max),
+            Some(0) => server_max,
+            Some(m) => m.min(server_max),
+        };
+        let mut props = BTreeMap::new();
+        let mut props_bytes = 0;
+        for (k, v) in req.props.iter().flatten() {
+            props_bytes += k.len() + v.0.len();
+            props.insert(Box::<str>::from(&**k), Box::<[u8]>::from(v.0.as_ref()));
+        }
+        if props_bytes > self.cfg.max_message as usize {
+            return Err(Fail::new(
+                Code::TooLarge,
+                format!(
+                    "props are {props_bytes} bytes; at most {}",
+                    self.cfg.max_message
+                ),
+            ));
+        }
+        let idle_after = Duration::from_millis(
+            req.idle_ms
+                .unwrap_or(self.cfg.idle_ms)
+                .min(MAX_IDLE_MS)
+                .into(),
+        );
+        let rid = self.rooms.insert(Room {
+            name: name.as_str().into(),
+            max,
+            private: req.private.unwrap_or(false),
+            autostart: req.autostart.unwrap_or(false),
+            idle_after,
+            state: RoomState::Created,
+            owner: self.member_id(sid),
+            props,
+            props_bytes,
+            ver: 0,
+            seq: 0,
+            members: Vec::new(),
+            idle: None,
+        });
+        self.names.insert(name.as_str().into(), rid);
+        self.arm_idle(rid);
+        debug!("w={} room {name:?} created by conn={cid:?}", self.id);
+        let mut m = reply("created", req.rid);
+        m.push(("room", V::Str(&name)));
+        self.send_v(cid, &V::Map(m));
+        if join {
+            self.op_join(cid, sid, req.rid, &name, req.meta.as_ref())?;
+        }
+        Ok(())
+    }
+
+    fn arm_idle(&mut self, rid: RoomId) {
+        let Some(room) = self.rooms.get_mut(rid) else {
+            return;
+        };
+        if room.idle.is_none() {
+            room.idle = Some(
+                self.timers
+                    .arm(self.now + room.idle_after, Timer::Idle(rid)),
+            );
+        }
+    }
+
+    /// `join` (also `?room=` and `create` with `join`).
+    pub(crate) fn op_join(
+        &mut self,
+        cid: ConnId,
+        sid: SessionId,
+        rid_req: Option<u32>,
+        name: &str,
+        meta: Option<&Blob>,
+    ) -> Result<(), Fail> {
+        if !valid_name(name) {
+            return Err(Fail::new(
+                Code::BadRequest,
+                "room names are 1 to 64 bytes of [A-Za-z0-9._:-]",
+            ));
+        }
+        let (rid, seated) = self.seated(sid, name)?;
+        if !seated {
+            let room = self
+                .rooms
+                .get(rid)
+                .ok_or_else(|| Fail::new(Code::NotFound, "gone"))?;
+            if !room.state.accepts_joins() {
+                return Err(Fail::new(
+                    Code::InvalidState,
+                    format!("room {name:?} is {}; joins are closed", room.state.as_str()),
+                ));
+            }
+            if room.is_full() {
+                return Err(Fail::new(
+                    Code::Full,
+                    format!("room {name:?} is full ({} members)", room.max),
+                ));
+            }
+            self.check_seat_limit(sid)?;
+            let meta = match meta_of(&meta.cloned())? {
+                Some(m) => Some(m),
+                None => self.sessions.get(sid).and_then(|s| s.meta.clone()),
+            };
+            let member = self.member_id(sid);
+            let Some(room) = self.rooms.get_mut(rid) else {
+                return Ok(());
+            };
+            room.members.push(Member {
+                id: member,
+                session: sid,
+                meta,
+            });
+            if let Some(t) = room.idle.take() {
+                self.timers.cancel(t);
+            }
+            if room.state == RoomState::Created {
+                room.state = RoomState::Waiting;
+                room.ver += 1;
+            }
+            self.members += 1;
+            if let Some(s) = self.sessions.get_mut(sid) {
+                s.seats.push(rid);
+            }
+        }
+        // The snapshot for the joiner.
+        let frame = {
+            let Some(room) = self.rooms.get(rid) else {
+                return Ok(());
+            };
+            let mut m = reply("joined", rid_req);
+            m.push(("room", V::Str(&room.name)));
+            m.push((
+                "members",
+                V::Arr(room.members.iter().map(member_v).collect()),
+            ));
+            m.push(("state", V::Str(room.state.as_str())));
+            m.push(("props", props_v(&room.props)));
+            m.push(("ver", V::U(room.ver)));
+            m.push(("seq", V::U(room.seq)));
+            m.push(("owner", V::U(room.owner)));
+            let proto = match self.conns.arena.get(cid).map(|c| &c.phase) {
+                Some(Phase::Ws(ws)) => ws.proto,
+                _ => return Ok(()),
+            };
+            protocol::encode_frame(proto, &V::Map(m))
+        };
+        self.conns.push(cid, &frame);
+        if seated {
+            return Ok(());
+        }
+        let member = self.member_id(sid);
+        broadcast!(self, rid, Some(member), |room: &Room| {
+            let m = room.members.last().map_or(V::Nil, member_v);
+            V::Map(vec![
+                ("t", V::Str("presence")),
+                ("room", V::Str(&room.name)),
+                ("join", m),
+            ])
+        });
+        let start = self
+            .rooms
+            .get(rid)
+            .is_some_and(|r| r.autostart && r.is_full() && r.state == RoomState::Waiting);
+        if start {
+            self.set_state(rid, RoomState::Playing);
+        }
+        Ok(())
+    }
+
+    /// Moves a room to `to` (already checked legal) and tells every member.
+    fn set_state(&mut self, rid: RoomId, to: RoomState) -> u64 {
+        let Some(room) = self.rooms.get_mut(rid) else {
+            return 0;
+        };
+        room.state = to;
+        room.ver += 1;
+        let ver = room.ver;
+        broadcast!(self, rid, None, |room: &Room| V::Map(vec![
+            ("t", V::Str("state")),
+            ("room", V::Str(&room.name)),
+            ("state", V::Str(room.state.as_str())),
+            ("ver", V::U(room.ver)),
+        ]));
+        ver
+    }
+
+    fn op_leave(&mut self, cid: ConnId, sid: SessionId, req: &Req) -> Result<(), Fail> {
+        let rid = self.member_room(sid, req)?;
+        self.remove_member(rid, sid, Why::Left);
+        let mut m = reply("left", req.rid);
+        m.push(("room", V::Str(room_name(req)?)));
+        self.send_v(cid, &V::Map(m));
+        Ok(())
+    }
+
+    /// Takes a session's seat out of a room: others see `leave` with `why`,
+    /// ownership passes to the longest-seated member, an emptied room starts
+    /// its idle timer. O(members).
+    pub(crate) fn remove_member(&mut self, rid: RoomId, sid: SessionId, why: Why) {
+        let Some(s) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        s.seats.retain(|&r| r != rid);
+        let member = s.member;
+        let Some(room) = self.rooms.get_mut(rid) else {
+            return;
+        };
+        let Some(i) = room.members.iter().position(|m| m.session == sid) else {
+            return;
+        };
+        room.members.remove(i);
+        self.members -= 1;
+        if room.owner == member {
+            if let Some(first) = room.members.first() {
+                room.owner = first.id;
+            }
+        }
+        let empty = room.members.is_empty();
+        broadcast!(self, rid, None, |room: &Room| V::Map(vec![
+            ("t", V::Str("presence")),
+            ("room", V::Str(&room.name)),
+            ("leave", V::U(member)),
+            ("why", V::Str(why.as_str())),
+        ]));
+        if empty {
+            self.arm_idle(rid);
+        }
+    }
+
+    fn op_pub(&mut self, cid: ConnId, sid: SessionId, req: &Req) -> Result<(), Fail> {
+        let rid = self.member_room(sid, req)?;
+        let data = data(req)?;
+        let from = self.member_id(sid);
+        let Some(room) = self.rooms.get_mut(rid) else {
+            return Ok(());
+        };
+        room.seq += 1;
+        let seq = room.seq;
+        let except = if req.echo.unwrap_or(false) {
+            None
+        } else {
+            Some(from)
+        };
+        let n = broadcast!(self, rid, except, |room: &Room| V::Map(vec![
+            ("t", V::Str("msg")),
+            ("room", V::Str(&room.name)),
+            ("from", V::U(from)),
+            ("seq", V::U(seq)),
+            ("data", V::Bin(data)),
+        ]));
+        self.metrics.published += 1;
+        self.metrics.deliveries += n;
+        self.ok(cid, req.rid, vec![("seq", V::U(seq))]);
+        Ok(())
+    }
+
+    fn op_send(&mut self, cid: ConnId, sid: SessionId, req: &Req) -> Result<(), Fail> {
+        let rid = self.member_room(sid, req)?;
+        let to = match req.to {
+            Some(To::Id(id)) => id,
+            _ => return Err(Fail::new(Code::BadRequest, "\"to\" must be a member id")),
+        };
+        let data = data(req)?;
+        let from = self.member_id(sid);
+        let Some(room) = self.rooms.get(rid) else {
+            return Ok(());
+        };
+        let target = room.member(to).ok_or_else(|| {
+            Fail::new(
+                Code::NotMember,
+                format!("member {to} is not in {:?}", room.name),
+            )
+        })?;
+        let (tcid, proto) = self
+            .sessions
+            .get(target.session)
+            .and_then(|s| s.conn)
+            .ok_or_else(|| Fail::new(Code::NotFound, format!("member {to} is away")))?;
+        let frame = protocol::encode_frame(
+            proto,
+            &V::Map(vec![
+                ("t", V::Str("msg")),
+                ("room", V::Str(&room.name)),
+                ("from", V::U(from)),
+                ("to", V::U(to)),
+                ("data", V::Bin(data)),
+            ]),
+        );
+        if self.conns.push(tcid, &frame) {
+            self.metrics.deliveries += 1;
+        }
+        self.ok(cid, req.rid, vec![]);
+        Ok(())
+    }
+
+    fn op_props(&mut self, cid: ConnId, sid: SessionId, req: &Req) -> Result<(), Fail> {
+        let rid = self.member_room(sid, req)?;
+        let set = req
+            .set
+            .as_ref()
+            .ok_or_else(|| Fail::new(Code::BadRequest, "missing \"set\""))?;
+        let max = self.cfg.max_message as usize;
+        let Some(room) = self.rooms.get_mut(rid) else {
+            return Ok(());
+        };
+        if let Some(e) = req.expect {
+            if e != room.ver {
+                let mut f = Fail::new(
+                    Code::Conflict,
+                    format!("expected ver {e}, room is at {}", room.ver),
+                );
+                f.ver = Some(room.ver);
+                return Err(f);
+            }
+        }
+        if set.is_empty() {
+            let ver = room.ver;
+            self.ok(cid, req.rid, vec![("ver", V::U(ver))]);
+            return Ok(());
+        }
+        let mut size = room.props_bytes;
+        for (k, v) in set {
+            if let Some(old) = room.props.get(&**k) {
+                size -= k.len() + old.len();
+            }
+            if let Some(v) = v {
+                size += k.len() + v.0.len();
+            }
+        }
+        if size > max {
+            return Err(Fail::new(
+                Code::TooLarge,
+                format!("props would be {size} bytes; at most {max}"),
+            ));
+        }
+        for (k, v) in set {
+            match v {
+                Some(v) => {
+                    room.props.insert((&**k).into(), v.0.as_ref().into());
+                }
+                None => {
+                    room.props.remove(&**k);
+                }
+            }
+        }
+        room.props_bytes = size;
+        room.ver += 1;
+        let ver = room.ver;
+        self.ok(cid, req.rid, vec![("ver", V::U(ver))]);
+        broadcast!(self, rid, None, |room: &Room| V::Map(vec![
+            ("t", V::Str("props")),
+            ("room", V::Str(&room.name)),
+            (
+                "set",
+                V::Map(
+                    set.iter()
+                        .map(|(k, v)| {
+                            (&**k, v.as_ref().map_or(V::Nil, |v| V::Bin(v.0.as_ref())))
+                        })
+                        .collect(),
+                ),
+            ),
+            ("ver", V::U(ver)),
+        ]));
+        Ok(())
+    }
+
+    fn op_state(&mut self, cid: ConnId, sid: SessionId, req: &Req) -> Result<(), Fail> {
+        let name = room_name(req)?;
+        let (rid, _) = self.seated(sid, name)?;
+        let to = match &req.to {
+            Some(To::Name(s)) => RoomState::parse(s)
+                .ok_or_else(|| Fail::new(Code::BadRequest, format!("unknown state {s:?}")))?,
+            _ => return Err(Fail::new(Code::BadRequest, "\"to\" must be a state name")),
+        };
+        let member = self.member_id(sid);
+        let Some(room) = self.rooms.get(rid) else {
+            return Ok(());
+        };
+        if room.owner != member {
+            return Err(Fail::new(
+                Code::Forbidden,
+                "only the room's owner may change its state",
+            ));
+        }
+        if !room.state.can_move(to) {
+            return Err(Fail::new(
+                Code::InvalidState,
+                format!("cannot go from {} to {}", room.state.as_str(), to.as_str()),
+            ));
+        }
+        let ver = room.ver + 1;
+        self.ok(cid, req.rid, vec![("ver", V::U(ver))]);
+        self.set_state(rid, to);
+        if to == RoomState::Closed {
+            self.close_room(rid, "owner");
+        }
+        Ok(())
+    }
+
+    fn op_list(&mut self, cid: ConnId, req: &Req) -> Result<(), Fail> {
+        let want = match req.state.as_deref() {
+            Some(s) => Some(
+                RoomState::parse(s)
+                    .ok_or_else(|| Fail::new(Code::BadRequest, format!("unknown state {s:?}")))?,
+            ),
+            None => None,
+        };
+        let limit = req.limit.unwrap_or(LIST_DEFAULT).min(LIST_MAX) as usize;
+        let space = req.has_space.unwrap_or(false);
+        let rooms: Vec<V> = self
+            .rooms
+            .iter()
+            .map(|(_, r)| r)
+            .filter(|r| !r.private)
+            .filter(|r| want.is_none_or(|s| r.state == s))
+            .filter(|r| !space || !r.is_full())
+            .take(limit)
+            .map(|r| {
+                V::Map(vec![
+                    ("room", V::Str(&r.name)),
+                    ("members", V::U(r.members.len() as u64)),
+                    ("max", V::U(r.max.into())),
+                    ("state", V::Str(r.state.as_str())),
+                ])
+            })
+            .collect();
+        let mut m = reply("rooms", req.rid);
+        m.push(("rooms", V::Arr(rooms)));
+        let proto = match self.conns.arena.get(cid).map(|c| &c.phase) {
+            Some(Phase::Ws(ws)) => ws.proto,
+            _ => return Ok(()),
+        };
+        let frame = protocol::encode_frame(proto, &V::Map(m));
+        self.conns.push(cid, &frame);
+        Ok(())
+    }
+
+    /// Closes a room: every member gets `closed` with `why`, seats are
+    /// released, the name is free again.
+    pub(crate) fn close_room(&mut self, rid: RoomId, why: &str) {
+        broadcast!(self, rid, None, |room: &Room| V::Map(vec![
+            ("t", V::Str("closed")),
+            ("room", V::Str(&room.name)),
+            ("why", V::Str(why)),
+        ]));
+        let Some(room) = self.rooms.remove(rid) else {
+            return;
+        };
+        self.names.remove(&room.name);
+        if let Some(t) = room.idle {
+            self.timers.cancel(t);
+        }
+        self.members -= room.members.len();
+        for m in &room.members {
+            let Some(s) = self.sessions.get_mut(m.session) else {
+                continue;
+            };
+            s.seats.retain(|&r| r != rid);
+            // A detached session with no seats left has nothing to wait for.
+            if s.conn.is_none() && s.seats.is_empty() {
+                if let Some((t, _)) = s.grace {
+                    self.timers.cancel(t);
+                }
+                self.sessions.remove(m.session);
+            }
+        }
+        debug!("w={} room {:?} closed ({why})", self.id, room.name);
+    }
+
+    /// The connection of `sid` is gone. A clean close (1000) releases the
+    /// seats at once; any other end keeps them for the grace period while
+    /// the other members see `away`.
+    pub(crate) fn detach(&mut self, sid: SessionId, reason: CloseReason) {
+        if reason == CloseReason::Shutdown {
+            // The process is going away; rooms go with it.
+            return;
+        }
+        let why = if reason == CloseReason::Timeout {
+            Why::Timeout
+        } else {
+            Why::Disconnect
+        };
+        let grace = self.cfg.grace();
+        let Some(s) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        s.conn = None;
+        if reason == CloseReason::ClientNormal || grace.is_zero() || s.seats.is_empty() {
+            let why = if reason == CloseReason::ClientNormal {
+                Why::Left
+            } else {
+                why
+            };
+            self.release_session(sid, why);
+            return;
+        }
+        let member = s.member;
+        s.grace = Some((self.timers.arm(self.now + grace, Timer::Grace(sid)), why));
+        for rid in s.seats.clone() {
+            broadcast!(self, rid, Some(member), |room: &Room| V::Map(vec![
+                ("t", V::Str("presence")),
+                ("room", V::Str(&room.name)),
+                ("away", V::U(member)),
+            ]));
+        }
+    }
+
+    pub(crate) fn grace_over(&mut self, sid: SessionId) {
+        let Some(s) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        let Some((_, why)) = s.grace.take() else {
+            return;
+        };
+        if s.conn.is_none() {
+            // The grace timer has fired; release without cancelling it.
+            s.grace = None;
+            self.release_session(sid, why);
+        }
+    }
+
+    /// Frees a session and every seat it holds (others see `leave`).
+    fn release_session(&mut self, sid: SessionId, why: Why) {
+        let Some(s) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        if let Some((t, _)) = s.grace.take() {
+            self.timers.cancel(t);
+        }
+        for rid in s.seats.clone() {
+            self.remove_member(rid, sid, why);
+        }
+        self.sessions.remove(sid);
+    }
+
+    pub(crate) fn idle_over(&mut self, rid: RoomId) {
+        let Some(room) = self.rooms.get_mut(rid) else {
+            return;
+        };
+        room.idle = None;
+        if room.members.is_empty() {
+            self.close_room(rid, "idle");
+        }
+    }
+}
+
+/// Keeps `Cow` in scope for readers of the signatures above.
+#[allow(dead_code)]
+type _C<'a> = Cow<'a, str>;

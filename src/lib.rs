@@ -1,0 +1,19 @@
+//! roomd: a realtime room server. One single-threaded `mio` loop per process
+//! ([`worker`]) owns every socket, room and timer in generational slab arenas;
+//! WebSocket framing is tungstenite's, messages are MessagePack or JSON
+//! ([`protocol`]), and the wire contract is PROTOCOL.md (version 1).
+
+pub mod arena;
+pub mod config;
+pub mod conn;
+mod handler;
+pub mod http;
+pub mod metrics;
+pub mod protocol;
+pub mod room;
+pub mod session;
+pub mod timer;
+pub mod worker;
+
+pub use config::Config;
+pub use worker::Worker;

@@ -1,0 +1,215 @@
+//! Counters of one worker and their Prometheus text rendering. Counters are
+//! plain integers bumped by the loop (one thread, no atomics); gauges are
+//! read from the arenas when `/metrics` is rendered.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use crate::conn::CloseReason;
+use crate::protocol::Code;
+
+/// Upper bounds (µs) of the loop-turn histogram buckets.
+const TURN_BUCKETS_US: [u64; 12] = [
+    20, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000,
+];
+
+#[derive(Default)]
+pub struct Metrics {
+    pub accepted: u64,
+    pub upgrades: u64,
+    pub messages_in: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub published: u64,
+    pub deliveries: u64,
+    pub closes: [u64; CloseReason::ALL.len()],
+    pub errors: [u64; Code::ALL.len()],
+    turn_buckets: [u64; TURN_BUCKETS_US.len() + 1],
+    turn_sum_us: u64,
+    turn_count: u64,
+}
+
+/// Gauges the worker reads from its arenas at render time.
+pub struct Gauges {
+    pub worker: u32,
+    pub connections: usize,
+    pub sessions: usize,
+    pub rooms: usize,
+    pub members: usize,
+    pub timers: usize,
+}
+
+impl Metrics {
+    pub fn turn(&mut self, d: Duration) {
+        let us = d.as_micros().min(u64::MAX as u128) as u64;
+        let i = TURN_BUCKETS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(TURN_BUCKETS_US.len());
+        self.turn_buckets[i] += 1;
+        self.turn_sum_us += us;
+        self.turn_count += 1;
+    }
+
+    pub fn error(&mut self, c: Code) {
+        if let Some(i) = Code::ALL.iter().position(|&x| x == c) {
+            self.errors[i] += 1;
+        }
+    }
+
+    /// Prometheus text exposition format 0.0.4.
+    pub fn render(&self, g: &Gauges) -> String {
+        let mut s = String::with_capacity(4096);
+        let w = g.worker;
+        let gauge = |s: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{worker=\"{w}\"}} {v}"
+            );
+        };
+        gauge(
+            &mut s,
+            "roomd_connections",
+            "Open TCP connections (HTTP and WebSocket).",
+            g.connections as u64,
+        );
+        gauge(
+            &mut s,
+            "roomd_sessions",
+            "Sessions, attached or within their grace period.",
+            g.sessions as u64,
+        );
+        gauge(
+            &mut s,
+            "roomd_rooms",
+            "Rooms homed on this worker.",
+            g.rooms as u64,
+        );
+        gauge(
+            &mut s,
+            "roomd_members",
+            "Seats in rooms on this worker.",
+            g.members as u64,
+        );
+        gauge(&mut s, "roomd_timers", "Armed timers.", g.timers as u64);
+        let counter = |s: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{worker=\"{w}\"}} {v}"
+            );
+        };
+        counter(
+            &mut s,
+            "roomd_accepted_total",
+            "TCP connections accepted.",
+            self.accepted,
+        );
+        counter(
+            &mut s,
+            "roomd_upgrades_total",
+            "WebSocket upgrades completed.",
+            self.upgrades,
+        );
+        counter(
+            &mut s,
+            "roomd_messages_in_total",
+            "WebSocket messages received.",
+            self.messages_in,
+        );
+        counter(
+            &mut s,
+            "roomd_bytes_in_total",
+            "Bytes read from clients.",
+            self.bytes_in,
+        );
+        counter(
+            &mut s,
+            "roomd_bytes_out_total",
+            "Bytes written to clients.",
+            self.bytes_out,
+        );
+        counter(
+            &mut s,
+            "roomd_published_total",
+            "Messages published to rooms.",
+            self.published,
+        );
+        counter(
+            &mut s,
+            "roomd_deliveries_total",
+            "Room messages queued to recipients.",
+            self.deliveries,
+        );
+        let _ = writeln!(s, "# HELP roomd_closes_total Connections ended, by reason.\n# TYPE roomd_closes_total counter");
+        for r in CloseReason::ALL {
+            let _ = writeln!(
+                s,
+                "roomd_closes_total{{worker=\"{w}\",reason=\"{}\"}} {}",
+                r.label(),
+                self.closes[r.index()]
+            );
+        }
+        let _ = writeln!(s, "# HELP roomd_errors_total Error replies sent, by code.\n# TYPE roomd_errors_total counter");
+        for (i, c) in Code::ALL.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "roomd_errors_total{{worker=\"{w}\",code=\"{}\"}} {}",
+                c.as_str(),
+                self.errors[i]
+            );
+        }
+        let _ = writeln!(s, "# HELP roomd_loop_turn_seconds Time the loop spent per turn, sleep excluded.\n# TYPE roomd_loop_turn_seconds histogram");
+        let mut cum = 0;
+        for (i, b) in TURN_BUCKETS_US.iter().enumerate() {
+            cum += self.turn_buckets[i];
+            let _ = writeln!(
+                s,
+                "roomd_loop_turn_seconds_bucket{{worker=\"{w}\",le=\"{}\"}} {cum}",
+                *b as f64 / 1e6
+            );
+        }
+        cum += self.turn_buckets[TURN_BUCKETS_US.len()];
+        let _ = writeln!(
+            s,
+            "roomd_loop_turn_seconds_bucket{{worker=\"{w}\",le=\"+Inf\"}} {cum}"
+        );
+        let _ = writeln!(
+            s,
+            "roomd_loop_turn_seconds_sum{{worker=\"{w}\"}} {}",
+            self.turn_sum_us as f64 / 1e6
+        );
+        let _ = writeln!(
+            s,
+            "roomd_loop_turn_seconds_count{{worker=\"{w}\"}} {}",
+            self.turn_count
+        );
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative() {
+        let mut m = Metrics::default();
+        m.turn(Duration::from_micros(10));
+        m.turn(Duration::from_micros(300));
+        m.turn(Duration::from_secs(1));
+        let g = Gauges {
+            worker: 0,
+            connections: 1,
+            sessions: 0,
+            rooms: 0,
+            members: 0,
+            timers: 0,
+        };
+        let s = m.render(&g);
+        assert!(s.contains("roomd_loop_turn_seconds_bucket{worker=\"0\",le=\"0.00002\"} 1"));
+        assert!(s.contains("roomd_loop_turn_seconds_bucket{worker=\"0\",le=\"0.0005\"} 2"));
+        assert!(s.contains("roomd_loop_turn_seconds_bucket{worker=\"0\",le=\"+Inf\"} 3"));
+        assert!(s.contains("roomd_loop_turn_seconds_count{worker=\"0\"} 3"));
+        assert!(s.contains("roomd_connections{worker=\"0\"} 1"));
+    }
+}

@@ -1,0 +1,853 @@
+//! The worker: one `mio` loop that owns the listener, every connection,
+//! session, room and timer of this process.
+//!
+//! A turn, in order (the only place this order is written down):
+//! 1. poll (sleeping at most until the nearest timer, or not at all when
+//!    work is left over from the last turn);
+//! 2. socket events: read what is readable (at most [`READ_CAP`] messages per
+//!    connection per turn; the rest goes on `read_more`), note what is
+//!    writable; signals;
+//! 3. accept (at most [`ACCEPT_CAP`] per turn);
+//! 4. reads left over from the last turn;
+//! 5. expire timers;
+//! 6. close connections that overflowed their output limit (4001);
+//! 7. flush pending output, at most [`WRITE_CAP`] bytes per connection;
+//! 8. check shutdown.
+//!
+//! Connections are registered once, edge-triggered, for both directions; every
+//! read loop ends at WouldBlock or at its cap, and a capped connection is put
+//! back on a list so the next turn polls with a zero timeout.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::time::{Duration, Instant};
+
+use log::{debug, error, info, trace, warn};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::frame::CloseFrame;
+use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
+use tungstenite::Message;
+
+use crate::arena::Arena;
+use crate::config::Config;
+use crate::conn::{CloseReason, Conn, ConnId, Conns, Io, Phase, Ws, WRITE_CAP};
+use crate::http::{self, Route};
+use crate::metrics::{Gauges, Metrics};
+use crate::protocol::{self, Proto, V};
+use crate::room::{Room, RoomId};
+use crate::session::{Session, SessionId};
+use crate::timer::Wheel;
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const SIGNALS: Token = Token(usize::MAX - 2);
+
+/// Messages read from one connection per turn before others get a turn.
+pub const READ_CAP: usize = 64;
+/// Connections accepted per turn.
+pub const ACCEPT_CAP: usize = 256;
+/// How long a closing connection may take to read our close and hang up.
+const LINGER: Duration = Duration::from_secs(5);
+/// `retry_ms` advertised in `closing`.
+const RETRY_MS: u64 = 1000;
+/// tungstenite reads into a buffer this large, allocated per connection.
+const READ_BUFFER: usize = 4096;
+
+/// Everything the timer wheel can hold. Ids carry generations, so a timer
+/// whose object is gone (or whose slot was reused) does nothing.
+#[derive(Debug, Clone, Copy)]
+pub enum Timer {
+    Handshake(ConnId),
+    Heartbeat(ConnId),
+    Linger(ConnId),
+    Grace(SessionId),
+    Idle(RoomId),
+    AcceptRetry,
+}
+
+pub struct Worker {
+    pub(crate) cfg: Config,
+    pub(crate) id: u32,
+    poll: Poll,
+    listener: TcpListener,
+    local: SocketAddr,
+    signals: Option<signal_hook_mio::v1_0::Signals>,
+    pub(crate) conns: Conns,
+    pub(crate) sessions: Arena<Session>,
+    pub(crate) rooms: Arena<Room>,
+    pub(crate) names: HashMap<Box<str>, RoomId>,
+    pub(crate) timers: Wheel<Timer>,
+    pub(crate) metrics: Metrics,
+    pub(crate) now: Instant,
+    pub(crate) next_member: u64,
+    pub(crate) members: usize,
+    /// Reused target list for fan-out.
+    pub(crate) scratch: Vec<(ConnId, Proto)>,
+    ws_config: WebSocketConfig,
+    draining: Option<Instant>,
+    quit: bool,
+    accept_more: bool,
+}
+
+/// Binds a listening socket: SO_REUSEADDR, and SO_REUSEPORT so several
+/// workers can share one port.
+pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    Ok(s.into())
+}
+
+impl Worker {
+    /// A worker serving on `listener` (already bound, non-blocking).
+    pub fn new(cfg: Config, id: u32, listener: std::net::TcpListener) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::from_std(listener);
+        let local = listener.local_addr()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let now = Instant::now();
+        let ws_config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
+            .write_buffer_size(0)
+            .max_message_size(Some(cfg.max_message as usize))
+            .max_frame_size(Some(cfg.max_message as usize));
+        Ok(Worker {
+            conns: Conns::new(cfg.out_buffer as usize),
+            cfg,
+            id,
+            poll,
+            listener,
+            local,
+            signals: None,
+            sessions: Arena::default(),
+            rooms: Arena::default(),
+            names: HashMap::new(),
+            timers: Wheel::new(Duration::from_millis(10), 4096, now),
+            metrics: Metrics::default(),
+            now,
+            next_member: 1,
+            members: 0,
+            scratch: Vec::new(),
+            ws_config,
+            draining: None,
+            quit: false,
+            accept_more: true,
+        })
+    }
+
+    /// SIGTERM and SIGINT drain the worker; a second one exits at once.
+    pub fn handle_signals(&mut self) -> io::Result<()> {
+        let mut s = signal_hook_mio::v1_0::Signals::new([
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGINT,
+        ])?;
+        self.poll
+            .registry()
+            .register(&mut s, SIGNALS, Interest::READABLE)?;
+        self.signals = Some(s);
+        Ok(())
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Runs turns until shutdown completes.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            if self.turn(&mut events)? {
+                return Ok(());
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        if self.accept_more || !self.conns.pending.is_empty() || !self.conns.read_more.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let now = Instant::now();
+        let t = self.timers.next_timeout(now);
+        match self.draining {
+            Some(d) => {
+                let left = d.saturating_duration_since(now);
+                Some(t.map_or(left, |t| t.min(left)))
+            }
+            None => t,
+        }
+    }
+
+    /// One turn of the loop; returns true when the worker is done.
+    pub fn turn(&mut self, events: &mut Events) -> io::Result<bool> {
+        match self.poll.poll(events, self.poll_timeout()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        let start = Instant::now();
+        self.now = start;
+        for ev in events.iter() {
+            match ev.token() {
+                LISTENER => self.accept_more = true,
+                SIGNALS => self.on_signals(),
+                Token(i) => {
+                    let Some(id) = self.conns.arena.id_at(i) else {
+                        continue;
+                    };
+                    if ev.is_writable() {
+                        if let Some(c) = self.conns.arena.get_mut(id) {
+                            if !c.out.is_empty() {
+                                Conns::mark_pending(&mut self.conns.pending, c, id);
+                            }
+                        }
+                    }
+                    if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                        self.on_readable(id);
+                    }
+                }
+            }
+        }
+        if self.accept_more {
+            self.accept();
+        }
+        for id in std::mem::take(&mut self.conns.read_more) {
+            if let Some(c) = self.conns.arena.get_mut(id) {
+                c.read_more = false;
+                self.on_readable(id);
+            }
+        }
+        self.expire_timers();
+        for id in std::mem::take(&mut self.conns.overflow) {
+            self.close_conn(id, CloseReason::SlowConsumer);
+        }
+        self.flush();
+        self.metrics.turn(start.elapsed());
+        #[cfg(debug_assertions)]
+        self.check_invariants();
+        if self.quit {
+            info!("w={} second signal: exiting now", self.id);
+            return Ok(true);
+        }
+        if let Some(deadline) = self.draining {
+            let busy = self
+                .conns
+                .arena
+                .iter()
+                .any(|(_, c)| !matches!(c.phase, Phase::Http { .. }));
+            if !busy || Instant::now() >= deadline {
+                info!(
+                    "w={} drained ({} connections left)",
+                    self.id,
+                    self.conns.arena.len()
+                );
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn on_signals(&mut self) {
+        let n = self
+            .signals
+            .as_mut()
+            .map(|s| s.pending().count())
+            .unwrap_or(0);
+        for _ in 0..n {
+            if self.draining.is_some() {
+                self.quit = true;
+            } else {
+                self.start_drain();
+            }
+        }
+    }
+
+    /// Graceful shutdown: every client gets `closing` then close 1001; new
+    /// upgrades and `/healthz` get 503 until the worker exits.
+    pub fn start_drain(&mut self) {
+        if self.draining.is_some() {
+            return;
+        }
+        info!(
+            "w={} draining {} connections (up to {} ms)",
+            self.id,
+            self.conns.arena.len(),
+            self.cfg.drain_ms
+        );
+        self.draining = Some(self.now + self.cfg.drain());
+        let frame = |p| {
+            protocol::encode_frame(
+                p,
+                &V::Map(vec![("t", V::Str("closing")), ("retry_ms", V::U(RETRY_MS))]),
+            )
+        };
+        let (mp, js) = (frame(Proto::Msgpack), frame(Proto::Json));
+        for id in self.conns.arena.ids() {
+            let proto = match self.conns.arena.get(id).map(|c| &c.phase) {
+                Some(Phase::Ws(ws)) => ws.proto,
+                _ => continue,
+            };
+            self.conns
+                .push(id, if proto == Proto::Json { &js } else { &mp });
+            self.close_conn(id, CloseReason::Shutdown);
+        }
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.is_some()
+    }
+
+    fn accept(&mut self) {
+        for _ in 0..ACCEPT_CAP {
+            match self.listener.accept() {
+                Ok((sock, peer)) => self.on_accept(sock, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_more = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EMFILE and friends: the pending connection stays in the
+                    // backlog; try again shortly instead of spinning.
+                    error!("w={} accept: {e}", self.id);
+                    self.accept_more = false;
+                    self.timers
+                        .arm(self.now + Duration::from_millis(100), Timer::AcceptRetry);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_accept(&mut self, sock: mio::net::TcpStream, peer: SocketAddr) {
+        self.metrics.accepted += 1;
+        if self.conns.arena.len() >= self.cfg.max_connections as usize {
+            warn!(
+                "w={} peer={peer} refused: {} connections open",
+                self.id,
+                self.conns.arena.len()
+            );
+            return;
+        }
+        if let Err(e) = sock.set_nodelay(true) {
+            debug!("w={} peer={peer} set_nodelay: {e}", self.id);
+        }
+        let id = self.conns.arena.insert(Conn::new(sock, peer, self.now));
+        let registered = match self.conns.arena.get_mut(id) {
+            Some(c) => self.poll.registry().register(
+                &mut c.sock,
+                Token(id.index()),
+                Interest::READABLE | Interest::WRITABLE,
+            ),
+            None => Ok(()),
+        };
+        if let Err(e) = registered {
+            error!("w={} peer={peer} register: {e}", self.id);
+            self.conns.arena.remove(id);
+            return;
+        }
+        let t = self
+            .timers
+            .arm(self.now + self.cfg.handshake(), Timer::Handshake(id));
+        if let Some(c) = self.conns.arena.get_mut(id) {
+            c.timer = Some(t);
+        }
+        trace!("w={} conn={id:?} peer={peer} accepted", self.id);
+        // Data may already be waiting (edge-triggered: no event will say so
+        // if it arrived before registration).
+        self.on_readable(id);
+    }
+
+    fn on_readable(&mut self, id: ConnId) {
+        let Some(c) = self.conns.arena.get(id) else {
+            return;
+        };
+        match c.phase {
+            Phase::Http { .. } => self.read_head(id),
+            Phase::Ws(_) => self.read_ws(id),
+            Phase::Closing { .. } => self.read_closing(id),
+        }
+    }
+
+    fn read_head(&mut self, id: ConnId) {
+        let mut buf = [0u8; 4096];
+        loop {
+            let Some(c) = self.conns.arena.get_mut(id) else {
+                return;
+            };
+            let Phase::Http { head } = &mut c.phase else {
+                return;
+            };
+            match c.sock.read(&mut buf) {
+                Ok(0) => {
+                    self.free_conn(id, CloseReason::Dropped);
+                    return;
+                }
+                Ok(n) => {
+                    self.metrics.bytes_in += n as u64;
+                    c.last_rx = self.now;
+                    head.extend_from_slice(&buf[..n]);
+                    if let http::Parse::Done(route, used) = http::parse(head) {
+                        let rest = head.split_off(used.min(head.len()));
+                        self.on_route(id, route, rest);
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.free_conn(id, CloseReason::Dropped);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn respond(&mut self, id: ConnId, status: u16, ctype: &str, body: &[u8]) {
+        self.conns
+            .push_raw(id, &http::response(status, ctype, body));
+        self.close_conn(id, CloseReason::Http);
+    }
+
+    fn on_route(&mut self, id: ConnId, route: Route, rest: Vec<u8>) {
+        match route {
+            Route::Healthz if self.draining.is_some() => {
+                self.respond(id, 503, "text/plain", b"draining\n")
+            }
+            Route::Healthz => self.respond(id, 200, "text/plain", b"ok\n"),
+            Route::Metrics => {
+                let body = self.metrics.render(&self.gauges());
+                self.respond(id, 200, "text/plain; version=0.0.4", body.as_bytes());
+            }
+            Route::Error(status, body) => {
+                debug!(
+                    "w={} conn={id:?} HTTP {status}: {}",
+                    self.id,
+                    body.trim_end()
+                );
+                self.respond(id, status, "text/plain", body.as_bytes())
+            }
+            Route::Upgrade(_) if self.draining.is_some() => {
+                self.respond(id, 503, "text/plain", b"draining\n")
+            }
+            Route::Upgrade(up) => self.open_ws(id, up, rest),
+        }
+    }
+
+    pub(crate) fn gauges(&self) -> Gauges {
+        Gauges {
+            worker: self.id,
+            connections: self.conns.arena.len(),
+            sessions: self.sessions.len(),
+            rooms: self.rooms.len(),
+            members: self.members,
+            timers: self.timers.len(),
+        }
+    }
+
+    fn open_ws(&mut self, id: ConnId, up: http::Upgrade, rest: Vec<u8>) {
+        let mut raw = [0u8; 16];
+        if let Err(e) = getrandom::fill(&mut raw) {
+            error!("w={} no randomness for a session token: {e}", self.id);
+            self.respond(id, 503, "text/plain", b"no entropy\n");
+            return;
+        }
+        let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let member = self.next_member;
+        self.next_member += 1;
+        let sid = self.sessions.insert(Session {
+            member,
+            token: token.into(),
+            meta: None,
+            conn: Some((id, up.proto)),
+            seats: Vec::new(),
+            hello_done: false,
+            grace: None,
+        });
+        let ctx = if rest.is_empty() {
+            WebSocketContext::new(Role::Server, Some(self.ws_config))
+        } else {
+            WebSocketContext::from_partially_read(rest, Role::Server, Some(self.ws_config))
+        };
+        let rate = self.cfg.rate_limit as f32;
+        let Some(c) = self.conns.arena.get_mut(id) else {
+            return;
+        };
+        c.out.extend(&http::switching(&up));
+        Conns::mark_pending(&mut self.conns.pending, c, id);
+        c.phase = Phase::Ws(Box::new(Ws {
+            ctx,
+            proto: up.proto,
+            session: sid,
+            tokens: rate,
+            last_refill: self.now,
+            bad: 0,
+        }));
+        if let Some(t) = c.timer.take() {
+            self.timers.cancel(t);
+        }
+        c.timer = Some(
+            self.timers
+                .arm(self.now + self.cfg.hb(), Timer::Heartbeat(id)),
+        );
+        self.metrics.upgrades += 1;
+        debug!(
+            "w={} conn={id:?} peer={} member={member} upgraded ({})",
+            self.id,
+            c.peer,
+            up.proto.name()
+        );
+        let welcome = {
+            let Some(s) = self.sessions.get(sid) else {
+                return;
+            };
+            protocol::encode_frame(
+                up.proto,
+                &V::Map(vec![
+                    ("t", V::Str("welcome")),
+                    ("id", V::U(member)),
+                    ("session", V::Str(&s.token)),
+                    ("hb_ms", V::U(self.cfg.hb_ms.into())),
+                    (
+                        "server",
+                        V::Str(concat!("roomd/", env!("CARGO_PKG_VERSION"))),
+                    ),
+                ]),
+            )
+        };
+        self.conns.push(id, &welcome);
+        if let Some(room) = up.room {
+            if let Err(f) = self.op_join(id, sid, None, &room, None) {
+                self.fail(id, None, f);
+            }
+        }
+        self.read_ws(id);
+    }
+
+    fn read_ws(&mut self, id: ConnId) {
+        for _ in 0..READ_CAP {
+            let (res, nread) = {
+                let Some(c) = self.conns.arena.get_mut(id) else {
+                    return;
+                };
+                let Phase::Ws(ws) = &mut c.phase else {
+                    return;
+                };
+                let mut io = Io {
+                    sock: &mut c.sock,
+                    out: &mut c.out,
+                    nread: 0,
+                };
+                let res = ws.ctx.read(&mut io);
+                let n = io.nread;
+                if n > 0 {
+                    c.last_rx = self.now;
+                }
+                if !c.out.is_empty() {
+                    Conns::mark_pending(&mut self.conns.pending, c, id);
+                }
+                (res, n)
+            };
+            self.metrics.bytes_in += nread as u64;
+            use tungstenite::error::{Error as E, ProtocolError as P};
+            match res {
+                Ok(Message::Binary(b)) => self.on_message(id, &b),
+                Ok(Message::Text(t)) => self.on_message(id, t.as_bytes()),
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+                Ok(Message::Close(f)) => {
+                    let normal = f.is_some_and(|f| f.code == CloseCode::Normal);
+                    self.close_conn(
+                        id,
+                        if normal {
+                            CloseReason::ClientNormal
+                        } else {
+                            CloseReason::ClientOther
+                        },
+                    );
+                    return;
+                }
+                Err(E::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(E::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let reason = match e {
+                        E::Capacity(_) => CloseReason::TooBig,
+                        E::Utf8(_) => CloseReason::BadUtf8,
+                        E::Protocol(P::ResetWithoutClosingHandshake) => CloseReason::Dropped,
+                        E::Protocol(_) => CloseReason::Protocol,
+                        E::ConnectionClosed | E::AlreadyClosed | E::Io(_) => CloseReason::Dropped,
+                        _ => CloseReason::Internal,
+                    };
+                    debug!("w={} conn={id:?} read: {e} -> {}", self.id, reason.label());
+                    self.close_conn(id, reason);
+                    return;
+                }
+            }
+            if !matches!(
+                self.conns.arena.get(id).map(|c| &c.phase),
+                Some(Phase::Ws(_))
+            ) {
+                return;
+            }
+        }
+        if let Some(c) = self.conns.arena.get_mut(id) {
+            if !c.read_more {
+                c.read_more = true;
+                self.conns.read_more.push(id);
+            }
+        }
+    }
+
+    /// Discards input from a closing connection until EOF (lingering close).
+    fn read_closing(&mut self, id: ConnId) {
+        let mut buf = [0u8; 4096];
+        for _ in 0..16 {
+            let Some(c) = self.conns.arena.get_mut(id) else {
+                return;
+            };
+            match c.sock.read(&mut buf) {
+                Ok(0) => {
+                    self.free_conn(id, CloseReason::Dropped);
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.free_conn(id, CloseReason::Dropped);
+                    return;
+                }
+            }
+        }
+        if let Some(c) = self.conns.arena.get_mut(id) {
+            if !c.read_more {
+                c.read_more = true;
+                self.conns.read_more.push(id);
+            }
+        }
+    }
+
+    /// The one place a connection is closed: sends the close frame where the
+    /// server is the one closing, lets its session go (at once or into the
+    /// grace period), and moves it to `Closing` (or frees it when the socket
+    /// is already dead). Idempotent.
+    pub(crate) fn close_conn(&mut self, id: ConnId, reason: CloseReason) {
+        let Some(c) = self.conns.arena.get_mut(id) else {
+            return;
+        };
+        let phase = std::mem::replace(
+            &mut c.phase,
+            Phase::Closing {
+                ws: None,
+                fin_sent: false,
+            },
+        );
+        let mut session = None;
+        match phase {
+            Phase::Closing { ws, fin_sent } => {
+                c.phase = Phase::Closing { ws, fin_sent };
+                return;
+            }
+            Phase::Http { .. } => {}
+            Phase::Ws(mut ws) => {
+                let mut io = Io {
+                    sock: &mut c.sock,
+                    out: &mut c.out,
+                    nread: 0,
+                };
+                // Results are ignored: the frame is queued into our own buffer
+                // (which never refuses), or the context is already closed.
+                let _ = match reason.code() {
+                    Some(code) => ws.ctx.close(
+                        &mut io,
+                        Some(CloseFrame {
+                            code: CloseCode::from(code),
+                            reason: reason.label().into(),
+                        }),
+                    ),
+                    // The client closed: this flushes tungstenite's reply.
+                    None => ws.ctx.flush(&mut io),
+                };
+                session = Some(ws.session);
+            }
+        }
+        self.metrics.closes[reason.index()] += 1;
+        debug!(
+            "w={} conn={id:?} peer={} closing: {}",
+            self.id,
+            c.peer,
+            reason.label()
+        );
+        if let Some(t) = c.timer.take() {
+            self.timers.cancel(t);
+        }
+        if reason == CloseReason::Dropped {
+            self.free_conn(id, reason);
+        } else {
+            c.timer = Some(self.timers.arm(self.now + LINGER, Timer::Linger(id)));
+            Conns::mark_pending(&mut self.conns.pending, c, id);
+        }
+        if let Some(sid) = session {
+            self.detach(sid, reason);
+        }
+    }
+
+    /// Releases the socket and the slot. A WebSocket still open goes through
+    /// `close_conn` first so its session is let go.
+    fn free_conn(&mut self, id: ConnId, reason: CloseReason) {
+        if matches!(
+            self.conns.arena.get(id).map(|c| &c.phase),
+            Some(Phase::Ws(_))
+        ) {
+            self.close_conn(id, reason);
+            return;
+        }
+        if let Some(mut c) = self.conns.arena.remove(id) {
+            if let Some(t) = c.timer.take() {
+                self.timers.cancel(t);
+            }
+            if let Err(e) = self.poll.registry().deregister(&mut c.sock) {
+                debug!("w={} conn={id:?} deregister: {e}", self.id);
+            }
+            trace!("w={} conn={id:?} freed", self.id);
+        }
+    }
+
+    fn expire_timers(&mut self) {
+        let mut due = Vec::new();
+        self.timers.expire(self.now, &mut due);
+        for t in due {
+            match t {
+                Timer::Handshake(id) => {
+                    if let Some(c) = self.conns.arena.get_mut(id) {
+                        c.timer = None;
+                        if matches!(c.phase, Phase::Http { .. }) {
+                            debug!(
+                                "w={} conn={id:?} peer={} handshake timeout",
+                                self.id, c.peer
+                            );
+                            self.metrics.closes[CloseReason::HandshakeTimeout.index()] += 1;
+                            self.free_conn(id, CloseReason::HandshakeTimeout);
+                        }
+                    }
+                }
+                Timer::Heartbeat(id) => self.heartbeat(id),
+                Timer::Linger(id) => {
+                    if let Some(c) = self.conns.arena.get_mut(id) {
+                        c.timer = None;
+                    }
+                    self.free_conn(id, CloseReason::Dropped);
+                }
+                Timer::Grace(sid) => self.grace_over(sid),
+                Timer::Idle(rid) => self.idle_over(rid),
+                Timer::AcceptRetry => self.accept_more = true,
+            }
+        }
+    }
+
+    /// PROTOCOL.md "Liveness": a ping every `hb_ms`; silence for `hb_ms *
+    /// hb_misses` is a drop (close 4000).
+    fn heartbeat(&mut self, id: ConnId) {
+        let Some(c) = self.conns.arena.get_mut(id) else {
+            return;
+        };
+        c.timer = None;
+        if !c.is_open_ws() {
+            return;
+        }
+        if self.now.saturating_duration_since(c.last_rx) >= self.cfg.liveness() {
+            debug!(
+                "w={} conn={id:?} peer={} heartbeat timeout",
+                self.id, c.peer
+            );
+            self.close_conn(id, CloseReason::Timeout);
+            return;
+        }
+        // RFC 6455 5.5.2: a Ping frame, opcode 0x9, empty payload.
+        self.conns.push(id, &[0x89, 0x00]);
+        let t = self
+            .timers
+            .arm(self.now + self.cfg.hb(), Timer::Heartbeat(id));
+        if let Some(c) = self.conns.arena.get_mut(id) {
+            c.timer = Some(t);
+        }
+    }
+
+    fn flush(&mut self) {
+        let list = std::mem::take(&mut self.conns.pending);
+        for id in list {
+            let Some(c) = self.conns.arena.get_mut(id) else {
+                continue;
+            };
+            c.pending = false;
+            let mut written = 0;
+            let mut dead = false;
+            while !c.out.is_empty() {
+                if written >= WRITE_CAP {
+                    c.pending = true;
+                    self.conns.pending.push(id);
+                    break;
+                }
+                match c.sock.write(c.out.unsent()) {
+                    Ok(0) => {
+                        dead = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        c.out.consume(n);
+                        written += n;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        dead = true;
+                        break;
+                    }
+                }
+            }
+            self.metrics.bytes_out += written as u64;
+            if dead {
+                self.free_conn(id, CloseReason::Dropped);
+                continue;
+            }
+            if let Phase::Closing { fin_sent, .. } = &mut c.phase {
+                if c.out.is_empty() && !*fin_sent {
+                    *fin_sent = true;
+                    // Our last bytes are out: send FIN, then wait for the
+                    // peer's EOF (or the linger timer) before closing.
+                    if c.sock.shutdown(Shutdown::Write).is_err() {
+                        self.free_conn(id, CloseReason::Dropped);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Debug builds check the cross-arena invariants after every turn.
+    #[cfg(debug_assertions)]
+    fn check_invariants(&self) {
+        let mut seats = 0;
+        for (rid, room) in self.rooms.iter() {
+            debug_assert_eq!(
+                room.members.is_empty(),
+                room.idle.is_some(),
+                "idle timer iff empty"
+            );
+            debug_assert_eq!(self.names.get(&room.name), Some(&rid));
+            for m in &room.members {
+                let s = self.sessions.get(m.session);
+                debug_assert!(s.is_some_and(|s| s.seats.contains(&rid) && s.member == m.id));
+            }
+            seats += room.members.len();
+        }
+        debug_assert_eq!(seats, self.members);
+        for (_, s) in self.sessions.iter() {
+            debug_assert_eq!(s.conn.is_none(), s.grace.is_some(), "grace iff detached");
+        }
+    }
+}
