@@ -65,7 +65,8 @@ pub struct Config {
     #[arg(long, env = "ROOMD_DRAIN_MS", default_value_t = 5000)]
     pub drain_ms: u32,
 
-    /// HS256 key for client JWTs (not supported yet in this version).
+    /// HS256 key for client JWTs: when set, every upgrade needs a valid token
+    /// (`?token=` or `Authorization: Bearer`), else HTTP 401.
     #[arg(long, env = "ROOMD_JWT_KEY")]
     pub jwt_key: Option<String>,
 

@@ -287,6 +287,24 @@ impl Worker {
         Ok(())
     }
 
+    /// With `--jwt-key`, the token's `rooms` claim limits which rooms a
+    /// client may create or join (`unauthorized` otherwise).
+    fn check_grant(&self, sid: SessionId, name: &str) -> Result<(), Fail> {
+        let allowed = self
+            .sessions
+            .get(sid)
+            .and_then(|s| s.grant.as_ref())
+            .is_none_or(|g| g.allows(name));
+        if allowed {
+            Ok(())
+        } else {
+            Err(Fail::new(
+                Code::Unauthorized,
+                format!("your token does not allow room {name:?}"),
+            ))
+        }
+    }
+
     fn check_seat_limit(&self, sid: SessionId) -> Result<(), Fail> {
         let n = self.sessions.get(sid).map_or(0, |s| s.seats.len());
         if n >= self.cfg.max_rooms_per_conn as usize {
@@ -325,6 +343,7 @@ impl Worker {
             }
             None => self.pick_name()?,
         };
+        self.check_grant(sid, &name)?;
         let join = req.join.unwrap_or(true);
         if join {
             self.check_seat_limit(sid)?;
@@ -411,6 +430,7 @@ impl Worker {
                 "room names are 1 to 64 bytes of [A-Za-z0-9._:-]",
             ));
         }
+        self.check_grant(sid, name)?;
         let (rid, seated) = self.seated(sid, name)?;
         if !seated {
             let room = self

@@ -230,6 +230,9 @@ pub fn response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
     if status == 426 {
         out.push_str("Sec-WebSocket-Version: 13\r\n");
     }
+    if status == 401 {
+        out.push_str("WWW-Authenticate: Bearer\r\n");
+    }
     out.push_str("\r\n");
     let mut out = out.into_bytes();
     out.extend_from_slice(body);

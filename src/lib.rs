@@ -4,6 +4,7 @@
 //! ([`protocol`]), and the wire contract is PROTOCOL.md (version 1).
 
 pub mod arena;
+pub mod auth;
 pub mod config;
 pub mod conn;
 mod handler;

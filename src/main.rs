@@ -44,8 +44,8 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    if cfg.jwt_key.is_some() || cfg.admin_key.is_some() {
-        eprintln!("roomd: --jwt-key and --admin-key are not supported yet in this version");
+    if cfg.admin_key.is_some() {
+        eprintln!("roomd: --admin-key is not supported yet in this version");
         return ExitCode::from(2);
     }
     let listener = match worker::bind(cfg.listen) {

@@ -26,6 +26,8 @@ pub struct Session {
     pub conn: Option<(ConnId, Proto)>,
     pub seats: Vec<RoomId>,
     pub hello_done: bool,
+    /// What the client's token allows (`None` without `--jwt-key`).
+    pub grant: Option<Box<crate::auth::Grant>>,
     /// The grace timer while detached, and why it was detached.
     pub grace: Option<(TimerId, Why)>,
 }

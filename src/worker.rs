@@ -32,6 +32,7 @@ use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 use tungstenite::Message;
 
 use crate::arena::Arena;
+use crate::auth;
 use crate::config::Config;
 use crate::conn::{CloseReason, Conn, ConnId, Conns, Io, Phase, Ws, WRITE_CAP};
 use crate::http::{self, Route};
@@ -436,7 +437,24 @@ impl Worker {
             Route::Upgrade(_) if self.draining.is_some() => {
                 self.respond(id, 503, "text/plain", b"draining\n")
             }
-            Route::Upgrade(up) => self.open_ws(id, up, rest),
+            Route::Upgrade(up) => {
+                let grant = match &self.cfg.jwt_key {
+                    None => None,
+                    Some(key) => match auth::verify(key.as_bytes(), up.token.as_deref()) {
+                        Ok(g) => Some(Box::new(g)),
+                        Err(why) => {
+                            let peer = self.conns.arena.get(id).map(|c| c.peer);
+                            warn!(
+                                "w={} conn={id:?} peer={peer:?} refused: token {why:?}",
+                                self.id
+                            );
+                            self.respond(id, 401, "text/plain", b"unauthorized\n");
+                            return;
+                        }
+                    },
+                };
+                self.open_ws(id, up, rest, grant)
+            }
         }
     }
 
@@ -451,7 +469,13 @@ impl Worker {
         }
     }
 
-    fn open_ws(&mut self, id: ConnId, up: http::Upgrade, rest: Vec<u8>) {
+    fn open_ws(
+        &mut self,
+        id: ConnId,
+        up: http::Upgrade,
+        rest: Vec<u8>,
+        grant: Option<Box<auth::Grant>>,
+    ) {
         let mut raw = [0u8; 16];
         if let Err(e) = getrandom::fill(&mut raw) {
             error!("w={} no randomness for a session token: {e}", self.id);
@@ -464,10 +488,14 @@ impl Worker {
         let sid = self.sessions.insert(Session {
             member,
             token: token.into(),
-            meta: None,
+            meta: grant
+                .as_ref()
+                .and_then(|g| g.sub.as_deref())
+                .map(|s| s.as_bytes().into()),
             conn: Some((id, up.proto)),
             seats: Vec::new(),
             hello_done: false,
+            grant,
             grace: None,
         });
         let ctx = if rest.is_empty() {
