@@ -333,6 +333,33 @@ impl Worker {
     }
 
     fn op_create(&mut self, cid: ConnId, sid: SessionId, req: &Req) -> Result<(), Fail> {
+        let join = req.join.unwrap_or(true);
+        if join {
+            self.check_seat_limit(sid)?;
+            meta_of(&req.meta)?;
+        }
+        let (_, name) = self.create_room(req, self.member_id(sid), Some(sid))?;
+        debug!("w={} room {name:?} created by conn={cid:?}", self.id);
+        let mut m = reply("created", req.rid);
+        m.push(("room", V::Str(&name)));
+        self.send_v(cid, &V::Map(m));
+        if join {
+            self.op_join(cid, sid, req.rid, &name, req.meta.as_ref())?;
+        }
+        Ok(())
+    }
+
+    /// Creates a room from `create`'s fields (also the HTTP API's): picks a
+    /// name when none is given, clamps `max` and `idle_ms`, bounds props.
+    /// `owner` is the creator's member id (0 for the API); with `grant_of`,
+    /// that session's token must allow the name. The room starts empty, its
+    /// idle timer armed.
+    pub(crate) fn create_room(
+        &mut self,
+        req: &Req,
+        owner: MemberId,
+        grant_of: Option<SessionId>,
+    ) -> Result<(RoomId, String), Fail> {
         let name = match &req.room {
             Some(_) => {
                 let n = room_name(req)?;
@@ -343,11 +370,8 @@ impl Worker {
             }
             None => self.pick_name()?,
         };
-        self.check_grant(sid, &name)?;
-        let join = req.join.unwrap_or(true);
-        if join {
-            self.check_seat_limit(sid)?;
-            meta_of(&req.meta)?;
+        if let Some(sid) = grant_of {
+            self.check_grant(sid, &name)?;
         }
         let server_max = self.cfg.max_members;
         let max = match req.max {
@@ -383,7 +407,7 @@ impl Worker {
             autostart: req.autostart.unwrap_or(false),
             idle_after,
             state: RoomState::Created,
-            owner: self.member_id(sid),
+            owner,
             props,
             props_bytes,
             ver: 0,
@@ -393,14 +417,7 @@ impl Worker {
         });
         self.names.insert(name.as_str().into(), rid);
         self.arm_idle(rid);
-        debug!("w={} room {name:?} created by conn={cid:?}", self.id);
-        let mut m = reply("created", req.rid);
-        m.push(("room", V::Str(&name)));
-        self.send_v(cid, &V::Map(m));
-        if join {
-            self.op_join(cid, sid, req.rid, &name, req.meta.as_ref())?;
-        }
-        Ok(())
+        Ok((rid, name))
     }
 
     fn arm_idle(&mut self, rid: RoomId) {
@@ -584,16 +601,31 @@ impl Worker {
         let rid = self.member_room(sid, req)?;
         let data = data(req)?;
         let from = self.member_id(sid);
-        let Some(room) = self.rooms.get_mut(rid) else {
-            return Ok(());
-        };
-        room.seq += 1;
-        let seq = room.seq;
         let except = if req.echo.unwrap_or(false) {
             None
         } else {
             Some(from)
         };
+        let seq = self.publish(rid, from, data, except);
+        self.ok(cid, req.rid, vec![("seq", V::U(seq))]);
+        Ok(())
+    }
+
+    /// Numbers one message in its room and fans it out to every member but
+    /// `except`; returns its `seq`. `from` is 0 for the HTTP API. Every
+    /// published message goes through here (the one place `seq` moves).
+    pub(crate) fn publish(
+        &mut self,
+        rid: RoomId,
+        from: MemberId,
+        data: &[u8],
+        except: Option<MemberId>,
+    ) -> u64 {
+        let Some(room) = self.rooms.get_mut(rid) else {
+            return 0;
+        };
+        room.seq += 1;
+        let seq = room.seq;
         let n = broadcast!(self, rid, except, |room: &Room| V::Map(vec![
             ("t", V::Str("msg")),
             ("room", V::Str(&room.name)),
@@ -603,8 +635,7 @@ impl Worker {
         ]));
         self.metrics.published += 1;
         self.metrics.deliveries += n;
-        self.ok(cid, req.rid, vec![("seq", V::U(seq))]);
-        Ok(())
+        seq
     }
 
     fn op_send(&mut self, cid: ConnId, sid: SessionId, req: &Req) -> Result<(), Fail> {
