@@ -70,7 +70,7 @@ pub struct Config {
     #[arg(long, env = "ROOMD_JWT_KEY")]
     pub jwt_key: Option<String>,
 
-    /// Bearer key for the HTTP room API (not supported yet in this version).
+    /// Bearer key for the HTTP room API under /rooms (absent: the API answers 404).
     #[arg(long, env = "ROOMD_ADMIN_KEY")]
     pub admin_key: Option<String>,
 

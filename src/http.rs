@@ -18,6 +18,8 @@ pub enum Route {
     Upgrade(Upgrade),
     Healthz,
     Metrics,
+    /// The HTTP room API under `/rooms` (answered only with `--admin-key`).
+    Api(ApiReq),
     /// An HTTP error to answer with, then close.
     Error(u16, &'static str),
 }
@@ -33,6 +35,16 @@ pub struct Upgrade {
     pub room: Option<String>,
     /// `?token=` or `Authorization: Bearer`.
     pub token: Option<String>,
+}
+
+/// A request to the room API: the body (of `body_len` bytes) follows the head.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ApiReq {
+    pub method: String,
+    pub path: String,
+    /// `Authorization: Bearer` value.
+    pub bearer: Option<String>,
+    pub body_len: usize,
 }
 
 /// Result of feeding the bytes read so far.
@@ -91,6 +103,8 @@ fn route(req: &httparse::Request) -> Route {
         "/healthz" => Route::Healthz,
         "/metrics" => Route::Metrics,
         "/ws" => upgrade(req, method, query),
+        "/rooms" => api(req, method, path),
+        p if p.starts_with("/rooms/") => api(req, method, path),
         _ => Route::Error(404, "not found\n"),
     }
 }
@@ -162,9 +176,7 @@ fn upgrade(req: &httparse::Request, method: &str, query: &str) -> Route {
         }
     }
     if token.is_none() {
-        token = header(req, "authorization")
-            .and_then(|v| v.trim().strip_prefix("Bearer "))
-            .map(|t| t.trim().to_owned());
+        token = bearer(req);
     }
     Route::Upgrade(Upgrade {
         accept: tungstenite::handshake::derive_accept_key(key.as_bytes()),
@@ -173,6 +185,29 @@ fn upgrade(req: &httparse::Request, method: &str, query: &str) -> Route {
         room,
         token,
     })
+}
+
+fn api(req: &httparse::Request, method: &str, path: &str) -> Route {
+    if header(req, "transfer-encoding").is_some() {
+        return Route::Error(411, "send a Content-Length body, not chunked\n");
+    }
+    let body_len = match header(req, "content-length").map(|v| v.trim().parse::<usize>()) {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return Route::Error(400, "bad Content-Length\n"),
+    };
+    Route::Api(ApiReq {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        bearer: bearer(req),
+        body_len,
+    })
+}
+
+fn bearer(req: &httparse::Request) -> Option<String> {
+    header(req, "authorization")
+        .and_then(|v| v.trim().strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned())
 }
 
 fn valid_key(k: &str) -> bool {
@@ -213,6 +248,10 @@ fn percent_decode(s: &str) -> String {
 pub fn response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
     let reason = match status {
         200 => "OK",
+        201 => "Created",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Content Too Large",
         400 => "Bad Request",
         401 => "Unauthorized",
         404 => "Not Found",

@@ -3,6 +3,7 @@
 //! WebSocket framing is tungstenite's, messages are MessagePack or JSON
 //! ([`protocol`]), and the wire contract is PROTOCOL.md (version 1).
 
+mod admin;
 pub mod arena;
 pub mod auth;
 pub mod config;

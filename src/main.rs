@@ -44,10 +44,6 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    if cfg.admin_key.is_some() {
-        eprintln!("roomd: --admin-key is not supported yet in this version");
-        return ExitCode::from(2);
-    }
     let listener = match worker::bind(cfg.listen) {
         Ok(l) => l,
         Err(e) => {

@@ -395,7 +395,18 @@ impl Worker {
                     c.last_rx = self.now;
                     head.extend_from_slice(&buf[..n]);
                     if let http::Parse::Done(route, used) = http::parse(head) {
-                        let rest = head.split_off(used.min(head.len()));
+                        let used = used.min(head.len());
+                        if let Route::Api(api) = &route {
+                            if api.body_len > self.cfg.max_message as usize {
+                                self.respond(id, 413, "text/plain", b"body too large\n");
+                                return;
+                            }
+                            if head.len() - used < api.body_len {
+                                // Wait for the rest of the body.
+                                continue;
+                            }
+                        }
+                        let rest = head.split_off(used);
                         self.on_route(id, route, rest);
                         return;
                     }
@@ -410,7 +421,7 @@ impl Worker {
         }
     }
 
-    fn respond(&mut self, id: ConnId, status: u16, ctype: &str, body: &[u8]) {
+    pub(crate) fn respond(&mut self, id: ConnId, status: u16, ctype: &str, body: &[u8]) {
         self.conns
             .push_raw(id, &http::response(status, ctype, body));
         self.close_conn(id, CloseReason::Http);
@@ -425,6 +436,10 @@ impl Worker {
             Route::Metrics => {
                 let body = self.metrics.render(&self.gauges());
                 self.respond(id, 200, "text/plain; version=0.0.4", body.as_bytes());
+            }
+            Route::Api(api) => {
+                let n = api.body_len.min(rest.len());
+                self.api(id, api, &rest[..n]);
             }
             Route::Error(status, body) => {
                 debug!(
