@@ -88,6 +88,11 @@ pub struct Config {
     #[arg(long, env = "ROOMD_MAX_BAD_REQUESTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_bad_requests: u32,
 
+    /// Conformance testing only: upgrades on this path (e.g. /echo) echo every
+    /// message back instead of speaking the room protocol.
+    #[arg(long, env = "ROOMD_ECHO_PATH")]
+    pub echo_path: Option<String>,
+
     /// Most open connections (WebSocket and HTTP) this worker holds; new
     /// sockets past it are closed at once.
     #[arg(long, env = "ROOMD_MAX_CONNECTIONS", default_value_t = 100_000)]

@@ -197,6 +197,8 @@ pub struct Ws {
     pub last_refill: Instant,
     /// Bad requests in a row.
     pub bad: u32,
+    /// `--echo-path` connection: messages are echoed, not interpreted.
+    pub echo: bool,
 }
 
 pub enum Phase {

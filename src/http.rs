@@ -35,6 +35,8 @@ pub struct Upgrade {
     pub room: Option<String>,
     /// `?token=` or `Authorization: Bearer`.
     pub token: Option<String>,
+    /// Echo every message back instead of speaking the room protocol.
+    pub echo: bool,
 }
 
 /// A request to the room API: the body (of `body_len` bytes) follows the head.
@@ -60,6 +62,12 @@ pub enum Parse {
 /// Parses a request head from `buf`. Never fails: malformed input becomes a
 /// `Route::Error` to answer with.
 pub fn parse(buf: &[u8]) -> Parse {
+    parse_with(buf, None)
+}
+
+/// [`parse`], where an upgrade on `echo_path` (conformance testing only)
+/// opens an echo connection instead of a room session.
+pub fn parse_with(buf: &[u8], echo_path: Option<&str>) -> Parse {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(buf) {
@@ -70,7 +78,7 @@ pub fn parse(buf: &[u8]) -> Parse {
                 Parse::Partial
             }
         }
-        Ok(httparse::Status::Complete(n)) => Parse::Done(route(&req), n),
+        Ok(httparse::Status::Complete(n)) => Parse::Done(route(&req, echo_path), n),
         Err(httparse::Error::TooManyHeaders) => {
             Parse::Done(Route::Error(431, "too many headers\n"), buf.len())
         }
@@ -89,7 +97,7 @@ fn has_token(value: Option<&str>, token: &str) -> bool {
     value.is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
 
-fn route(req: &httparse::Request) -> Route {
+fn route(req: &httparse::Request, echo_path: Option<&str>) -> Route {
     let target = req.path.unwrap_or("/");
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p, q),
@@ -102,7 +110,8 @@ fn route(req: &httparse::Request) -> Route {
         }
         "/healthz" => Route::Healthz,
         "/metrics" => Route::Metrics,
-        "/ws" => upgrade(req, method, query),
+        "/ws" => upgrade(req, method, query, false),
+        p if Some(p) == echo_path => upgrade(req, method, query, true),
         "/rooms" => api(req, method, path),
         p if p.starts_with("/rooms/") => api(req, method, path),
         _ => Route::Error(404, "not found\n"),
@@ -115,7 +124,7 @@ fn route(req: &httparse::Request) -> Route {
 /// "Upgrade" ... A |Sec-WebSocket-Key| header field with a base64-encoded
 /// value that, when decoded, is 16 bytes in length ... A
 /// |Sec-WebSocket-Version| header field, with a value of 13."
-fn upgrade(req: &httparse::Request, method: &str, query: &str) -> Route {
+fn upgrade(req: &httparse::Request, method: &str, query: &str, echo: bool) -> Route {
     if method != "GET" {
         return Route::Error(405, "method not allowed\n");
     }
@@ -184,6 +193,7 @@ fn upgrade(req: &httparse::Request, method: &str, query: &str) -> Route {
         proto_asked: asked,
         room,
         token,
+        echo,
     })
 }
 

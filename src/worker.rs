@@ -394,7 +394,8 @@ impl Worker {
                     self.metrics.bytes_in += n as u64;
                     c.last_rx = self.now;
                     head.extend_from_slice(&buf[..n]);
-                    if let http::Parse::Done(route, used) = http::parse(head) {
+                    let echo_path = self.cfg.echo_path.as_deref();
+                    if let http::Parse::Done(route, used) = http::parse_with(head, echo_path) {
                         let used = used.min(head.len());
                         if let Route::Api(api) = &route {
                             if api.body_len > self.cfg.max_message as usize {
@@ -531,6 +532,7 @@ impl Worker {
             tokens: rate,
             last_refill: self.now,
             bad: 0,
+            echo: up.echo,
         }));
         if let Some(t) = c.timer.take() {
             self.timers.cancel(t);
@@ -573,9 +575,17 @@ impl Worker {
         self.read_ws(id);
     }
 
+    /// `--echo-path`: sends a message back as it came (same opcode).
+    fn echo(&mut self, id: ConnId, opcode: u8, payload: &[u8]) {
+        let mut frame = Vec::with_capacity(payload.len() + 10);
+        protocol::frame_header(&mut frame, opcode, payload.len());
+        frame.extend_from_slice(payload);
+        self.conns.push(id, &frame);
+    }
+
     fn read_ws(&mut self, id: ConnId) {
         for _ in 0..READ_CAP {
-            let (res, nread) = {
+            let (res, nread, echo) = {
                 let Some(c) = self.conns.arena.get_mut(id) else {
                     return;
                 };
@@ -589,17 +599,20 @@ impl Worker {
                 };
                 let res = ws.ctx.read(&mut io);
                 let n = io.nread;
+                let echo = ws.echo;
                 if n > 0 {
                     c.last_rx = self.now;
                 }
                 if !c.out.is_empty() {
                     Conns::mark_pending(&mut self.conns.pending, c, id);
                 }
-                (res, n)
+                (res, n, echo)
             };
             self.metrics.bytes_in += nread as u64;
             use tungstenite::error::{Error as E, ProtocolError as P};
             match res {
+                Ok(Message::Binary(b)) if echo => self.echo(id, 0x2, &b),
+                Ok(Message::Text(t)) if echo => self.echo(id, 0x1, t.as_bytes()),
                 Ok(Message::Binary(b)) => self.on_message(id, &b),
                 Ok(Message::Text(t)) => self.on_message(id, t.as_bytes()),
                 Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
