@@ -176,9 +176,10 @@ impl Worker {
         ws.last_refill = now;
         ws.tokens = (ws.tokens + dt * rate).min(rate);
         if ws.tokens < 1.0 {
+            let rid = protocol::peek_rid(proto, payload);
             self.fail(
                 cid,
-                None,
+                rid,
                 Fail::new(Code::RateLimited, "too many requests; slow down"),
             );
             return;

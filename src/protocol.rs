@@ -173,6 +173,40 @@ impl<'de: 'a, 'a> Deserialize<'de> for Blob<'a> {
     }
 }
 
+/// A field that must be a string on the wire: MessagePack `bin` is refused
+/// even when it holds UTF-8 (serde's own `str` accepts it).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Text<'a>(pub Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 /// `to`: a member id in `send`, a state name in `state`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum To<'a> {
@@ -213,7 +247,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for To<'a> {
 #[serde(default)]
 pub struct Req<'a> {
     #[serde(borrow)]
-    pub t: Option<Cow<'a, str>>,
+    pub t: Option<Text<'a>>,
     pub rid: Option<u32>,
     #[serde(borrow)]
     pub room: Option<Cow<'a, str>>,
@@ -309,20 +343,18 @@ pub fn decode(proto: Proto, payload: &[u8]) -> Result<Req<'_>, (Option<u32>, Fai
             }
             Ok(req)
         }
-        Err(e) => {
-            let rid = match proto {
-                Proto::Msgpack => rmp_serde::from_slice::<RidOnly>(payload)
-                    .ok()
-                    .and_then(|r| r.rid),
-                Proto::Json => serde_json::from_slice::<RidOnly>(payload)
-                    .ok()
-                    .and_then(|r| r.rid),
-            };
-            Err((
-                rid,
-                Fail::new(Code::BadRequest, format!("malformed message: {e}")),
-            ))
-        }
+        Err(e) => Err((
+            peek_rid(proto, payload),
+            Fail::new(Code::BadRequest, format!("malformed message: {e}")),
+        )),
+    }
+}
+
+/// Reads only `rid` (for errors about a request that is not processed).
+pub fn peek_rid(proto: Proto, payload: &[u8]) -> Option<u32> {
+    match proto {
+        Proto::Msgpack => rmp_serde::from_slice::<RidOnly>(payload).ok()?.rid,
+        Proto::Json => serde_json::from_slice::<RidOnly>(payload).ok()?.rid,
     }
 }
 
