@@ -83,6 +83,29 @@ pub struct Config {
     #[arg(long, env = "ROOMD_RATE_LIMIT", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_limit: u32,
 
+    /// Rooms one connection may create per second (burst of the same size);
+    /// 0 means unlimited.
+    #[arg(long, env = "ROOMD_CREATE_RATE", default_value_t = 20)]
+    pub create_rate: u32,
+
+    /// `pub`/`send` data bytes one connection may send per second (burst of
+    /// the same size); 0 means unlimited.
+    #[arg(long, env = "ROOMD_PUB_BYTES_RATE", default_value_t = 4 << 20)]
+    pub pub_bytes_rate: u32,
+
+    /// WebSocket connections one source address may hold; past it the
+    /// upgrade gets 503. 0 means unlimited (the default: behind a proxy every
+    /// client shares the proxy's address).
+    #[arg(long, env = "ROOMD_MAX_CONNS_PER_IP", default_value_t = 0)]
+    pub max_conns_per_ip: u32,
+
+    /// Browser origins allowed to connect, comma-separated (e.g.
+    /// https://game.example); an upgrade with another Origin is closed with
+    /// 1008. Requests without Origin (non-browser clients) are always allowed.
+    /// Empty: any origin.
+    #[arg(long, env = "ROOMD_ORIGINS", value_delimiter = ',')]
+    pub origins: Vec<String>,
+
     /// Bad requests in a row (bad_request, unknown_type, rate_limited) before
     /// the connection is closed with 4002.
     #[arg(long, env = "ROOMD_MAX_BAD_REQUESTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
@@ -93,8 +116,8 @@ pub struct Config {
     #[arg(long, env = "ROOMD_ECHO_PATH")]
     pub echo_path: Option<String>,
 
-    /// Most open connections (WebSocket and HTTP) this worker holds; new
-    /// sockets past it are closed at once.
+    /// Most WebSocket connections this worker holds; upgrades past it get 503.
+    /// Sockets past it plus 1024 (for HTTP and handshakes) are closed at accept.
     #[arg(long, env = "ROOMD_MAX_CONNECTIONS", default_value_t = 100_000)]
     pub max_connections: u32,
 }

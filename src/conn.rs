@@ -187,14 +187,52 @@ impl CloseReason {
     }
 }
 
+/// A token bucket: `rate` tokens per second, holding at most `rate` (one
+/// second of burst). O(1), no timer: it refills when asked.
+pub struct Bucket {
+    tokens: f32,
+    last: Instant,
+}
+
+impl Bucket {
+    pub fn full(rate: u32, now: Instant) -> Self {
+        Bucket {
+            tokens: rate as f32,
+            last: now,
+        }
+    }
+
+    /// Takes `n` tokens if there are that many; `rate` 0 means unlimited.
+    /// A request larger than the whole burst is allowed when the bucket is
+    /// full (and empties it), so a limit never refuses one item forever.
+    pub fn take(&mut self, now: Instant, rate: u32, n: u32) -> bool {
+        if rate == 0 {
+            return true;
+        }
+        let rate = rate as f32;
+        let dt = now.saturating_duration_since(self.last).as_secs_f32();
+        self.last = now;
+        self.tokens = (self.tokens + dt * rate).min(rate);
+        let n = (n as f32).min(rate);
+        if self.tokens < n {
+            return false;
+        }
+        self.tokens -= n;
+        true
+    }
+}
+
 /// A connection's WebSocket state.
 pub struct Ws {
     pub ctx: WebSocketContext,
     pub proto: Proto,
     pub session: SessionId,
-    /// Token bucket for requests (tokens, refilled from `last_refill`).
-    pub tokens: f32,
-    pub last_refill: Instant,
+    /// Requests per second.
+    pub requests: Bucket,
+    /// Rooms created per second.
+    pub creates: Bucket,
+    /// `pub`/`send` data bytes per second.
+    pub pub_bytes: Bucket,
     /// Bad requests in a row.
     pub bad: u32,
     /// `--echo-path` connection: messages are echoed, not interpreted.

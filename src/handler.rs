@@ -166,16 +166,12 @@ impl Worker {
     pub(crate) fn on_message(&mut self, cid: ConnId, payload: &[u8]) {
         self.metrics.messages_in += 1;
         let now = self.now;
-        let rate = self.cfg.rate_limit as f32;
+        let rate = self.cfg.rate_limit;
         let Some(ws) = self.conn_ws(cid) else {
             return;
         };
         let (sid, proto) = (ws.session, ws.proto);
-        // Token bucket: `rate` per second, burst of `rate`.
-        let dt = now.saturating_duration_since(ws.last_refill).as_secs_f32();
-        ws.last_refill = now;
-        ws.tokens = (ws.tokens + dt * rate).min(rate);
-        if ws.tokens < 1.0 {
+        if !ws.requests.take(now, rate, 1) {
             let rid = protocol::peek_rid(proto, payload);
             self.fail(
                 cid,
@@ -184,7 +180,6 @@ impl Worker {
             );
             return;
         }
-        ws.tokens -= 1.0;
         let req = match protocol::decode(proto, payload) {
             Ok(r) => r,
             Err((rid, f)) => {
@@ -193,6 +188,10 @@ impl Worker {
             }
         };
         let rid = req.rid;
+        if let Err(f) = self.check_rates(cid, &req) {
+            self.fail(cid, rid, f);
+            return;
+        }
         let res = match req.t.as_deref() {
             None => Err(Fail::new(Code::BadRequest, "missing \"t\"")),
             Some("pub") => self.op_pub(cid, sid, &req),
@@ -228,6 +227,37 @@ impl Worker {
             }
             Err(f) => self.fail(cid, rid, f),
         }
+    }
+
+    /// The per-connection byte rate of `pub`/`send` data and the room
+    /// creation rate (`--pub-bytes-rate`, `--create-rate`).
+    fn check_rates(&mut self, cid: ConnId, req: &Req) -> Result<(), Fail> {
+        let (now, bytes_rate, create_rate) =
+            (self.now, self.cfg.pub_bytes_rate, self.cfg.create_rate);
+        let Some(ws) = self.conn_ws(cid) else {
+            return Ok(());
+        };
+        match req.t.as_deref() {
+            Some("pub" | "send") => {
+                let n = req.data.as_ref().map_or(0, |d| d.0.len());
+                if !ws.pub_bytes.take(now, bytes_rate, n as u32) {
+                    return Err(Fail::new(
+                        Code::RateLimited,
+                        format!("more than {bytes_rate} data bytes per second; slow down"),
+                    ));
+                }
+            }
+            Some("create") => {
+                if !ws.creates.take(now, create_rate, 1) {
+                    return Err(Fail::new(
+                        Code::RateLimited,
+                        format!("more than {create_rate} rooms created per second; slow down"),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     fn ok(&mut self, cid: ConnId, rid: Option<u32>, extra: Vec<(&str, V)>) {

@@ -37,6 +37,8 @@ pub struct Upgrade {
     pub token: Option<String>,
     /// Echo every message back instead of speaking the room protocol.
     pub echo: bool,
+    /// The `Origin` header (browsers send it).
+    pub origin: Option<String>,
 }
 
 /// A request to the room API: the body (of `body_len` bytes) follows the head.
@@ -194,6 +196,7 @@ fn upgrade(req: &httparse::Request, method: &str, query: &str, echo: bool) -> Ro
         room,
         token,
         echo,
+        origin: header(req, "origin").map(|o| o.trim().to_owned()),
     })
 }
 

@@ -34,7 +34,7 @@ use tungstenite::Message;
 use crate::arena::Arena;
 use crate::auth;
 use crate::config::Config;
-use crate::conn::{CloseReason, Conn, ConnId, Conns, Io, Phase, Ws, WRITE_CAP};
+use crate::conn::{Bucket, CloseReason, Conn, ConnId, Conns, Io, Phase, Ws, WRITE_CAP};
 use crate::http::{self, Route};
 use crate::metrics::{Gauges, Metrics};
 use crate::protocol::{self, Proto, V};
@@ -81,6 +81,9 @@ pub struct Worker {
     pub(crate) names: HashMap<Box<str>, RoomId>,
     pub(crate) timers: Wheel<Timer>,
     pub(crate) metrics: Metrics,
+    /// Open WebSocket connections, in total and per source address.
+    ws_open: usize,
+    ws_per_ip: HashMap<std::net::IpAddr, u32>,
     pub(crate) now: Instant,
     pub(crate) next_member: u64,
     pub(crate) members: usize,
@@ -132,6 +135,8 @@ impl Worker {
             names: HashMap::new(),
             timers: Wheel::new(Duration::from_millis(10), 4096, now),
             metrics: Metrics::default(),
+            ws_open: 0,
+            ws_per_ip: HashMap::new(),
             now,
             next_member: 1,
             members: 0,
@@ -328,7 +333,7 @@ impl Worker {
 
     fn on_accept(&mut self, sock: mio::net::TcpStream, peer: SocketAddr) {
         self.metrics.accepted += 1;
-        if self.conns.arena.len() >= self.cfg.max_connections as usize {
+        if self.conns.arena.len() >= self.cfg.max_connections as usize + 1024 {
             warn!(
                 "w={} peer={peer} refused: {} connections open",
                 self.id,
@@ -454,6 +459,34 @@ impl Worker {
                 self.respond(id, 503, "text/plain", b"draining\n")
             }
             Route::Upgrade(up) => {
+                let Some(peer) = self.conns.arena.get(id).map(|c| c.peer) else {
+                    return;
+                };
+                if self.ws_open >= self.cfg.max_connections as usize {
+                    warn!("w={} peer={peer} refused: {} WebSocket connections open", self.id, self.ws_open);
+                    self.respond(id, 503, "text/plain", b"server full\n");
+                    return;
+                }
+                let per_ip = self.ws_per_ip.get(&peer.ip()).copied().unwrap_or(0);
+                if self.cfg.max_conns_per_ip > 0 && per_ip >= self.cfg.max_conns_per_ip {
+                    warn!("w={} peer={peer} refused: {per_ip} connections from this address", self.id);
+                    self.respond(id, 503, "text/plain", b"too many connections from your address\n");
+                    return;
+                }
+                if let Some(origin) = up.origin.as_deref() {
+                    if !self.cfg.origins.is_empty() && !self.cfg.origins.iter().any(|o| o == origin) {
+                        warn!("w={} peer={peer} refused: origin {origin:?}", self.id);
+                        // Upgrade, then close 1008 (policy): a browser script
+                        // sees a close code, never an HTTP status.
+                        let mut out = http::switching(&up);
+                        let reason = b"origin refused";
+                        out.extend_from_slice(&[0x88, 2 + reason.len() as u8, 0x03, 0xf0]);
+                        out.extend_from_slice(reason);
+                        self.conns.push_raw(id, &out);
+                        self.close_conn(id, CloseReason::Http);
+                        return;
+                    }
+                }
                 let grant = match &self.cfg.jwt_key {
                     None => None,
                     Some(key) => match auth::verify(key.as_bytes(), up.token.as_deref()) {
@@ -519,7 +552,6 @@ impl Worker {
         } else {
             WebSocketContext::from_partially_read(rest, Role::Server, Some(self.ws_config))
         };
-        let rate = self.cfg.rate_limit as f32;
         let Some(c) = self.conns.arena.get_mut(id) else {
             return;
         };
@@ -529,8 +561,9 @@ impl Worker {
             ctx,
             proto: up.proto,
             session: sid,
-            tokens: rate,
-            last_refill: self.now,
+            requests: Bucket::full(self.cfg.rate_limit, self.now),
+            creates: Bucket::full(self.cfg.create_rate, self.now),
+            pub_bytes: Bucket::full(self.cfg.pub_bytes_rate, self.now),
             bad: 0,
             echo: up.echo,
         }));
@@ -542,6 +575,8 @@ impl Worker {
                 .arm(self.now + self.cfg.hb(), Timer::Heartbeat(id)),
         );
         self.metrics.upgrades += 1;
+        self.ws_open += 1;
+        *self.ws_per_ip.entry(c.peer.ip()).or_insert(0) += 1;
         debug!(
             "w={} conn={id:?} peer={} member={member} upgraded ({})",
             self.id,
@@ -711,6 +746,13 @@ impl Worker {
             }
             Phase::Http { .. } => {}
             Phase::Ws(mut ws) => {
+                self.ws_open -= 1;
+                if let Some(n) = self.ws_per_ip.get_mut(&c.peer.ip()) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.ws_per_ip.remove(&c.peer.ip());
+                    }
+                }
                 let mut io = Io {
                     sock: &mut c.sock,
                     out: &mut c.out,

@@ -1,0 +1,134 @@
+//! Abuse limits: room creation rate and data byte rate per connection,
+//! WebSocket connections in total and per source address, the Origin
+//! allow-list, and a flood of half-open handshakes.
+
+#[macro_use]
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+/// An upgrade by hand with extra headers; returns the connection and reply.
+fn upgrade(server: &Server, extra_headers: &str) -> RawWs {
+    let mut conn = server.http_conn();
+    conn.send(
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: roomd\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra_headers}\r\n"
+        )
+        .as_bytes(),
+    );
+    let response = conn.response().expect("a response");
+    RawWs { conn, response }
+}
+
+#[test]
+fn room_creation_rate_is_limited_per_connection() {
+    let server = Server::start(&["--create-rate", "3", "--max-bad-requests", "100"]);
+    let mut c = server.client();
+    for i in 0..6u32 {
+        c.send(msg! {"t" => "create", "rid" => i, "room" => format!("r{i}"), "join" => false});
+    }
+    let mut created = 0;
+    let mut limited = 0;
+    for _ in 0..6 {
+        let m = c.recv();
+        match m.t() {
+            "created" => created += 1,
+            "err" => {
+                assert_eq!(m["code"].s(), "rate_limited", "{m:?}");
+                limited += 1;
+            }
+            _ => panic!("unexpected {m:?}"),
+        }
+    }
+    assert_eq!((created, limited), (3, 3), "a burst of 3, then rate_limited");
+    // Another connection has its own budget.
+    server.client().create("other");
+}
+
+#[test]
+fn data_byte_rate_is_limited_per_connection() {
+    let server = Server::start(&["--pub-bytes-rate", "1000"]);
+    let mut a = server.client();
+    a.create("r");
+    let mut b = server.client();
+    b.join("r");
+    a.expect("presence");
+    a.send(msg! {"t" => "pub", "rid" => 1u32, "room" => "r", "data" => bin([1u8; 600])});
+    assert_eq!(a.expect("ok")["rid"].u(), 1);
+    a.send(msg! {"t" => "pub", "rid" => 2u32, "room" => "r", "data" => bin([2u8; 600])});
+    a.expect_err_rid("rate_limited", 2);
+    assert_eq!(b.expect("msg")["data"].b(), &[1u8; 600][..]);
+    b.expect_silence(SILENCE);
+}
+
+#[test]
+fn total_websocket_connections_are_capped_with_503() {
+    let server = Server::start(&["--max-connections", "2"]);
+    let _a = server.client();
+    let b = server.client();
+    let refused = upgrade(&server, "");
+    assert_eq!(refused.response.status, 503);
+    // HTTP still works at the cap, and a slot frees when a client leaves.
+    assert_eq!(server.get("/healthz").status, 200);
+    // close() returns once the server has answered the close, by which time
+    // the slot is free.
+    b.close(1000);
+    assert_eq!(upgrade(&server, "").response.status, 101, "a freed slot is usable again");
+}
+
+#[test]
+fn connections_per_address_are_capped_with_503() {
+    let server = Server::start(&["--max-conns-per-ip", "2"]);
+    let _a = server.client();
+    let _b = server.client();
+    assert_eq!(upgrade(&server, "").response.status, 503);
+}
+
+#[test]
+fn origin_allow_list_closes_other_origins_with_1008() {
+    let server = Server::start(&["--origins", "https://good.example,https://also.example"]);
+    let mut bad = upgrade(&server, "Origin: https://evil.example\r\n");
+    assert_eq!(bad.response.status, 101);
+    let f = bad.read_frame().expect("a close frame");
+    assert_eq!(f.opcode, 0x8);
+    assert_eq!(f.close_code(), 1008);
+    let mut good = upgrade(&server, "Origin: https://also.example\r\n");
+    assert_eq!(good.response.status, 101);
+    assert_eq!(good.read_frame().expect("welcome").opcode, 0x2);
+    // Non-browser clients send no Origin.
+    server.client().create("r");
+}
+
+fn rss_kib(pid: i32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+#[test]
+fn half_open_handshakes_are_closed_and_do_not_stall_others() {
+    let server = Server::start(&["--handshake-ms", "300"]);
+    let before = rss_kib(server.pid());
+    let mut half: Vec<HttpConn> = (0..300)
+        .map(|_| {
+            let mut c = server.http_conn();
+            c.send(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: web");
+            c
+        })
+        .collect();
+    // Others are served meanwhile.
+    let mut a = server.client();
+    a.create("r");
+    a.roundtrip();
+    for c in &mut half {
+        assert!(c.closed_within(Duration::from_secs(3)), "half-open handshake closed");
+    }
+    let after = rss_kib(server.pid());
+    eprintln!("rss before {before} KiB, after 300 half-open handshakes {after} KiB");
+    server.assert_alive();
+}
