@@ -583,6 +583,12 @@ impl Worker {
             c.peer,
             up.proto.name()
         );
+        if up.echo {
+            // An echo connection speaks no room protocol: what it sends back
+            // must be exactly what it was sent, so no `welcome` and no join.
+            self.read_ws(id);
+            return;
+        }
         let welcome = {
             let Some(s) = self.sessions.get(sid) else {
                 return;
