@@ -45,8 +45,7 @@ fn expect_close(ws: &mut RawWs, code: u16) {
     assert_eq!(f.opcode, CLOSE, "expected a close frame, got {f:?}");
     assert_eq!(f.close_code(), code, "close code: {f:?}");
     assert!(
-        ws.conn
-            .closed_within(std::time::Duration::from_secs(2)),
+        ws.conn.closed_within(std::time::Duration::from_secs(2)),
         "the server closes TCP after the close handshake"
     );
 }
@@ -97,7 +96,10 @@ fn fragments_reassemble_around_a_ping() {
 fn invalid_utf8_closes_1007() {
     let server = echo_server();
     let mut ws = server.raw_ws("/echo");
-    ws.write_frame(FIN | TEXT, b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80");
+    ws.write_frame(
+        FIN | TEXT,
+        b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80",
+    );
     expect_close(&mut ws, 1007);
 
     let mut ws = server.raw_ws("/echo");
