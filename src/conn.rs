@@ -73,20 +73,60 @@ impl OutBuf {
     }
 }
 
-/// The stream tungstenite is driven with: reads come from the socket, writes
-/// (pongs, close frames) go into the connection's own output buffer, so they
-/// keep their order with fan-out frames and are flushed with them.
+/// Where a connection's input comes from while it is read: first bytes
+/// stashed from an earlier turn, then the worker's read buffer, which is
+/// refilled from the socket with one large read when empty.
+///
+/// Why: tungstenite zeroes its read window before every read call, so that
+/// window is kept small (a few hundred bytes per connection, also the
+/// per-connection memory cost) while the socket is still read in large
+/// chunks into one buffer the whole worker shares.
+pub struct Feed<'a> {
+    pub stash: &'a mut Vec<u8>,
+    pub stash_pos: usize,
+    pub buf: &'a mut [u8],
+    pub pos: usize,
+    pub len: usize,
+}
+
+/// The stream tungstenite is driven with: reads come from the [`Feed`] (or
+/// the socket), writes (pongs, close frames) go into the connection's own
+/// output buffer, so they keep their order with fan-out frames and are
+/// flushed with them.
 pub struct Io<'a> {
     pub sock: &'a mut TcpStream,
     pub out: &'a mut OutBuf,
-    /// Bytes read through this adapter (liveness: any byte counts).
+    /// Bytes read from the socket through this adapter (liveness: any byte
+    /// counts).
     pub nread: usize,
+    pub feed: Option<Feed<'a>>,
 }
 
 impl Read for Io<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.sock.read(buf)?;
-        self.nread += n;
+        let Some(f) = &mut self.feed else {
+            let n = self.sock.read(buf)?;
+            self.nread += n;
+            return Ok(n);
+        };
+        if f.stash_pos < f.stash.len() {
+            let n = buf.len().min(f.stash.len() - f.stash_pos);
+            buf[..n].copy_from_slice(&f.stash[f.stash_pos..f.stash_pos + n]);
+            f.stash_pos += n;
+            return Ok(n);
+        }
+        if f.pos == f.len {
+            let n = self.sock.read(f.buf)?;
+            self.nread += n;
+            f.pos = 0;
+            f.len = n;
+            if n == 0 {
+                return Ok(0);
+            }
+        }
+        let n = buf.len().min(f.len - f.pos);
+        buf[..n].copy_from_slice(&f.buf[f.pos..f.pos + n]);
+        f.pos += n;
         Ok(n)
     }
 }
@@ -263,6 +303,9 @@ pub struct Conn {
     pub read_more: bool,
     pub last_rx: Instant,
     pub timer: Option<TimerId>,
+    /// Input read from the socket but not yet parsed, kept when a read stops
+    /// at the per-turn cap (empty, unallocated otherwise).
+    pub stash: Vec<u8>,
 }
 
 impl Conn {
@@ -277,6 +320,7 @@ impl Conn {
             read_more: false,
             last_rx: now,
             timer: None,
+            stash: Vec::new(),
         }
     }
 

@@ -34,7 +34,7 @@ use tungstenite::Message;
 use crate::arena::Arena;
 use crate::auth;
 use crate::config::Config;
-use crate::conn::{Bucket, CloseReason, Conn, ConnId, Conns, Io, Phase, Ws, WRITE_CAP};
+use crate::conn::{Bucket, CloseReason, Conn, ConnId, Conns, Feed, Io, Phase, Ws, WRITE_CAP};
 use crate::http::{self, Route};
 use crate::metrics::{Gauges, Metrics};
 use crate::protocol::{self, Proto, V};
@@ -53,8 +53,20 @@ pub const ACCEPT_CAP: usize = 256;
 const LINGER: Duration = Duration::from_secs(5);
 /// `retry_ms` advertised in `closing`.
 const RETRY_MS: u64 = 1000;
-/// tungstenite reads into a buffer this large, allocated per connection.
-const READ_BUFFER: usize = 4096;
+/// tungstenite's read window, allocated per connection and zeroed before each
+/// read it makes: small (see `conn::Feed`).
+const READ_BUFFER: usize = 256;
+/// The worker's shared socket read buffer.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Positions in the shared read buffer and the connection's stash while a
+/// connection is read.
+#[derive(Default)]
+struct FeedState {
+    stash_pos: usize,
+    pos: usize,
+    len: usize,
+}
 
 /// Everything the timer wheel can hold. Ids carry generations, so a timer
 /// whose object is gone (or whose slot was reused) does nothing.
@@ -81,6 +93,8 @@ pub struct Worker {
     pub(crate) names: HashMap<Box<str>, RoomId>,
     pub(crate) timers: Wheel<Timer>,
     pub(crate) metrics: Metrics,
+    /// Shared socket read buffer (see `conn::Feed`).
+    rbuf: Vec<u8>,
     /// Open WebSocket connections, in total and per source address.
     ws_open: usize,
     ws_per_ip: HashMap<std::net::IpAddr, u32>,
@@ -135,6 +149,7 @@ impl Worker {
             names: HashMap::new(),
             timers: Wheel::new(Duration::from_millis(10), 4096, now),
             metrics: Metrics::default(),
+            rbuf: vec![0; READ_CHUNK],
             ws_open: 0,
             ws_per_ip: HashMap::new(),
             now,
@@ -624,7 +639,29 @@ impl Worker {
         self.conns.push(id, &frame);
     }
 
+    /// Reads and handles a connection's messages (at most [`READ_CAP`]),
+    /// feeding tungstenite from the worker's shared read buffer; what is left
+    /// of that buffer when the loop stops is stashed on the connection.
     fn read_ws(&mut self, id: ConnId) {
+        let mut rbuf = std::mem::take(&mut self.rbuf);
+        if rbuf.is_empty() {
+            rbuf = vec![0; READ_CHUNK];
+        }
+        let mut st = FeedState::default();
+        self.read_ws_loop(id, &mut rbuf, &mut st);
+        if let Some(c) = self.conns.arena.get_mut(id) {
+            c.stash.drain(..st.stash_pos.min(c.stash.len()));
+            if st.pos < st.len && c.is_open_ws() {
+                c.stash.extend_from_slice(&rbuf[st.pos..st.len]);
+            }
+            if c.stash.is_empty() && c.stash.capacity() > 0 {
+                c.stash = Vec::new();
+            }
+        }
+        self.rbuf = rbuf;
+    }
+
+    fn read_ws_loop(&mut self, id: ConnId, rbuf: &mut [u8], st: &mut FeedState) {
         for _ in 0..READ_CAP {
             let (res, nread, echo) = {
                 let Some(c) = self.conns.arena.get_mut(id) else {
@@ -637,8 +674,18 @@ impl Worker {
                     sock: &mut c.sock,
                     out: &mut c.out,
                     nread: 0,
+                    feed: Some(Feed {
+                        stash: &mut c.stash,
+                        stash_pos: st.stash_pos,
+                        buf: rbuf,
+                        pos: st.pos,
+                        len: st.len,
+                    }),
                 };
                 let res = ws.ctx.read(&mut io);
+                if let Some(f) = &io.feed {
+                    (st.stash_pos, st.pos, st.len) = (f.stash_pos, f.pos, f.len);
+                }
                 let n = io.nread;
                 let echo = ws.echo;
                 if n > 0 {
@@ -763,6 +810,7 @@ impl Worker {
                     sock: &mut c.sock,
                     out: &mut c.out,
                     nread: 0,
+                    feed: None,
                 };
                 // Results are ignored: the frame is queued into our own buffer
                 // (which never refuses), or the context is already closed.
