@@ -247,13 +247,11 @@ impl Worker {
                     ));
                 }
             }
-            Some("create") => {
-                if !ws.creates.take(now, create_rate, 1) {
-                    return Err(Fail::new(
-                        Code::RateLimited,
-                        format!("more than {create_rate} rooms created per second; slow down"),
-                    ));
-                }
+            Some("create") if !ws.creates.take(now, create_rate, 1) => {
+                return Err(Fail::new(
+                    Code::RateLimited,
+                    format!("more than {create_rate} rooms created per second; slow down"),
+                ));
             }
             _ => {}
         }

@@ -478,18 +478,30 @@ impl Worker {
                     return;
                 };
                 if self.ws_open >= self.cfg.max_connections as usize {
-                    warn!("w={} peer={peer} refused: {} WebSocket connections open", self.id, self.ws_open);
+                    warn!(
+                        "w={} peer={peer} refused: {} WebSocket connections open",
+                        self.id, self.ws_open
+                    );
                     self.respond(id, 503, "text/plain", b"server full\n");
                     return;
                 }
                 let per_ip = self.ws_per_ip.get(&peer.ip()).copied().unwrap_or(0);
                 if self.cfg.max_conns_per_ip > 0 && per_ip >= self.cfg.max_conns_per_ip {
-                    warn!("w={} peer={peer} refused: {per_ip} connections from this address", self.id);
-                    self.respond(id, 503, "text/plain", b"too many connections from your address\n");
+                    warn!(
+                        "w={} peer={peer} refused: {per_ip} connections from this address",
+                        self.id
+                    );
+                    self.respond(
+                        id,
+                        503,
+                        "text/plain",
+                        b"too many connections from your address\n",
+                    );
                     return;
                 }
                 if let Some(origin) = up.origin.as_deref() {
-                    if !self.cfg.origins.is_empty() && !self.cfg.origins.iter().any(|o| o == origin) {
+                    if !self.cfg.origins.is_empty() && !self.cfg.origins.iter().any(|o| o == origin)
+                    {
                         warn!("w={} peer={peer} refused: origin {origin:?}", self.id);
                         // Upgrade, then close 1008 (policy): a browser script
                         // sees a close code, never an HTTP status.
