@@ -43,7 +43,11 @@ fn room_creation_rate_is_limited_per_connection() {
             _ => panic!("unexpected {m:?}"),
         }
     }
-    assert_eq!((created, limited), (3, 3), "a burst of 3, then rate_limited");
+    assert_eq!(
+        (created, limited),
+        (3, 3),
+        "a burst of 3, then rate_limited"
+    );
     // Another connection has its own budget.
     server.client().create("other");
 }
@@ -76,7 +80,11 @@ fn total_websocket_connections_are_capped_with_503() {
     // close() returns once the server has answered the close, by which time
     // the slot is free.
     b.close(1000);
-    assert_eq!(upgrade(&server, "").response.status, 101, "a freed slot is usable again");
+    assert_eq!(
+        upgrade(&server, "").response.status,
+        101,
+        "a freed slot is usable again"
+    );
 }
 
 #[test]
@@ -126,7 +134,10 @@ fn half_open_handshakes_are_closed_and_do_not_stall_others() {
     a.create("r");
     a.roundtrip();
     for c in &mut half {
-        assert!(c.closed_within(Duration::from_secs(3)), "half-open handshake closed");
+        assert!(
+            c.closed_within(Duration::from_secs(3)),
+            "half-open handshake closed"
+        );
     }
     let after = rss_kib(server.pid());
     eprintln!("rss before {before} KiB, after 300 half-open handshakes {after} KiB");

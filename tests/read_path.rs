@@ -65,7 +65,10 @@ fn a_message_larger_than_the_read_buffers_arrives_intact() {
     let m = msg! {"t" => "pub", "rid" => 1u32, "room" => "r", "data" => bin(&data)};
     // Followed in the same write by a small request, which must wait its turn.
     let mut bytes = client_frame(0x2, &m.to_msgpack());
-    bytes.extend(client_frame(0x2, &msg! {"t" => "ping", "rid" => 2u32}.to_msgpack()));
+    bytes.extend(client_frame(
+        0x2,
+        &msg! {"t" => "ping", "rid" => 2u32}.to_msgpack(),
+    ));
     a.write_raw_bytes(&bytes);
     assert_eq!(a.expect("ok")["rid"].u(), 1);
     assert_eq!(a.expect("pong")["rid"].u(), 2);
