@@ -182,3 +182,13 @@ fn state_of_unknown_room_is_not_found() {
     a.send(msg! {"t" => "state", "rid" => 1u32, "room" => "ghost", "to" => "playing"});
     a.expect_err_rid("not_found", 1);
 }
+
+#[test]
+fn state_without_rid_is_broadcast_but_not_acknowledged() {
+    let server = Server::start(&[]);
+    let (mut a, mut b) = pair(&server, msg! {});
+    a.send(msg! {"t" => "state", "room" => "r", "to" => "playing"});
+    assert_eq!(a.expect("state")["state"].s(), "playing");
+    assert_eq!(b.expect("state")["state"].s(), "playing");
+    a.expect_silence(SILENCE);
+}
