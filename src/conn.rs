@@ -284,10 +284,18 @@ pub enum Phase {
     Http { head: Vec<u8> },
     /// An open WebSocket session.
     Ws(Box<Ws>),
-    /// Output is flushed, then the write side shut, then reads drained until
-    /// EOF or the linger timer (a lingering close, so unread input does not
-    /// turn the close into a reset that loses the last frames).
-    Closing { ws: Option<Box<Ws>>, fin_sent: bool },
+    /// Output is flushed, then the socket is closed once the peer is done:
+    /// its close frame has arrived (`peer_done`; RFC 6455 7.1.1: the server
+    /// closes the TCP connection first), or EOF, or the linger timer. Until
+    /// then the write side is shut and input is drained (a lingering close, so
+    /// unread input does not turn the close into a reset that loses the last
+    /// frames). `ws` is kept when the server sent the close, to read the
+    /// peer's reply.
+    Closing {
+        ws: Option<Box<Ws>>,
+        fin_sent: bool,
+        peer_done: bool,
+    },
 }
 
 pub struct Conn {

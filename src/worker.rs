@@ -759,13 +759,48 @@ impl Worker {
         }
     }
 
-    /// Discards input from a closing connection until EOF (lingering close).
+    /// Reads from a closing connection: the peer's close reply when the
+    /// server sent a close (then the socket is freed once output is out),
+    /// else discards input until EOF (lingering close).
     fn read_closing(&mut self, id: ConnId) {
         let mut buf = [0u8; 4096];
         for _ in 0..16 {
             let Some(c) = self.conns.arena.get_mut(id) else {
                 return;
             };
+            if let Phase::Closing {
+                ws: Some(ws),
+                peer_done,
+                ..
+            } = &mut c.phase
+            {
+                let mut io = Io {
+                    sock: &mut c.sock,
+                    out: &mut c.out,
+                    nread: 0,
+                    feed: None,
+                };
+                match ws.ctx.read(&mut io) {
+                    Ok(Message::Close(_)) => {
+                        *peer_done = true;
+                        if c.out.is_empty() {
+                            self.free_conn(id, CloseReason::Dropped);
+                        }
+                        return;
+                    }
+                    Ok(_) => continue,
+                    Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                        return
+                    }
+                    Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {
+                        continue
+                    }
+                    Err(_) => {
+                        self.free_conn(id, CloseReason::Dropped);
+                        return;
+                    }
+                }
+            }
             match c.sock.read(&mut buf) {
                 Ok(0) => {
                     self.free_conn(id, CloseReason::Dropped);
@@ -801,12 +836,13 @@ impl Worker {
             Phase::Closing {
                 ws: None,
                 fin_sent: false,
+                peer_done: false,
             },
         );
         let mut session = None;
         match phase {
-            Phase::Closing { ws, fin_sent } => {
-                c.phase = Phase::Closing { ws, fin_sent };
+            Phase::Closing { .. } => {
+                c.phase = phase;
                 return;
             }
             Phase::Http { .. } => {}
@@ -838,6 +874,13 @@ impl Worker {
                     None => ws.ctx.flush(&mut io),
                 };
                 session = Some(ws.session);
+                let client_closed =
+                    matches!(reason, CloseReason::ClientNormal | CloseReason::ClientOther);
+                c.phase = Phase::Closing {
+                    ws: (!client_closed).then_some(ws),
+                    fin_sent: false,
+                    peer_done: client_closed,
+                };
             }
         }
         self.metrics.closes[reason.index()] += 1;
@@ -979,7 +1022,16 @@ impl Worker {
                 self.free_conn(id, CloseReason::Dropped);
                 continue;
             }
-            if let Phase::Closing { fin_sent, .. } = &mut c.phase {
+            if let Phase::Closing {
+                fin_sent,
+                peer_done,
+                ..
+            } = &mut c.phase
+            {
+                if c.out.is_empty() && *peer_done {
+                    self.free_conn(id, CloseReason::Dropped);
+                    continue;
+                }
                 if c.out.is_empty() && !*fin_sent {
                     *fin_sent = true;
                     // Our last bytes are out: send FIN, then wait for the
