@@ -297,6 +297,19 @@ fn b64() -> &'static base64::engine::GeneralPurpose {
     &base64::engine::general_purpose::STANDARD
 }
 
+/// Deepest nesting of maps and arrays a MessagePack message may have. A
+/// request needs 3 (request, `props`, a value); the rest is room for unknown
+/// keys. rmp-serde's own limit of 1024 levels costs up to 4 MiB of stack
+/// (debug build) on input the client chooses; serde_json stops at 128.
+const MAX_DEPTH: usize = 32;
+
+/// `rmp_serde::from_slice` with the nesting limit [`MAX_DEPTH`].
+fn from_msgpack<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, rmp_serde::decode::Error> {
+    let mut de = rmp_serde::Deserializer::from_read_ref(payload);
+    de.set_max_depth(MAX_DEPTH);
+    T::deserialize(&mut de)
+}
+
 /// Decodes one request. On failure returns the `rid` (when it could still be
 /// read) and a `bad_request` describing the problem.
 pub fn decode(proto: Proto, payload: &[u8]) -> Result<Req<'_>, (Option<u32>, Fail)> {
@@ -314,7 +327,7 @@ pub fn decode(proto: Proto, payload: &[u8]) -> Result<Req<'_>, (Option<u32>, Fai
         ));
     }
     let res: Result<Req<'_>, String> = match proto {
-        Proto::Msgpack => rmp_serde::from_slice(payload).map_err(|e| e.to_string()),
+        Proto::Msgpack => from_msgpack(payload).map_err(|e| e.to_string()),
         Proto::Json => serde_json::from_slice(payload).map_err(|e| e.to_string()),
     };
     match res {
@@ -353,7 +366,7 @@ pub fn decode(proto: Proto, payload: &[u8]) -> Result<Req<'_>, (Option<u32>, Fai
 /// Reads only `rid` (for errors about a request that is not processed).
 pub fn peek_rid(proto: Proto, payload: &[u8]) -> Option<u32> {
     match proto {
-        Proto::Msgpack => rmp_serde::from_slice::<RidOnly>(payload).ok()?.rid,
+        Proto::Msgpack => from_msgpack::<RidOnly>(payload).ok()?.rid,
         Proto::Json => serde_json::from_slice::<RidOnly>(payload).ok()?.rid,
     }
 }
