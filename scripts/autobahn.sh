@@ -131,6 +131,8 @@ for case in wanted:
         bad.append(f"  {case}: {behavior} (close: {close})")
 for behavior, n in sorted(counts.items()):
     print(f"{behavior}: {n}")
+closes = Counter(results[c].get("behaviorClose") for c in wanted if c in results)
+print("closing handshake: " + ", ".join(f"{k} {n}" for k, n in sorted(closes.items())))
 if bad:
     print("not passing:")
     print("\n".join(bad))
