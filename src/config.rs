@@ -61,6 +61,32 @@ pub struct Config {
     #[arg(long, env = "ROOMD_HISTORY", default_value_t = 64)]
     pub history: u32,
 
+    /// Bytes a room's history may hold (message data plus 24 bytes of
+    /// bookkeeping per message); the oldest messages go first.
+    #[arg(long, env = "ROOMD_HISTORY_BYTES", default_value_t = 256 * 1024)]
+    pub history_bytes: u64,
+
+    /// Bytes the histories of all rooms of a worker may hold together.
+    #[arg(long, env = "ROOMD_HISTORY_TOTAL", default_value_t = 256 << 20)]
+    pub history_total: u64,
+
+    /// Matchmaking: the rating window a player starts with (points either
+    /// side of its rating).
+    #[arg(long, env = "ROOMD_MATCH_WINDOW", default_value_t = 50)]
+    pub match_window: u32,
+
+    /// Matchmaking: points the window widens per second of waiting.
+    #[arg(long, env = "ROOMD_MATCH_WIDEN", default_value_t = 25)]
+    pub match_widen: u32,
+
+    /// Matchmaking: the widest window.
+    #[arg(long, env = "ROOMD_MATCH_WINDOW_MAX", default_value_t = 500)]
+    pub match_window_max: u32,
+
+    /// Matchmaking: how long a player waits when `match` has no `wait_ms`, in ms.
+    #[arg(long, env = "ROOMD_MATCH_WAIT_MS", default_value_t = 60000)]
+    pub match_wait_ms: u32,
+
     /// How long a graceful shutdown may take before the process exits anyway, in ms.
     #[arg(long, env = "ROOMD_DRAIN_MS", default_value_t = 5000)]
     pub drain_ms: u32,

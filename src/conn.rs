@@ -170,10 +170,13 @@ pub enum CloseReason {
     Http,
     /// The HTTP head did not complete in time.
     HandshakeTimeout,
+    /// Its session was resumed on another connection (4003); the seats
+    /// went with the session.
+    Replaced,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 13] = [
+    pub const ALL: [CloseReason; 14] = [
         CloseReason::ClientNormal,
         CloseReason::ClientOther,
         CloseReason::Dropped,
@@ -187,6 +190,7 @@ impl CloseReason {
         CloseReason::Internal,
         CloseReason::Http,
         CloseReason::HandshakeTimeout,
+        CloseReason::Replaced,
     ];
 
     pub fn label(self) -> &'static str {
@@ -204,6 +208,7 @@ impl CloseReason {
             CloseReason::Internal => "internal",
             CloseReason::Http => "http",
             CloseReason::HandshakeTimeout => "handshake_timeout",
+            CloseReason::Replaced => "replaced",
         }
     }
 
@@ -218,6 +223,7 @@ impl CloseReason {
             CloseReason::BadUtf8 => Some(1007),
             CloseReason::Shutdown => Some(1001),
             CloseReason::Internal => Some(1011),
+            CloseReason::Replaced => Some(4003),
             _ => None,
         }
     }

@@ -50,7 +50,7 @@ fn collect_targets(
 /// per subprotocol. Takes the worker's fields apart so the message may
 /// borrow from the room while connections are written. Returns the number of
 /// recipients it was queued for. Cost: O(members + recipients * frame size).
-fn broadcast<'v>(
+pub(crate) fn broadcast<'v>(
     rooms: &'v Arena<Room>,
     sessions: &Arena<Session>,
     conns: &mut Conns,
@@ -213,10 +213,8 @@ impl Worker {
                 self.send_v(cid, &V::Map(reply("pong", rid)));
                 Ok(())
             }
-            Some(t @ ("match" | "unmatch")) => Err(Fail::new(
-                Code::UnknownType,
-                format!("{t:?} is not supported by this server version"),
-            )),
+            Some("match") => self.op_match(cid, sid, &req),
+            Some("unmatch") => self.op_unmatch(cid, sid, &req),
             Some(t) => Err(Fail::new(Code::UnknownType, format!("unknown type {t:?}"))),
         };
         match res {
@@ -306,11 +304,8 @@ impl Worker {
         if meta.is_some() {
             s.meta = meta;
         }
-        if req.resume.is_some() {
-            return Err(Fail::new(
-                Code::NotFound,
-                "unknown or expired session; a fresh session goes on",
-            ));
+        if let Some(token) = req.resume.as_deref() {
+            return self.op_resume(cid, sid, token, req);
         }
         self.ok(cid, req.rid, vec![]);
         Ok(())
@@ -334,8 +329,10 @@ impl Worker {
         }
     }
 
+    /// Seats plus places in matchmaking queues (a match brings a seat).
     fn check_seat_limit(&self, sid: SessionId) -> Result<(), Fail> {
-        let n = self.sessions.get(sid).map_or(0, |s| s.seats.len());
+        let n =
+            self.sessions.get(sid).map_or(0, |s| s.seats.len()) + self.lobby.matcher.queued(sid);
         if n >= self.cfg.max_rooms_per_conn as usize {
             return Err(Fail::new(
                 Code::Forbidden,
@@ -443,6 +440,7 @@ impl Worker {
             seq: 0,
             members: Vec::new(),
             idle: None,
+            history: None,
         });
         self.names.insert(name.as_str().into(), rid);
         self.arm_idle(rid);
@@ -477,6 +475,19 @@ impl Worker {
             ));
         }
         self.check_grant(sid, name)?;
+        self.join_room(cid, sid, rid_req, name, meta)
+    }
+
+    /// `join` past the name and token checks (also for rooms the server
+    /// picked, e.g. a match's).
+    pub(crate) fn join_room(
+        &mut self,
+        cid: ConnId,
+        sid: SessionId,
+        rid_req: Option<u32>,
+        name: &str,
+        meta: Option<&Blob>,
+    ) -> Result<(), Fail> {
         let (rid, seated) = self.seated(sid, name)?;
         if !seated {
             let room = self
@@ -655,6 +666,7 @@ impl Worker {
         };
         room.seq += 1;
         let seq = room.seq;
+        self.history.record(&mut room.history, seq, from, data);
         let n = broadcast!(self, rid, except, |room: &Room| V::Map(vec![
             ("t", V::Str("msg")),
             ("room", V::Str(&room.name)),
@@ -872,10 +884,7 @@ impl Worker {
             s.seats.retain(|&r| r != rid);
             // A detached session with no seats left has nothing to wait for.
             if s.conn.is_none() && s.seats.is_empty() {
-                if let Some((t, _)) = s.grace {
-                    self.timers.cancel(t);
-                }
-                self.sessions.remove(m.session);
+                self.free_session(m.session);
             }
         }
         debug!("w={} room {:?} closed ({why})", self.id, room.name);
@@ -885,10 +894,12 @@ impl Worker {
     /// seats at once; any other end keeps them for the grace period while
     /// the other members see `away`.
     pub(crate) fn detach(&mut self, sid: SessionId, reason: CloseReason) {
-        if reason == CloseReason::Shutdown {
-            // The process is going away; rooms go with it.
+        if reason == CloseReason::Shutdown || reason == CloseReason::Replaced {
+            // Shutdown: the process is going away; rooms go with it.
+            // Replaced: the session lives on, on the connection that resumed it.
             return;
         }
+        self.unqueue(sid);
         let why = if reason == CloseReason::Timeout {
             Why::Timeout
         } else {
@@ -934,7 +945,7 @@ impl Worker {
     }
 
     /// Frees a session and every seat it holds (others see `leave`).
-    fn release_session(&mut self, sid: SessionId, why: Why) {
+    pub(crate) fn release_session(&mut self, sid: SessionId, why: Why) {
         let Some(s) = self.sessions.get_mut(sid) else {
             return;
         };
@@ -944,7 +955,7 @@ impl Worker {
         for rid in s.seats.clone() {
             self.remove_member(rid, sid, why);
         }
-        self.sessions.remove(sid);
+        self.free_session(sid);
     }
 
     pub(crate) fn idle_over(&mut self, rid: RoomId) {

@@ -1,8 +1,8 @@
 //! Room histories: the last `--history` `msg`s of a room (seq, from, data),
 //! replayed to a session that resumes (PROTOCOL.md "Reconnect and recovery").
 //!
-//! A room holds `Option<History>`, `None` until its first message, so a room
-//! that never carries a message costs one word. Bounds, all enforced on
+//! A room holds `Option<Box<History>>`, `None` until its first message, so a
+//! room that never carries a message costs one word. Bounds, all enforced on
 //! append: at most `--history` messages and `--history-bytes` bytes per room,
 //! and `--history-total` bytes across every room of the worker (a byte of
 //! history counts its data plus [`ENTRY_COST`] of bookkeeping). Past a bound
@@ -130,15 +130,17 @@ impl Recorder {
     /// Keeps message `seq` (the room's newest) in its room's history,
     /// allocating the history on the room's first message and dropping the
     /// oldest messages past a bound. O(1) amortized plus one copy of `data`.
-    pub fn record(&self, h: &mut Option<History>, seq: u64, from: u64, data: &[u8]) {
+    pub fn record(&self, h: &mut Option<Box<History>>, seq: u64, from: u64, data: &[u8]) {
         if self.per_room == 0 {
             return;
         }
-        let h = h.get_or_insert_with(|| History {
-            entries: VecDeque::with_capacity(self.per_room.min(FIRST_CAPACITY)),
-            next: seq,
-            bytes: 0,
-            total: self.total.clone(),
+        let h = h.get_or_insert_with(|| {
+            Box::new(History {
+                entries: VecDeque::with_capacity(self.per_room.min(FIRST_CAPACITY)),
+                next: seq,
+                bytes: 0,
+                total: self.total.clone(),
+            })
         });
         if h.next != seq {
             // A message went by unrecorded: what is kept cannot be replayed
@@ -175,8 +177,8 @@ impl Recorder {
 mod tests {
     use super::*;
 
-    fn seqs(h: &Option<History>, last: u64, seq: u64) -> Option<Vec<u64>> {
-        since(h.as_ref(), last, seq).map(|it| it.map(|(s, _, _)| s).collect())
+    fn seqs(h: &Option<Box<History>>, last: u64, seq: u64) -> Option<Vec<u64>> {
+        since(h.as_deref(), last, seq).map(|it| it.map(|(s, _, _)| s).collect())
     }
 
     #[test]
@@ -195,7 +197,7 @@ mod tests {
         assert_eq!(seqs(&h, 6, 6), Some(vec![]));
         assert_eq!(seqs(&h, 1, 6), None, "seq 2 is gone");
         assert_eq!(seqs(&h, 7, 6), None, "beyond the room's seq");
-        let got: Vec<_> = since(h.as_ref(), 5, 6).unwrap().collect();
+        let got: Vec<_> = since(h.as_deref(), 5, 6).unwrap().collect();
         assert_eq!(got, vec![(6, 7, &[6u8][..])]);
         assert_eq!(r.total(), 4 * (1 + ENTRY_COST));
         drop(h);

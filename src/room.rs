@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::arena::Id;
+use crate::history::History;
 use crate::session::{MemberId, SessionId};
 use crate::timer::TimerId;
 
@@ -102,6 +103,8 @@ pub struct Room {
     pub seq: u64,
     pub members: Vec<Member>,
     pub idle: Option<TimerId>,
+    /// The last `--history` messages, from the room's first message on.
+    pub history: Option<Box<History>>,
 }
 
 impl Room {

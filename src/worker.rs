@@ -35,7 +35,9 @@ use crate::arena::Arena;
 use crate::auth;
 use crate::config::Config;
 use crate::conn::{Bucket, CloseReason, Conn, ConnId, Conns, Feed, Io, Phase, Ws, WRITE_CAP};
+use crate::history::Recorder;
 use crate::http::{self, Route};
+use crate::matchmaking::Lobby;
 use crate::metrics::{Gauges, Metrics};
 use crate::protocol::{self, Proto, V};
 use crate::room::{Room, RoomId};
@@ -78,6 +80,8 @@ pub enum Timer {
     Grace(SessionId),
     Idle(RoomId),
     AcceptRetry,
+    /// The matchmaker's next event (a group can form, or a wait ends).
+    Match,
 }
 
 pub struct Worker {
@@ -103,6 +107,12 @@ pub struct Worker {
     pub(crate) members: usize,
     /// Reused target list for fan-out.
     pub(crate) scratch: Vec<(ConnId, Proto)>,
+    /// Resume token (its 128 bits) -> session; see `resume`.
+    pub(crate) tokens: HashMap<u128, SessionId>,
+    /// Room histories' bounds and their worker-wide byte count.
+    pub(crate) history: Recorder,
+    /// Matchmaking queues.
+    pub(crate) lobby: Lobby,
     ws_config: WebSocketConfig,
     draining: Option<Instant>,
     quit: bool,
@@ -136,6 +146,12 @@ impl Worker {
             .write_buffer_size(0)
             .max_message_size(Some(cfg.max_message as usize))
             .max_frame_size(Some(cfg.max_message as usize));
+        let history = Recorder::new(
+            cfg.history as usize,
+            usize::try_from(cfg.history_bytes).unwrap_or(usize::MAX),
+            usize::try_from(cfg.history_total).unwrap_or(usize::MAX),
+        );
+        let lobby = Lobby::new(&cfg, now);
         Ok(Worker {
             conns: Conns::new(cfg.out_buffer as usize),
             cfg,
@@ -156,6 +172,9 @@ impl Worker {
             next_member: 1,
             members: 0,
             scratch: Vec::new(),
+            tokens: HashMap::new(),
+            history,
+            lobby,
             ws_config,
             draining: None,
             quit: false,
@@ -574,6 +593,7 @@ impl Worker {
             grant,
             grace: None,
         });
+        self.tokens.insert(u128::from_be_bytes(raw), sid);
         let ctx = if rest.is_empty() {
             WebSocketContext::new(Role::Server, Some(self.ws_config))
         } else {
@@ -953,6 +973,7 @@ impl Worker {
                 Timer::Grace(sid) => self.grace_over(sid),
                 Timer::Idle(rid) => self.idle_over(rid),
                 Timer::AcceptRetry => self.accept_more = true,
+                Timer::Match => self.match_due(),
             }
         }
     }
