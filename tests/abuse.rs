@@ -9,20 +9,6 @@ use std::time::Duration;
 
 use common::*;
 
-/// An upgrade by hand with extra headers; returns the connection and reply.
-fn upgrade(server: &Server, extra_headers: &str) -> RawWs {
-    let mut conn = server.http_conn();
-    conn.send(
-        format!(
-            "GET /ws HTTP/1.1\r\nHost: roomd\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra_headers}\r\n"
-        )
-        .as_bytes(),
-    );
-    let response = conn.response().expect("a response");
-    RawWs { conn, response }
-}
-
 #[test]
 fn room_creation_rate_is_limited_per_connection() {
     let server = Server::start(&["--create-rate", "3", "--max-bad-requests", "100"]);
@@ -73,7 +59,7 @@ fn total_websocket_connections_are_capped_with_503() {
     let server = Server::start(&["--max-connections", "2"]);
     let _a = server.client();
     let b = server.client();
-    let refused = upgrade(&server, "");
+    let refused = server.upgrade_with("/ws", "");
     assert_eq!(refused.response.status, 503);
     // HTTP still works at the cap, and a slot frees when a client leaves.
     assert_eq!(server.get("/healthz").status, 200);
@@ -81,7 +67,7 @@ fn total_websocket_connections_are_capped_with_503() {
     // the slot is free.
     b.close(1000);
     assert_eq!(
-        upgrade(&server, "").response.status,
+        server.upgrade_with("/ws", "").response.status,
         101,
         "a freed slot is usable again"
     );
@@ -92,36 +78,28 @@ fn connections_per_address_are_capped_with_503() {
     let server = Server::start(&["--max-conns-per-ip", "2"]);
     let _a = server.client();
     let _b = server.client();
-    assert_eq!(upgrade(&server, "").response.status, 503);
+    assert_eq!(server.upgrade_with("/ws", "").response.status, 503);
 }
 
 #[test]
 fn origin_allow_list_closes_other_origins_with_1008() {
     let server = Server::start(&["--origins", "https://good.example,https://also.example"]);
-    let mut bad = upgrade(&server, "Origin: https://evil.example\r\n");
+    let mut bad = server.upgrade_with("/ws", "Origin: https://evil.example\r\n");
     assert_eq!(bad.response.status, 101);
     let f = bad.read_frame().expect("a close frame");
     assert_eq!(f.opcode, 0x8);
     assert_eq!(f.close_code(), 1008);
-    let mut good = upgrade(&server, "Origin: https://also.example\r\n");
+    let mut good = server.upgrade_with("/ws", "Origin: https://also.example\r\n");
     assert_eq!(good.response.status, 101);
     assert_eq!(good.read_frame().expect("welcome").opcode, 0x2);
     // Non-browser clients send no Origin.
     server.client().create("r");
 }
 
-fn rss_kib(pid: i32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 #[test]
 fn half_open_handshakes_are_closed_and_do_not_stall_others() {
     let server = Server::start(&["--handshake-ms", "300"]);
-    let before = rss_kib(server.pid());
+    let before = server.rss_kib();
     let mut half: Vec<HttpConn> = (0..300)
         .map(|_| {
             let mut c = server.http_conn();
@@ -139,7 +117,7 @@ fn half_open_handshakes_are_closed_and_do_not_stall_others() {
             "half-open handshake closed"
         );
     }
-    let after = rss_kib(server.pid());
+    let after = server.rss_kib();
     eprintln!("rss before {before} KiB, after 300 half-open handshakes {after} KiB");
     server.assert_alive();
 }

@@ -26,17 +26,9 @@ fn server() -> Server {
     Server::start(&["--jwt-key", KEY])
 }
 
-/// Sends an upgrade by hand and returns the status code of the reply.
+/// Sends an upgrade of `path` by hand; the status code of the reply.
 fn upgrade_status(server: &Server, path: &str, extra_headers: &str) -> u16 {
-    let mut c = server.http_conn();
-    c.send(
-        format!(
-            "GET {path} HTTP/1.1\r\nHost: roomd\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra_headers}\r\n"
-        )
-        .as_bytes(),
-    );
-    c.response().expect("a response").status
+    server.upgrade_with(path, extra_headers).response.status
 }
 
 #[test]

@@ -330,15 +330,6 @@ fn a_seat_taken_before_the_resume_is_left() {
     b2.expect_err_rid("not_member", 3);
 }
 
-/// VmRSS of a process, in KiB.
-fn rss_kib(pid: i32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 /// The figure for the README: memory per room with a full history (64
 /// messages), from the server's RSS before and after filling the histories
 /// of 2,000 rooms, for 100-byte and 1 KiB messages. Run with
@@ -369,7 +360,7 @@ fn measure_history_memory_per_room() {
             let m = a.recv();
             assert!(matches!(m.t(), "created" | "joined"), "{m:?}");
         }
-        let before = rss_kib(server.pid());
+        let before = server.rss_kib();
         let data = vec![b'x'; size];
         for n in &names {
             for _ in 0..64 {
@@ -378,7 +369,7 @@ fn measure_history_memory_per_room() {
             // Keep the server's input from piling up in its socket buffers.
             a.roundtrip();
         }
-        let after = rss_kib(server.pid());
+        let after = server.rss_kib();
         let per_room = (after - before) as f64 * 1024.0 / ROOMS as f64;
         eprintln!(
             "{size}-byte messages: RSS {before} -> {after} KiB over {ROOMS} rooms: \

@@ -219,6 +219,30 @@ impl Server {
             .unwrap_or_else(|e| panic!("GET {path}: no response: {e}"))
     }
 
+    /// An upgrade of `path` by hand with extra header lines (each ending in
+    /// CRLF), whatever the answer: the caller checks `response.status`.
+    pub fn upgrade_with(&self, path: &str, extra_headers: &str) -> RawWs {
+        let mut conn = self.http_conn();
+        conn.send(
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: roomd\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra_headers}\r\n"
+            )
+            .as_bytes(),
+        );
+        let response = conn.response().expect("a response to the upgrade");
+        RawWs { conn, response }
+    }
+
+    /// The server's resident memory (VmRSS), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("status");
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
     /// A WebSocket upgrade done by hand; the socket then sends nothing unless
     /// asked to.
     pub fn raw_ws(&self, path: &str) -> RawWs {
