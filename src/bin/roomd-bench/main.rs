@@ -1,1 +1,336 @@
-fn main() {}
+//! roomd-bench: the load harness of roomd (issue 3). Standalone: it speaks
+//! roomd's protocol (PROTOCOL.md) or the peers' raw room protocol over the
+//! wire and shares no code with the server.
+//!
+//! `main` parses the command line, then either runs as a child worker
+//! (hidden `--child-index`, driven over stdin/stdout by the parent) or as the
+//! controller of a scenario: it starts the fleet of workers, runs the
+//! scenario's phases, samples the server's RSS between them and writes the
+//! report.
+
+mod churn;
+mod ctl;
+mod engine;
+mod fanout;
+mod frames;
+mod idle;
+mod opts;
+mod pace;
+mod report;
+mod rooms;
+mod stats;
+mod summary;
+mod sys;
+mod wire;
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::ctl::{fmt_us, Cmd, Fleet, PhaseResult, Worker};
+use crate::opts::{check_common, Cli, Command, Common, FanoutArgs, Proto, Scenario};
+use crate::report::{Report, StepReport};
+use crate::sys::{now_ns, secs_ns};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let scenario = match cli.command {
+        Command::Summary(a) => {
+            return match summary::run(&a.dir) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("roomd-bench summary: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Scenario(s) => *s,
+    };
+    let limit = sys::raise_nofile();
+    sys::tight_timer_slack();
+    let common = scenario.common().clone();
+    if let Some(index) = common.child_index {
+        return match make_worker(&scenario, index, common.procs).and_then(ctl::child_main) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("roomd-bench child {index}: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if limit < 1024 {
+        eprintln!("roomd-bench: warning: only {limit} open files allowed per process");
+    }
+    match controller(&scenario) {
+        Ok(report) => {
+            report.print();
+            if let Some(path) = &common.json {
+                if let Err(e) = report.write_json(path) {
+                    eprintln!("roomd-bench: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("roomd-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The id shared by every process of one run (names rooms uniquely per run).
+fn run_id(child: bool) -> u32 {
+    if child {
+        // SAFETY: getppid has no preconditions.
+        (unsafe { libc::getppid() }) as u32
+    } else {
+        std::process::id()
+    }
+}
+
+/// The worker for process `index` of `procs`.
+fn make_worker(sc: &Scenario, index: usize, procs: usize) -> Result<Box<dyn Worker>, String> {
+    let c = sc.common();
+    let rid = run_id(c.child_index.is_some());
+    Ok(match sc {
+        Scenario::Fanout(a) => Box::new(fanout::FanoutWorker::new(
+            fanout::Plan::new(a, index, procs, rid)?,
+            c.read_buffer,
+        )?),
+        Scenario::Idle(a) => Box::new(idle::IdleWorker::new(a, index, procs)?),
+        Scenario::Rooms(a) => Box::new(rooms::RoomsWorker::new(a, index, procs, rid)?),
+        Scenario::Churn(a) => Box::new(churn::ChurnWorker::new(a, index, procs, rid)?),
+    })
+}
+
+fn fleet(sc: &Scenario) -> Result<Fleet, String> {
+    let procs = sc.common().procs;
+    if procs <= 1 {
+        Ok(Fleet::Local(make_worker(sc, 0, 1)?))
+    } else {
+        // Validate the plan here so a bad flag fails once, in the parent.
+        make_worker_check(sc, procs)?;
+        Fleet::spawn(procs)
+    }
+}
+
+fn make_worker_check(sc: &Scenario, procs: usize) -> Result<(), String> {
+    match sc {
+        Scenario::Fanout(a) => fanout::Plan::new(a, 0, procs, 0).map(|_| ()),
+        _ => Ok(()),
+    }
+}
+
+fn rss(c: &Common) -> Option<u64> {
+    c.server_pid.and_then(sys::tree_rss)
+}
+
+fn base_report(sc: &Scenario) -> Report {
+    let c = sc.common();
+    let mut params = BTreeMap::new();
+    params.insert(
+        "argv".to_string(),
+        std::env::args().skip(1).collect::<Vec<_>>().join(" "),
+    );
+    Report {
+        scenario: sc.name().to_string(),
+        label: c.label.clone(),
+        proto: match c.proto {
+            Proto::Roomd => "roomd".into(),
+            Proto::Raw => "raw".into(),
+        },
+        url: c.url.clone(),
+        procs: c.procs,
+        params,
+        ..Default::default()
+    }
+}
+
+fn controller(sc: &Scenario) -> Result<Report, String> {
+    let c = sc.common();
+    let conns = match sc {
+        Scenario::Fanout(a) => a.conns,
+        Scenario::Idle(a) => a.conns,
+        Scenario::Rooms(a) => rooms::conns_needed(a),
+        Scenario::Churn(a) => a.conns,
+    };
+    check_common(c, conns.div_ceil(c.procs.max(1)) + 1)?;
+    if c.server_pid.is_some() && rss(c).is_none() {
+        return Err(format!(
+            "--server-pid {}: no such process",
+            c.server_pid.unwrap_or(0)
+        ));
+    }
+    let steal0 = sys::cpu_steal();
+    let mut report = base_report(sc);
+    report.load_avg_start = sys::load_avg();
+    report.server_rss_before = rss(c);
+    let mut fleet = fleet(sc)?;
+    match sc {
+        Scenario::Fanout(a) => run_fanout(a, &mut fleet, &mut report)?,
+        Scenario::Idle(a) => idle::control(a, &mut fleet, &mut report)?,
+        Scenario::Rooms(a) => rooms::control(a, &mut fleet, &mut report)?,
+        Scenario::Churn(a) => churn::control(a, &mut fleet, &mut report)?,
+    }
+    let _ = fleet.phase(Cmd::Exit, "exit", true);
+    report.steal_pct = sys::steal_pct(steal0, sys::cpu_steal());
+    report.load_avg_end = sys::load_avg();
+    Ok(report)
+}
+
+/// Runs `Setup` and says how it went; fails when no connection got ready.
+pub fn setup(fleet: &mut Fleet, gen: u32, quiet: bool, want: usize) -> Result<PhaseResult, String> {
+    let r = fleet.phase(Cmd::Setup { gen }, "setup", quiet)?;
+    eprintln!(
+        "setup: {} of {} connections ready in {:.2} s{}",
+        r.stats.conns,
+        want,
+        r.elapsed_ns as f64 / 1e9,
+        if r.stats.failed > 0 {
+            format!(", {} failed", r.stats.failed)
+        } else {
+            String::new()
+        }
+    );
+    if r.stats.conns == 0 {
+        let why: Vec<String> = r
+            .stats
+            .errors
+            .iter()
+            .map(|(k, v)| format!("{k} ({v})"))
+            .collect();
+        return Err(format!("no connection got ready: {}", why.join("; ")));
+    }
+    Ok(r)
+}
+
+fn run_fanout(a: &FanoutArgs, fleet: &mut Fleet, report: &mut Report) -> Result<(), String> {
+    let c = &a.common;
+    let mut gen = 0;
+    let su = setup(fleet, gen, c.quiet, a.conns)?;
+    report.conns = su.stats.conns;
+    report.connect_failed = su.stats.failed;
+    let mut broken = su.broken;
+    let run = |fleet: &mut Fleet, step: u32, rate: f64| {
+        let t0 = now_ns() + 200_000_000;
+        fleet.phase(
+            Cmd::Run {
+                step,
+                t0,
+                warmup_ns: secs_ns(a.warmup),
+                duration_ns: secs_ns(a.duration),
+                drain_ns: secs_ns(a.drain),
+                rate,
+            },
+            "run",
+            c.quiet,
+        )
+    };
+    if !a.find_max {
+        let r = run(fleet, 0, a.rate)?;
+        report.server_rss_after = rss(c);
+        report.take_stats(&r.stats, a.duration);
+        report.errors += su.stats.error_count();
+        for (k, v) in &su.stats.errors {
+            *report.error_kinds.entry(k.clone()).or_insert(0) += v;
+        }
+        fleet.phase(Cmd::Teardown, "teardown", true)?;
+        return Ok(());
+    }
+    // --find-max: grow the rate by --step-factor until a step fails, then bisect.
+    let budget_us = (a.p99_budget_ms * 1000.0) as u64;
+    let deliveries_per_msg = (a.room_size - 1) as f64;
+    let mut rate = a.rate;
+    let mut good: Option<f64> = None;
+    let mut bad: Option<f64> = None;
+    let mut best: Option<(f64, PhaseResult)> = None;
+    let mut last: Option<PhaseResult> = None;
+    let mut retried: Option<f64> = None;
+    for step in 0..a.max_steps {
+        if broken {
+            eprintln!("connections were lost: rebuilding the set");
+            fleet.phase(Cmd::Teardown, "teardown", true)?;
+            gen += 1;
+            let su = setup(fleet, gen, c.quiet, a.conns)?;
+            broken = su.broken;
+        }
+        let r = run(fleet, step as u32, rate)?;
+        broken |= r.broken;
+        let s = &r.stats;
+        let p99 = s.lat.quantile_us(0.99);
+        let held = s.expected > 0
+            && (s.delivered as f64) >= 0.999 * s.expected as f64
+            && p99 <= budget_us
+            && !r.broken;
+        eprintln!(
+            "step {step}: {rate:.0} msg/s ({:.0} deliveries/s): p99 {} delivered {}/{} -> {}",
+            rate * deliveries_per_msg,
+            fmt_us(p99),
+            s.delivered,
+            s.expected,
+            if held { "held" } else { "failed" }
+        );
+        report.steps.push(StepReport {
+            rate,
+            deliveries_per_s: s.delivered as f64 / a.duration,
+            expected: s.expected,
+            delivered: s.delivered,
+            p50_us: s.lat.quantile_us(0.5),
+            p99_us: p99,
+            max_us: s.lat.max_us(),
+            errors: s.error_count(),
+            held,
+        });
+        // The host steals CPU at times: a failure is believed only when the
+        // same rate fails twice in a row.
+        if !held && retried != Some(rate) {
+            retried = Some(rate);
+            eprintln!("step {step}: retrying {rate:.0} msg/s once");
+            last = Some(r);
+            continue;
+        }
+        if held {
+            good = Some(good.map_or(rate, |g: f64| g.max(rate)));
+            if best.as_ref().is_none_or(|(br, _)| rate > *br) {
+                best = Some((rate, r.clone()));
+            }
+        } else {
+            bad = Some(bad.map_or(rate, |b: f64| b.min(rate)));
+        }
+        last = Some(r);
+        rate = match (good, bad) {
+            (Some(_), None) => rate * a.step_factor,
+            (None, Some(b)) => b / a.step_factor,
+            (Some(g), Some(b)) => {
+                if b / g < 1.05 {
+                    break;
+                }
+                (g + b) / 2.0
+            }
+            (None, None) => break,
+        };
+        if rate < 1.0 {
+            break;
+        }
+    }
+    report.server_rss_after = rss(c);
+    fleet.phase(Cmd::Teardown, "teardown", true)?;
+    match best {
+        Some((rate, r)) => {
+            report.take_stats(&r.stats, a.duration);
+            report.max_rate = Some(rate);
+            report.max_deliveries_per_s = Some(r.stats.delivered as f64 / a.duration);
+        }
+        None => {
+            if let Some(r) = last {
+                report.take_stats(&r.stats, a.duration);
+            }
+            report.max_rate = Some(0.0);
+            report.max_deliveries_per_s = Some(0.0);
+        }
+    }
+    Ok(())
+}
