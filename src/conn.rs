@@ -341,6 +341,15 @@ impl Conn {
     pub fn is_open_ws(&self) -> bool {
         matches!(self.phase, Phase::Ws(_))
     }
+
+    /// Whether input goes through the WebSocket parser (open, or closing by
+    /// the server and waiting for the peer's close).
+    pub fn reads_frames(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Ws(_) | Phase::Closing { ws: Some(_), .. }
+        )
+    }
 }
 
 /// Every connection, plus the per-turn work lists.

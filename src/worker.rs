@@ -410,7 +410,7 @@ impl Worker {
         };
         match c.phase {
             Phase::Http { .. } => self.read_head(id),
-            Phase::Ws(_) => self.read_ws(id),
+            Phase::Ws(_) | Phase::Closing { ws: Some(_), .. } => self.read_ws(id),
             Phase::Closing { .. } => self.read_closing(id),
         }
     }
@@ -683,7 +683,7 @@ impl Worker {
         self.read_ws_loop(id, &mut rbuf, &mut st);
         if let Some(c) = self.conns.arena.get_mut(id) {
             c.stash.drain(..st.stash_pos.min(c.stash.len()));
-            if st.pos < st.len && c.is_open_ws() {
+            if st.pos < st.len && c.reads_frames() {
                 c.stash.extend_from_slice(&rbuf[st.pos..st.len]);
             }
             if c.stash.is_empty() && c.stash.capacity() > 0 {
@@ -699,8 +699,10 @@ impl Worker {
                 let Some(c) = self.conns.arena.get_mut(id) else {
                     return;
                 };
-                let Phase::Ws(ws) = &mut c.phase else {
-                    return;
+                let ws = match &mut c.phase {
+                    Phase::Ws(ws) => ws,
+                    Phase::Closing { ws: Some(ws), .. } => ws,
+                    _ => return,
                 };
                 let mut io = Io {
                     sock: &mut c.sock,
@@ -730,6 +732,33 @@ impl Worker {
             };
             self.metrics.bytes_in += nread as u64;
             use tungstenite::error::{Error as E, ProtocolError as P};
+            if let Some(c) = self.conns.arena.get_mut(id) {
+                if let Phase::Closing { ws, peer_done, .. } = &mut c.phase {
+                    // The server sent a close: data still in flight is
+                    // dropped; the peer's close completes the handshake.
+                    match res {
+                        Ok(Message::Close(_)) => {
+                            *peer_done = true;
+                            if c.out.is_empty() {
+                                self.free_conn(id, CloseReason::Dropped);
+                            }
+                            return;
+                        }
+                        Ok(_) => continue,
+                        Err(E::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return,
+                        Err(E::Io(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            // Nothing more to parse: drain raw until EOF
+                            // (freeing now, with input unread, would reset
+                            // the connection and lose our close frame).
+                            debug!("w={} conn={id:?} closing: {e}", self.id);
+                            *ws = None;
+                            self.read_closing(id);
+                            return;
+                        }
+                    }
+                }
+            }
             match res {
                 Ok(Message::Binary(b)) if echo => self.echo(id, 0x2, &b),
                 Ok(Message::Text(t)) if echo => self.echo(id, 0x1, t.as_bytes()),
@@ -764,11 +793,16 @@ impl Worker {
                     return;
                 }
             }
-            if !matches!(
-                self.conns.arena.get(id).map(|c| &c.phase),
-                Some(Phase::Ws(_))
-            ) {
-                return;
+            // A handler may have closed the connection: keep reading to
+            // WouldBlock in closing mode (edge-triggered: no new event would
+            // come for input already waiting).
+            match self.conns.arena.get(id).map(|c| &c.phase) {
+                Some(Phase::Ws(_) | Phase::Closing { ws: Some(_), .. }) => {}
+                Some(Phase::Closing { ws: None, .. }) => {
+                    self.read_closing(id);
+                    return;
+                }
+                _ => return,
             }
         }
         if let Some(c) = self.conns.arena.get_mut(id) {
@@ -779,48 +813,14 @@ impl Worker {
         }
     }
 
-    /// Reads from a closing connection: the peer's close reply when the
-    /// server sent a close (then the socket is freed once output is out),
-    /// else discards input until EOF (lingering close).
+    /// Discards input from a closing connection that has nothing more to
+    /// parse, until EOF (lingering close).
     fn read_closing(&mut self, id: ConnId) {
         let mut buf = [0u8; 4096];
         for _ in 0..16 {
             let Some(c) = self.conns.arena.get_mut(id) else {
                 return;
             };
-            if let Phase::Closing {
-                ws: Some(ws),
-                peer_done,
-                ..
-            } = &mut c.phase
-            {
-                let mut io = Io {
-                    sock: &mut c.sock,
-                    out: &mut c.out,
-                    nread: 0,
-                    feed: None,
-                };
-                match ws.ctx.read(&mut io) {
-                    Ok(Message::Close(_)) => {
-                        *peer_done = true;
-                        if c.out.is_empty() {
-                            self.free_conn(id, CloseReason::Dropped);
-                        }
-                        return;
-                    }
-                    Ok(_) => continue,
-                    Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                        return
-                    }
-                    Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {
-                        continue
-                    }
-                    Err(_) => {
-                        self.free_conn(id, CloseReason::Dropped);
-                        return;
-                    }
-                }
-            }
             match c.sock.read(&mut buf) {
                 Ok(0) => {
                     self.free_conn(id, CloseReason::Dropped);

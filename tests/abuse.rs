@@ -121,3 +121,103 @@ fn half_open_handshakes_are_closed_and_do_not_stall_others() {
     eprintln!("rss before {before} KiB, after 300 half-open handshakes {after} KiB");
     server.assert_alive();
 }
+
+#[test]
+fn a_flood_past_the_rate_limit_ends_with_close_4002_not_a_reset() {
+    // The client keeps sending after the server closed it with 4002, so
+    // input arrives while the server waits for the close reply: the close
+    // frame must still reach the client (unread input must not turn the
+    // close into a TCP reset, which throws away what it has not read yet).
+    let server = Server::start(&["--max-bad-requests", "5"]);
+    let mut c = server.client();
+    for i in 0..5_000u32 {
+        let m = msg! {"t" => "ping", "rid" => i}.to_msgpack();
+        if c.ws.send(tungstenite::Message::Binary(m.into())).is_err() {
+            break;
+        }
+    }
+    c.expect_close(4002);
+    server.assert_alive();
+}
+
+/// The figures for issue notes: the server's RSS before and after each kind
+/// of abuse, one after the other on one server. Run with
+/// `cargo test --release --test abuse -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn measure_rss_under_abuse() {
+    let server = Server::start(&[
+        "--handshake-ms",
+        "500",
+        "--out-buffer",
+        "262144",
+        "--grace-ms",
+        "200",
+        "--max-bad-requests",
+        "5",
+    ]);
+    let mut report = Vec::new();
+    let mut step = |name: &str, f: &mut dyn FnMut()| {
+        let before = server.rss_kib();
+        f();
+        server.assert_alive();
+        report.push(format!("{name}: {before} KiB -> {} KiB", server.rss_kib()));
+    };
+    step("requests past the rate limit until 4002", &mut || {
+        let mut c = server.client();
+        for i in 0..5_000u32 {
+            let m = msg! {"t" => "ping", "rid" => i}.to_msgpack();
+            if c.ws.send(tungstenite::Message::Binary(m.into())).is_err() {
+                break;
+            }
+        }
+        c.expect_close(4002);
+    });
+    step("2,000 connections opened and dropped", &mut || {
+        for _ in 0..20 {
+            let cs: Vec<Client> = (0..100).map(|_| server.client()).collect();
+            for c in cs {
+                c.drop_tcp();
+            }
+        }
+    });
+    step("1,000 half-open handshakes", &mut || {
+        let mut half: Vec<HttpConn> = (0..1000)
+            .map(|_| {
+                let mut c = server.http_conn();
+                c.send(b"GET /ws HTTP/1.1\r\nHost: x\r\n");
+                c
+            })
+            .collect();
+        for c in &mut half {
+            assert!(c.closed_within(Duration::from_secs(5)));
+        }
+    });
+    step("200 connections sending garbage until 4002", &mut || {
+        for _ in 0..200 {
+            let mut c = server.client();
+            for _ in 0..5 {
+                c.send_binary(&[0xc1, 0xff, 0x00]);
+            }
+            c.expect_close(4002);
+        }
+    });
+    step("a slow reader in a flooded room until 4001", &mut || {
+        let mut a = server.client();
+        a.create("flood");
+        let mut slow = server.client_small_rcvbuf();
+        slow.join("flood");
+        a.expect("presence");
+        let data = vec![7u8; 8192];
+        for _ in 0..200 {
+            a.send(msg! {"t" => "pub", "room" => "flood", "data" => bin(&data)});
+        }
+        // The slow reader is closed 4001 on the way: its `away` comes first.
+        a.recv_until(|m| m.t() == "presence" && m.has("away"));
+        slow.expect_close(4001);
+        a.leave("flood");
+    });
+    for line in report {
+        eprintln!("{line}");
+    }
+}
