@@ -171,7 +171,11 @@ fn slow_consumer_is_closed_4001_and_the_room_goes_on() {
     // nothing until the end, so its backlog only grows.
     let data = vec![0x5au8; 4096];
     let mut seq = 0;
+    // How long each burst takes to reach `b` (printed, not asserted: no
+    // speed is asserted in tests).
+    let mut burst_us = Vec::new();
     for _ in 0..N / 16 {
+        let t0 = std::time::Instant::now();
         for _ in 0..16 {
             a.send(msg! {"t" => "pub", "room" => "r", "data" => bin(&data)});
         }
@@ -180,7 +184,15 @@ fn slow_consumer_is_closed_4001_and_the_room_goes_on() {
             let m = b.recv_type("msg");
             assert_eq!(m["seq"].u(), seq, "the fast reader misses nothing");
         }
+        burst_us.push(t0.elapsed().as_micros());
     }
+    burst_us.sort_unstable();
+    eprintln!(
+        "fast reader, 16 x 4 KiB bursts while the slow reader filled up and was closed: \
+         median {} us, max {} us",
+        burst_us[burst_us.len() / 2],
+        burst_us[burst_us.len() - 1]
+    );
 
     // The slow client, reading at last, finds its close code after whatever
     // was already on its way.
