@@ -387,11 +387,7 @@ impl ChurnWorker {
                 .map_err(|e| format!("poll: {e}"))?;
         }
         self.s.stats.conns = self.open_count();
-        Ok(PhaseResult {
-            stats: std::mem::take(&mut self.s.stats),
-            elapsed_ns: now_ns() - start,
-            broken: false,
-        })
+        Ok(PhaseResult::ended(&mut self.s.stats, start, false))
     }
 
     fn run(
@@ -451,11 +447,7 @@ impl ChurnWorker {
             Proto::Roomd => self.open_count(),
             Proto::Raw => n,
         };
-        Ok(PhaseResult {
-            stats: std::mem::take(&mut self.s.stats),
-            elapsed_ns: now_ns() - start,
-            broken: false,
-        })
+        Ok(PhaseResult::ended(&mut self.s.stats, start, false))
     }
 }
 

@@ -65,6 +65,18 @@ pub struct PhaseResult {
     pub broken: bool,
 }
 
+impl PhaseResult {
+    /// The end of a phase that started at `start_ns`: takes the stats it
+    /// gathered.
+    pub fn ended(stats: &mut Stats, start_ns: u64, broken: bool) -> Self {
+        PhaseResult {
+            stats: std::mem::take(stats),
+            elapsed_ns: now_ns() - start_ns,
+            broken,
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 pub enum Reply {
     Progress(WireStats),

@@ -477,11 +477,11 @@ impl FanoutWorker {
         let s = &mut self.s;
         s.stats.conns = ready;
         s.stats.opened = ready;
-        Ok(PhaseResult {
-            stats: std::mem::take(&mut s.stats),
-            elapsed_ns: now_ns() - start,
-            broken: s.lost || ready < s.members.len() as u64,
-        })
+        Ok(PhaseResult::ended(
+            &mut s.stats,
+            start,
+            s.lost || ready < s.members.len() as u64,
+        ))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -588,11 +588,7 @@ impl FanoutWorker {
         s.stats.ops.insert("send lag".into(), send_lag);
         s.in_run = false;
         s.stats.conns = ready;
-        Ok(PhaseResult {
-            stats: std::mem::take(&mut s.stats),
-            elapsed_ns: now_ns() - start,
-            broken: s.lost,
-        })
+        Ok(PhaseResult::ended(&mut s.stats, start, s.lost))
     }
 
     fn hold(&mut self, until: u64) -> Result<PhaseResult, String> {
@@ -605,11 +601,7 @@ impl FanoutWorker {
         let ready = self.ready_count();
         let s = &mut self.s;
         s.stats.conns = ready;
-        Ok(PhaseResult {
-            stats: std::mem::take(&mut s.stats),
-            elapsed_ns: now_ns() - start,
-            broken: s.lost,
-        })
+        Ok(PhaseResult::ended(&mut s.stats, start, s.lost))
     }
 }
 

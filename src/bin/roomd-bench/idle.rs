@@ -124,11 +124,7 @@ impl IdleWorker {
                 .map_err(|e| format!("poll: {e}"))?;
         }
         self.s.stats.conns = self.s.open;
-        Ok(PhaseResult {
-            stats: std::mem::take(&mut self.s.stats),
-            elapsed_ns: now_ns() - start,
-            broken: false,
-        })
+        Ok(PhaseResult::ended(&mut self.s.stats, start, false))
     }
 
     fn hold(
@@ -153,11 +149,7 @@ impl IdleWorker {
                 .map_err(|e| format!("poll: {e}"))?;
         }
         self.s.stats.conns = self.s.open;
-        Ok(PhaseResult {
-            stats: std::mem::take(&mut self.s.stats),
-            elapsed_ns: now_ns() - start,
-            broken: false,
-        })
+        Ok(PhaseResult::ended(&mut self.s.stats, start, false))
     }
 }
 

@@ -322,11 +322,7 @@ impl RoomsWorker {
                 .map_err(|e| format!("poll: {e}"))?;
         }
         self.s.stats.conns = self.open_count();
-        Ok(PhaseResult {
-            stats: std::mem::take(&mut self.s.stats),
-            elapsed_ns: now_ns() - start,
-            broken: false,
-        })
+        Ok(PhaseResult::ended(&mut self.s.stats, start, false))
     }
 
     fn create(&mut self, progress: &mut dyn FnMut(&Stats)) -> Result<PhaseResult, String> {
@@ -384,11 +380,7 @@ impl RoomsWorker {
         self.s.stats.conns = self.open_count();
         self.s.stats.expected = (n + n * self.s.members) as u64;
         self.s.stats.delivered = (self.s.rooms_ok + self.s.joins_ok) as u64;
-        Ok(PhaseResult {
-            stats: std::mem::take(&mut self.s.stats),
-            elapsed_ns: now_ns() - start,
-            broken: false,
-        })
+        Ok(PhaseResult::ended(&mut self.s.stats, start, false))
     }
 }
 
