@@ -165,9 +165,4 @@ impl Config {
     pub fn liveness(&self) -> Duration {
         self.hb() * self.hb_misses
     }
-
-    /// A configuration for in-process use (tests, benches): loopback, port 0.
-    pub fn for_tests() -> Self {
-        Config::parse_from(["roomd", "--listen", "127.0.0.1:0"])
-    }
 }

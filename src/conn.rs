@@ -68,9 +68,6 @@ impl OutBuf {
             self.pos = 0;
         }
     }
-    pub fn capacity(&self) -> usize {
-        self.buf.capacity()
-    }
 }
 
 /// Where a connection's input comes from while it is read: first bytes
@@ -362,8 +359,6 @@ pub struct Conns {
     /// Connections whose reads hit the per-turn cap.
     pub read_more: Vec<ConnId>,
     pub out_limit: usize,
-    /// Frames and bytes appended (metrics).
-    pub frames_out: u64,
 }
 
 impl Conns {
@@ -374,7 +369,6 @@ impl Conns {
             overflow: Vec::new(),
             read_more: Vec::new(),
             out_limit,
-            frames_out: 0,
         }
     }
 
@@ -394,7 +388,6 @@ impl Conns {
             return false;
         }
         c.out.extend(bytes);
-        self.frames_out += 1;
         if !c.pending {
             c.pending = true;
             self.pending.push(id);

@@ -7,7 +7,6 @@
 //! members (sessions with a connection), the message is encoded once per
 //! subprotocol, and the same bytes are queued on every target.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -968,7 +967,3 @@ impl Worker {
         }
     }
 }
-
-/// Keeps `Cow` in scope for readers of the signatures above.
-#[allow(dead_code)]
-type _C<'a> = Cow<'a, str>;

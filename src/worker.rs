@@ -339,10 +339,6 @@ impl Worker {
         }
     }
 
-    pub fn is_draining(&self) -> bool {
-        self.draining.is_some()
-    }
-
     fn accept(&mut self) {
         for _ in 0..ACCEPT_CAP {
             match self.listener.accept() {
