@@ -126,34 +126,25 @@ pub fn run(dir: &Path) -> Result<(), String> {
         }
         md.push('\n');
     }
-    let _ = write!(md, "| all | CPU steal seen (%) |");
-    for s in &servers {
-        let xs: Vec<f64> = runs
-            .iter()
-            .filter(|r| &r.server == s)
-            .filter_map(|r| r.v.pointer("/steal_pct").and_then(Value::as_f64))
-            .collect();
-        let _ = write!(
-            md,
-            " {} |",
-            median(xs).map_or("–".into(), |x| format!("{x:.1}"))
-        );
+    for (label, pointer) in [
+        ("CPU steal seen (%)", "/steal_pct"),
+        ("load average at run end", "/load_avg_end"),
+    ] {
+        let _ = write!(md, "| all | {label} |");
+        for s in &servers {
+            let xs: Vec<f64> = runs
+                .iter()
+                .filter(|r| &r.server == s)
+                .filter_map(|r| r.v.pointer(pointer).and_then(Value::as_f64))
+                .collect();
+            let _ = write!(
+                md,
+                " {} |",
+                median(xs).map_or("–".into(), |x| format!("{x:.1}"))
+            );
+        }
+        md.push('\n');
     }
-    md.push('\n');
-    let _ = write!(md, "| all | load average at run end |");
-    for s in &servers {
-        let xs: Vec<f64> = runs
-            .iter()
-            .filter(|r| &r.server == s)
-            .filter_map(|r| r.v.pointer("/load_avg_end").and_then(Value::as_f64))
-            .collect();
-        let _ = write!(
-            md,
-            " {} |",
-            median(xs).map_or("–".into(), |x| format!("{x:.1}"))
-        );
-    }
-    md.push('\n');
     let mut errs = String::new();
     for r in &runs {
         let n = r.v.pointer("/errors").and_then(Value::as_u64).unwrap_or(0);
