@@ -41,11 +41,7 @@ fn room_creation_rate_is_limited_per_connection() {
 #[test]
 fn data_byte_rate_is_limited_per_connection() {
     let server = Server::start(&["--pub-bytes-rate", "1000"]);
-    let mut a = server.client();
-    a.create("r");
-    let mut b = server.client();
-    b.join("r");
-    a.expect("presence");
+    let (mut a, mut b) = server.pair("r");
     a.send(msg! {"t" => "pub", "rid" => 1u32, "room" => "r", "data" => bin([1u8; 600])});
     assert_eq!(a.expect("ok")["rid"].u(), 1);
     a.send(msg! {"t" => "pub", "rid" => 2u32, "room" => "r", "data" => bin([2u8; 600])});

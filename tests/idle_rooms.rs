@@ -89,11 +89,7 @@ fn create_idle_ms_overrides_the_server_default() {
 #[test]
 fn a_member_that_is_away_keeps_the_room_alive() {
     let server = Server::start(&["--idle-ms", IDLE, "--grace-ms", "2000"]);
-    let mut a = server.client();
-    a.create("r");
-    let mut b = server.client();
-    b.join("r");
-    a.expect("presence");
+    let (mut a, b) = server.pair("r");
     a.leave("r");
     b.drop_tcp();
     let mut c = server.client();

@@ -13,11 +13,7 @@ use std::time::Duration;
 #[test]
 fn message_over_max_message_is_closed_1009() {
     let server = Server::start(&["--max-message", "1024"]);
-    let mut a = server.client();
-    a.create("r");
-    let mut b = server.client();
-    b.join("r");
-    a.expect("presence");
+    let (mut a, mut b) = server.pair("r");
 
     a.send(msg! {"t" => "pub", "room" => "r", "data" => bin(vec![1u8; 900])});
     assert_eq!(
@@ -155,11 +151,7 @@ fn slow_consumer_is_closed_4001_and_the_room_goes_on() {
         "--rate-limit",
         "100000",
     ]);
-    let mut a = server.client();
-    a.create("r");
-    let mut b = server.client();
-    b.join("r");
-    a.expect("presence");
+    let (mut a, mut b) = server.pair("r");
     let mut slow = server.client_small_rcvbuf();
     slow.join("r");
     a.expect("presence");
@@ -221,11 +213,7 @@ fn slow_consumer_is_closed_4001_and_the_room_goes_on() {
 #[test]
 fn rate_limit_drops_requests_with_rate_limited() {
     let server = Server::start(&["--rate-limit", "20", "--max-bad-requests", "1000"]);
-    let mut a = server.client();
-    a.create("r");
-    let mut b = server.client();
-    b.join("r");
-    a.expect("presence");
+    let (mut a, mut b) = server.pair("r");
     // a's create counted as one request; b is another connection.
     for rid in 1..=60u32 {
         a.send(msg! {"t" => "pub", "rid" => rid, "room" => "r", "data" => bin(rid.to_be_bytes())});

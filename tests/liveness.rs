@@ -113,11 +113,7 @@ fn a_client_that_sends_requests_but_never_pongs_stays_alive() {
 #[test]
 fn tcp_drop_shows_away_then_leave_disconnect_after_grace() {
     let server = Server::start(&["--grace-ms", "400"]);
-    let mut a = server.client();
-    a.create("r");
-    let mut b = server.client();
-    b.join("r");
-    a.expect("presence");
+    let (mut a, b) = server.pair("r");
     let b_id = b.id;
     let start = Instant::now();
     b.drop_tcp();
@@ -138,11 +134,7 @@ fn tcp_drop_shows_away_then_leave_disconnect_after_grace() {
 #[test]
 fn away_member_still_holds_its_seat() {
     let server = Server::start(&["--grace-ms", "3000"]);
-    let mut a = server.client();
-    a.create("r");
-    let mut b = server.client();
-    b.join("r");
-    a.expect("presence");
+    let (mut a, b) = server.pair("r");
     let b_id = b.id;
     b.drop_tcp();
     assert_eq!(a.expect("presence")["away"].u(), b_id);
@@ -157,11 +149,7 @@ fn away_member_still_holds_its_seat() {
 #[test]
 fn close_1000_leaves_at_once_with_why_left() {
     let server = Server::start(&["--grace-ms", "3000"]);
-    let mut a = server.client();
-    a.create("r");
-    let mut b = server.client();
-    b.join("r");
-    a.expect("presence");
+    let (mut a, b) = server.pair("r");
     let b_id = b.id;
     let start = Instant::now();
     b.close(1000);
@@ -177,11 +165,7 @@ fn close_1000_leaves_at_once_with_why_left() {
 #[test]
 fn other_close_codes_keep_the_seat_for_grace() {
     let server = Server::start(&["--grace-ms", "400"]);
-    let mut a = server.client();
-    a.create("r");
-    let mut b = server.client();
-    b.join("r");
-    a.expect("presence");
+    let (mut a, b) = server.pair("r");
     let b_id = b.id;
     b.close(1001);
     assert_eq!(a.expect("presence")["away"].u(), b_id);

@@ -6,16 +6,6 @@ mod common;
 
 use common::*;
 
-/// `a` creates "r", `b` joins; presence drained.
-fn pair(server: &Server) -> (Client, Client) {
-    let mut a = server.client();
-    a.create("r");
-    let mut b = server.client();
-    b.join("r");
-    a.expect("presence");
-    (a, b)
-}
-
 /// Reads the `ok` (rid) and the `props` broadcast, in either order.
 fn ok_and_props(c: &mut Client, rid: u32) -> (Value, Value) {
     let x = c.recv();
@@ -34,7 +24,7 @@ fn ok_and_props(c: &mut Client, rid: u32) -> (Value, Value) {
 #[test]
 fn set_is_acknowledged_and_broadcast_to_all_members() {
     let server = Server::start(&[]);
-    let (mut a, mut b) = pair(&server);
+    let (mut a, mut b) = server.pair("r");
     let ver0 = b.join("r")["ver"].u();
 
     a.send(
@@ -59,7 +49,7 @@ fn set_is_acknowledged_and_broadcast_to_all_members() {
 #[test]
 fn any_member_may_set_and_without_rid_there_is_no_ok() {
     let server = Server::start(&[]);
-    let (mut a, mut b) = pair(&server);
+    let (mut a, mut b) = server.pair("r");
     b.send(msg! {"t" => "props", "room" => "r", "set" => msg! {"k" => bin("v")}});
     let mine = b.expect("props");
     assert_eq!(mine["set"]["k"].b(), b"v");
@@ -71,7 +61,7 @@ fn any_member_may_set_and_without_rid_there_is_no_ok() {
 #[test]
 fn nil_deletes_a_key() {
     let server = Server::start(&[]);
-    let (mut a, mut b) = pair(&server);
+    let (mut a, mut b) = server.pair("r");
     a.send(msg! {"t" => "props", "rid" => 1u32, "room" => "r",
     "set" => msg! {"keep" => bin("1"), "drop" => bin("2")}});
     ok_and_props(&mut a, 1);
@@ -95,7 +85,7 @@ fn nil_deletes_a_key() {
 #[test]
 fn compare_and_set_conflict_carries_the_current_ver() {
     let server = Server::start(&[]);
-    let (mut a, mut b) = pair(&server);
+    let (mut a, mut b) = server.pair("r");
     a.send(msg! {"t" => "props", "rid" => 1u32, "room" => "r", "set" => msg! {"n" => bin("1")}});
     let ver = ok_and_props(&mut a, 1).0["ver"].u();
     b.expect("props");
@@ -124,7 +114,7 @@ fn compare_and_set_conflict_carries_the_current_ver() {
 #[test]
 fn two_writers_with_the_same_expect_only_one_wins() {
     let server = Server::start(&[]);
-    let (mut a, mut b) = pair(&server);
+    let (mut a, mut b) = server.pair("r");
     let ver = b.join("r")["ver"].u();
     a.send(msg! {"t" => "props", "rid" => 1u32, "room" => "r", "set" => msg! {"w" => bin("a")}, "expect" => ver});
     let (ok, _) = ok_and_props(&mut a, 1);
@@ -137,7 +127,7 @@ fn two_writers_with_the_same_expect_only_one_wins() {
 #[test]
 fn props_total_size_is_limited_to_max_message() {
     let server = Server::start(&["--max-message", "4096"]);
-    let (mut a, mut b) = pair(&server);
+    let (mut a, mut b) = server.pair("r");
     let big = vec![7u8; 3000];
     a.send(msg! {"t" => "props", "rid" => 1u32, "room" => "r", "set" => msg! {"one" => bin(&big)}});
     ok_and_props(&mut a, 1);
@@ -160,7 +150,7 @@ fn props_total_size_is_limited_to_max_message() {
 #[test]
 fn props_by_non_member_is_not_member() {
     let server = Server::start(&[]);
-    let (_a, mut b) = pair(&server);
+    let (_a, mut b) = server.pair("r");
     let mut d = server.client();
     d.send(msg! {"t" => "props", "rid" => 6u32, "room" => "r", "set" => msg! {"k" => bin("v")}});
     d.expect_err_rid("not_member", 6);

@@ -29,11 +29,7 @@ fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
 #[test]
 fn a_burst_of_requests_in_one_write_is_handled_whole_and_in_order() {
     let server = Server::start(&["--rate-limit", "100000"]);
-    let mut a = server.client();
-    a.create("r");
-    let mut b = server.client();
-    b.join("r");
-    a.expect("presence");
+    let (mut a, mut b) = server.pair("r");
     const N: u32 = 300;
     let mut burst = Vec::new();
     for rid in 1..=N {
@@ -56,11 +52,7 @@ fn a_burst_of_requests_in_one_write_is_handled_whole_and_in_order() {
 #[test]
 fn a_message_larger_than_the_read_buffers_arrives_intact() {
     let server = Server::start(&["--max-message", "1000000"]);
-    let mut a = server.client();
-    a.create("r");
-    let mut b = server.client();
-    b.join("r");
-    a.expect("presence");
+    let (mut a, mut b) = server.pair("r");
     let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     let m = msg! {"t" => "pub", "rid" => 1u32, "room" => "r", "data" => bin(&data)};
     // Followed in the same write by a small request, which must wait its turn.

@@ -54,11 +54,7 @@ fn token(c: &Client) -> String {
 #[test]
 fn drop_mid_burst_and_resume_gets_every_message_once_in_order() {
     let server = Server::start(&["--grace-ms", "5000", "--history", "1000"]);
-    let mut a = server.client();
-    a.create("r");
-    let mut b = server.client();
-    b.join("r");
-    a.expect("presence");
+    let (mut a, mut b) = server.pair("r");
     let (b_id, b_token) = (b.id, token(&b));
 
     // A burst of 300; b reads 120 of them and its socket drops, with the
@@ -196,11 +192,7 @@ fn resume_within_history_across_rooms_in_json() {
 #[test]
 fn resume_after_grace_is_not_found_and_the_seat_was_released() {
     let server = Server::start(&["--grace-ms", "300"]);
-    let mut a = server.client();
-    a.create("r");
-    let mut b = server.client();
-    b.join("r");
-    a.expect("presence");
+    let (mut a, b) = server.pair("r");
     let (b_id, b_token) = (b.id, token(&b));
     b.drop_tcp();
     assert_eq!(a.expect("presence")["away"].u(), b_id);
@@ -223,11 +215,7 @@ fn resume_after_grace_is_not_found_and_the_seat_was_released() {
 fn forged_and_foreign_tokens_fail() {
     let server = Server::start(&["--grace-ms", "5000"]);
     let other = Server::start(&["--grace-ms", "5000"]);
-    let mut a = server.client();
-    a.create("r");
-    let mut b = server.client();
-    b.join("r");
-    a.expect("presence");
+    let (mut a, b) = server.pair("r");
     let real = token(&b);
     b.drop_tcp();
     a.expect("presence");
@@ -273,11 +261,7 @@ fn forged_and_foreign_tokens_fail() {
 #[test]
 fn half_open_connection_is_taken_over_and_closed_4003() {
     let server = Server::start(&["--grace-ms", "5000"]);
-    let mut a = server.client();
-    a.create("r");
-    let mut b = server.client();
-    b.join("r");
-    a.expect("presence");
+    let (mut a, mut b) = server.pair("r");
     let (b_id, b_token) = (b.id, token(&b));
     burst(&mut a, "r", 1, 3);
     expect_msg(&mut b, "r", 1);

@@ -153,11 +153,7 @@ fn hello_meta_is_shown_to_others_and_second_hello_is_bad_request() {
 #[test]
 fn leave_announces_and_then_not_member() {
     let server = Server::start(&[]);
-    let mut a = server.client();
-    a.create("r");
-    let mut b = server.client();
-    b.join("r");
-    a.expect("presence");
+    let (mut a, mut b) = server.pair("r");
 
     b.leave("r");
     let p = a.expect("presence");
@@ -175,11 +171,7 @@ fn leave_announces_and_then_not_member() {
 #[test]
 fn joining_again_gives_a_fresh_snapshot_and_announces_nothing() {
     let server = Server::start(&[]);
-    let mut a = server.client();
-    a.create("r");
-    let mut b = server.client();
-    b.join("r");
-    a.expect("presence");
+    let (mut a, mut b) = server.pair("r");
     let again = b.join("r");
     assert_eq!(member_ids(&again), vec![a.id, b.id], "still seated once");
     a.expect_silence(SILENCE);

@@ -8,11 +8,7 @@ use std::time::Duration;
 
 /// `a` creates "r"; `b` and `c` join; presence drained.
 fn three(server: &Server) -> (Client, Client, Client) {
-    let mut a = server.client();
-    a.create("r");
-    let mut b = server.client();
-    b.join("r");
-    a.expect("presence");
+    let (mut a, mut b) = server.pair("r");
     let mut c = server.client();
     c.join("r");
     a.expect("presence");

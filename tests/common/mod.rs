@@ -204,6 +204,17 @@ impl Server {
         Client::handshake(sock.into(), self.addr, "/ws", None).expect("handshake")
     }
 
+    /// Two msgpack clients in `room`: `a` created it, `b` joined, and `a` has
+    /// seen `b`'s `presence` (so nothing about the setup is left to read).
+    pub fn pair(&self, room: &str) -> (Client, Client) {
+        let mut a = self.client();
+        a.create(room);
+        let mut b = self.client();
+        b.join(room);
+        a.expect("presence");
+        (a, b)
+    }
+
     /// A fresh plain-TCP connection for hand-written HTTP.
     pub fn http_conn(&self) -> HttpConn {
         HttpConn::connect(self.addr)
