@@ -11,6 +11,7 @@ pub mod conn;
 mod handler;
 pub mod history;
 pub mod http;
+pub mod ipc;
 pub mod matcher;
 mod matchmaking;
 pub mod metrics;
