@@ -19,6 +19,7 @@ pub mod protocol;
 mod resume;
 pub mod room;
 pub mod session;
+pub mod supervisor;
 pub mod timer;
 pub mod worker;
 

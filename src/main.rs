@@ -1,49 +1,61 @@
-//! The `roomd` binary: parses the command line and runs the server.
+//! The `roomd` binary: parses the command line and runs one of three things:
+//! a worker started by a supervisor (`ROOMD_WORKER_SETUP` set), a single
+//! in-process worker (`--workers 1`), or the supervisor of N workers.
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
 use log::{error, info};
 
+use roomd::ipc::{self, ToSupervisor, WorkerSetup};
+use roomd::supervisor::{self, notify};
 use roomd::{worker, Config, Worker};
-
-/// Tells systemd (when `NOTIFY_SOCKET` is set) that the service is ready.
-fn notify_ready() {
-    let Ok(path) = std::env::var("NOTIFY_SOCKET") else {
-        return;
-    };
-    let sock = match std::os::unix::net::UnixDatagram::unbound() {
-        Ok(s) => s,
-        Err(e) => {
-            error!("NOTIFY_SOCKET: {e}");
-            return;
-        }
-    };
-    let res = if let Some(name) = path.strip_prefix('@') {
-        use std::os::linux::net::SocketAddrExt;
-        std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
-            .and_then(|a| sock.send_to_addr(b"READY=1", &a))
-    } else {
-        sock.send_to(b"READY=1", &path)
-    };
-    if let Err(e) = res {
-        error!("NOTIFY_SOCKET {path}: {e}");
-    }
-}
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp_millis()
         .init();
+    // Before anything else: it removes the variable from the environment.
+    let setup = ipc::setup_from_env();
     let cfg = Config::parse();
-    if cfg.workers > 1 {
-        eprintln!(
-            "roomd: --workers {} is not supported yet; this version runs one worker",
-            cfg.workers
-        );
-        return ExitCode::from(2);
+    match setup {
+        Some(Ok(setup)) => {
+            let id = setup.id;
+            match worker_main(cfg, setup) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    error!("w={id} failed: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some(Err(e)) => {
+            eprintln!("roomd: bad {}: {e}", ipc::SETUP_ENV);
+            ExitCode::FAILURE
+        }
+        None if cfg.worker_count() == 1 => single(cfg),
+        None => supervisor::run(cfg),
     }
+}
+
+/// A worker under the supervisor: serves on the listener it inherited. It
+/// prints nothing on stdout and does not talk to systemd (the supervisor
+/// does both).
+fn worker_main(cfg: Config, setup: WorkerSetup) -> io::Result<()> {
+    let mut w = Worker::new(cfg, setup.id, setup.listener)?;
+    w.handle_signals()?;
+    info!("w={} (inc {}) serving", setup.id, setup.incarnation);
+    // Until `Worker::attach_cluster` lands, the worker runs alone: it says
+    // Ready itself, and `setup` keeps its control channel and bus links open
+    // until the loop ends. Then this one line becomes
+    //     w.attach_cluster(setup.workers, setup.incarnation, setup.control, setup.peers)?;
+    setup.control.send(ToSupervisor::Ready)?;
+    w.run()
+}
+
+/// `--workers 1`: one worker in this process, no supervisor.
+fn single(cfg: Config) -> ExitCode {
     let listener = match worker::bind(cfg.listen) {
         Ok(l) => l,
         Err(e) => {
@@ -63,9 +75,10 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let addr = w.local_addr();
-    println!("roomd listening on {addr}");
-    let _ = std::io::stdout().flush();
-    notify_ready();
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "roomd listening on {addr}").and_then(|()| out.flush());
+    drop(out);
+    notify("READY=1");
     info!("w=0 serving on {addr}");
     match w.run() {
         Ok(()) => ExitCode::SUCCESS,
