@@ -85,6 +85,8 @@ fn room() -> Room {
             hello_done: true,
             grant: None,
             grace: None,
+            remote: None,
+            shadow: None,
         });
         let mut conn = Conn::new(sock, peer, now);
         conn.phase = Phase::Ws(Box::new(Ws {

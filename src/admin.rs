@@ -7,10 +7,32 @@
 use base64::Engine;
 use serde_json::{json, Value};
 
+use crate::bus::kind;
 use crate::conn::ConnId;
 use crate::http::ApiReq;
 use crate::protocol::{self, Code, Fail, Proto};
+use crate::room::valid_name;
 use crate::worker::Worker;
+
+/// Where an API answer goes: the HTTP connection, or (for a call forwarded
+/// to the room's home) back to the worker that holds it, under its query id.
+#[derive(Clone, Copy)]
+pub(crate) enum ApiTo {
+    Conn(ConnId),
+    Peer(u32, u32),
+}
+
+/// An API call waiting for other workers.
+pub(crate) enum ApiWait {
+    /// A call forwarded to the room's home (connection, home).
+    One(ConnId, u32),
+    /// `GET /rooms`: the rooms gathered so far, and who has yet to answer.
+    List {
+        conn: ConnId,
+        waiting: Vec<u32>,
+        rooms: Vec<Value>,
+    },
+}
 
 /// Compares without an early exit, so the time taken does not reveal how
 /// much of a guessed key was right.
@@ -24,6 +46,12 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// The room an API path names (`/rooms/{room}...`), or "" for `/rooms`.
+fn api_room(path: &str) -> &str {
+    let rest = path.trim_start_matches("/rooms").trim_start_matches('/');
+    rest.split_once('/').map_or(rest, |(n, _)| n)
 }
 
 fn status_of(code: Code) -> u16 {
@@ -40,20 +68,29 @@ fn status_of(code: Code) -> u16 {
 }
 
 impl Worker {
-    fn api_json(&mut self, id: ConnId, status: u16, v: &Value) {
+    fn api_json(&mut self, to: ApiTo, status: u16, v: &Value) {
         let body = v.to_string();
-        self.respond(id, status, "application/json", body.as_bytes());
+        match to {
+            ApiTo::Conn(id) => self.respond(id, status, "application/json", body.as_bytes()),
+            ApiTo::Peer(p, qid) => {
+                if let Some(mut e) = self.bus.as_mut().and_then(|b| b.msg(p, kind::API_RESP)) {
+                    e.u32(qid).u16(status).bytes(body.as_bytes());
+                    e.finish();
+                }
+            }
+        }
     }
 
-    fn api_fail(&mut self, id: ConnId, f: &Fail) {
+    fn api_fail(&mut self, id: ApiTo, f: &Fail) {
         let v = json!({"error": f.code.as_str(), "msg": f.msg});
         self.api_json(id, status_of(f.code), &v);
     }
 
     /// Answers one API request whose whole body has been read.
-    pub(crate) fn api(&mut self, id: ConnId, req: ApiReq, body: &[u8]) {
+    pub(crate) fn api(&mut self, conn: ConnId, req: ApiReq, body: &[u8]) {
+        let id = ApiTo::Conn(conn);
         let Some(key) = self.cfg.admin_key.as_deref() else {
-            self.respond(id, 404, "text/plain", b"not found\n");
+            self.respond(conn, 404, "text/plain", b"not found\n");
             return;
         };
         if !req
@@ -68,15 +105,139 @@ impl Worker {
             self.api_fail(id, &f);
             return;
         }
-        let rest = req
-            .path
-            .trim_start_matches("/rooms")
-            .trim_start_matches('/');
+        // With several workers: a call for one room goes to its home, and
+        // the list asks every worker.
+        if self.bus.is_some() {
+            let named = match (req.method.as_str(), api_room(&req.path)) {
+                ("POST", "") => protocol::decode(Proto::Json, body)
+                    .ok()
+                    .and_then(|r| r.room.map(|n| n.into_owned())),
+                (_, "") => None,
+                (_, room) => Some(room.to_owned()),
+            };
+            if let Some(home) = named
+                .filter(|n| valid_name(n) && !self.homed_here(n))
+                .and_then(|n| self.remote_home_of(&n))
+            {
+                self.api_forward(conn, home, &req.method, &req.path, body);
+                return;
+            }
+            if req.method == "GET" && api_room(&req.path).is_empty() {
+                self.api_list_all(conn);
+                return;
+            }
+        }
+        self.api_route(id, &req.method, &req.path, body);
+    }
+
+    /// Forwards an API call to the room's home; the answer comes back as
+    /// `API_RESP`.
+    fn api_forward(&mut self, conn: ConnId, home: u32, method: &str, path: &str, body: &[u8]) {
+        let qid = self.next_list;
+        let sent = match self.bus.as_mut().and_then(|b| b.msg(home, kind::API_REQ)) {
+            Some(mut e) => {
+                e.u32(qid)
+                    .bytes(method.as_bytes())
+                    .bytes(path.as_bytes())
+                    .bytes(body);
+                e.finish();
+                true
+            }
+            None => false,
+        };
+        if !sent {
+            let f = Fail::new(Code::Internal, "the room's worker is restarting; try again");
+            self.api_fail(ApiTo::Conn(conn), &f);
+            return;
+        }
+        self.next_list = self.next_list.wrapping_add(1);
+        self.api_waits.insert(qid, ApiWait::One(conn, home));
+    }
+
+    fn api_list_all(&mut self, conn: ConnId) {
+        let rooms = self.api_rooms();
+        let qid = self.next_list;
+        let mut waiting = Vec::new();
+        if let Some(bus) = self.bus.as_mut() {
+            for p in 0..bus.n {
+                if let Some(mut e) = bus.msg(p, kind::API_REQ) {
+                    e.u32(qid).bytes(b"GET").bytes(b"/rooms").bytes(b"");
+                    e.finish();
+                    waiting.push(p);
+                }
+            }
+        }
+        if waiting.is_empty() {
+            self.api_json(ApiTo::Conn(conn), 200, &json!({ "rooms": rooms }));
+            return;
+        }
+        self.next_list = self.next_list.wrapping_add(1);
+        self.api_waits.insert(
+            qid,
+            ApiWait::List {
+                conn,
+                waiting,
+                rooms,
+            },
+        );
+    }
+
+    /// On a room's home: an API call forwarded by worker `p`.
+    pub(crate) fn api_remote(&mut self, p: u32, qid: u32, method: &str, path: &str, body: &[u8]) {
+        self.api_route(ApiTo::Peer(p, qid), method, path, body);
+    }
+
+    /// Worker `p` answered API query `qid` (`None`: it was lost).
+    pub(crate) fn api_answered(&mut self, qid: u32, p: u32, answer: Option<(u16, &[u8])>) {
+        let Some(wait) = self.api_waits.get_mut(&qid) else {
+            return;
+        };
+        match wait {
+            ApiWait::One(conn, home) => {
+                if *home != p {
+                    return;
+                }
+                let conn = *conn;
+                self.api_waits.remove(&qid);
+                match answer {
+                    Some((status, body)) => {
+                        self.respond(conn, status, "application/json", body);
+                    }
+                    None => {
+                        let f = Fail::new(Code::Internal, "the room's worker was lost; try again");
+                        self.api_fail(ApiTo::Conn(conn), &f);
+                    }
+                }
+            }
+            ApiWait::List { waiting, rooms, .. } => {
+                if !waiting.contains(&p) {
+                    return;
+                }
+                waiting.retain(|&w| w != p);
+                if let Some((_, body)) = answer {
+                    if let Ok(Value::Object(mut m)) = serde_json::from_slice::<Value>(body) {
+                        if let Some(Value::Array(more)) = m.remove("rooms") {
+                            rooms.extend(more);
+                        }
+                    }
+                }
+                if waiting.is_empty() {
+                    if let Some(ApiWait::List { conn, rooms, .. }) = self.api_waits.remove(&qid) {
+                        self.api_json(ApiTo::Conn(conn), 200, &json!({ "rooms": rooms }));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs an API call on the rooms homed here (authorized already).
+    fn api_route(&mut self, id: ApiTo, method: &str, path: &str, body: &[u8]) {
+        let rest = path.trim_start_matches("/rooms").trim_start_matches('/');
         let (name, action) = match rest.split_once('/') {
             Some((n, a)) => (n, a),
             None => (rest, ""),
         };
-        match (req.method.as_str(), name, action) {
+        match (method, name, action) {
             ("GET", "", "") => self.api_list(id),
             ("POST", "", "") => self.api_create(id, body),
             ("GET", room, "") => self.api_get(id, room),
@@ -89,19 +250,22 @@ impl Worker {
         }
     }
 
-    fn api_list(&mut self, id: ConnId) {
-        let rooms: Vec<Value> = self
-            .rooms
+    fn api_rooms(&self) -> Vec<Value> {
+        self.rooms
             .iter()
             .map(|(_, r)| {
                 json!({"room": &*r.name, "members": r.members.len(), "max": r.max,
                        "state": r.state.as_str(), "private": r.private})
             })
-            .collect();
+            .collect()
+    }
+
+    fn api_list(&mut self, id: ApiTo) {
+        let rooms = self.api_rooms();
         self.api_json(id, 200, &json!({ "rooms": rooms }));
     }
 
-    fn api_get(&mut self, id: ConnId, name: &str) {
+    fn api_get(&mut self, id: ApiTo, name: &str) {
         let Some(room) = self.names.get(name).and_then(|&r| self.rooms.get(r)) else {
             self.api_fail(id, &Fail::new(Code::NotFound, format!("no room {name:?}")));
             return;
@@ -127,7 +291,7 @@ impl Worker {
 
     /// `POST /rooms` with a JSON body like `create` (props values are strings
     /// or `{"data64": ...}`); the server owns the room (owner 0).
-    fn api_create(&mut self, id: ConnId, body: &[u8]) {
+    fn api_create(&mut self, id: ApiTo, body: &[u8]) {
         let body = if body.iter().all(u8::is_ascii_whitespace) {
             &b"{}"[..]
         } else {
@@ -145,7 +309,7 @@ impl Worker {
 
     /// `POST /rooms/{room}/publish`: the raw body is `data`, sent as `msg`
     /// with `from: 0`.
-    fn api_publish(&mut self, id: ConnId, name: &str, body: &[u8]) {
+    fn api_publish(&mut self, id: ApiTo, name: &str, body: &[u8]) {
         let Some(&rid) = self.names.get(name) else {
             self.api_fail(id, &Fail::new(Code::NotFound, format!("no room {name:?}")));
             return;
@@ -154,7 +318,7 @@ impl Worker {
         self.api_json(id, 200, &json!({ "room": name, "seq": seq }));
     }
 
-    fn api_close(&mut self, id: ConnId, name: &str) {
+    fn api_close(&mut self, id: ApiTo, name: &str) {
         let Some(&rid) = self.names.get(name) else {
             self.api_fail(id, &Fail::new(Code::NotFound, format!("no room {name:?}")));
             return;

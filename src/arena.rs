@@ -20,6 +20,20 @@ impl<T> Id<T> {
     pub fn index(self) -> usize {
         self.idx as usize
     }
+
+    /// The id as one number (index and generation), for naming an object to
+    /// another process; [`Id::from_bits`] reads it back.
+    pub fn to_bits(self) -> u64 {
+        (u64::from(self.gen) << 32) | u64::from(self.idx)
+    }
+
+    pub fn from_bits(b: u64) -> Self {
+        Id {
+            idx: b as u32,
+            gen: (b >> 32) as u32,
+            _t: PhantomData,
+        }
+    }
 }
 
 impl<T> Clone for Id<T> {

@@ -13,15 +13,16 @@ use clap::Parser;
 /// ROOMD_<FLAG>, e.g. ROOMD_LISTEN=127.0.0.1:7700 or ROOMD_HB_MS=2000.
 /// The wire protocol is PROTOCOL.md (version 1); see README.md for limits.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "roomd", version, about, long_about = None)]
+#[command(name = "roomd", version, about, long_about = None, args_override_self = true)]
 pub struct Config {
     /// Address to serve WebSocket and HTTP on; port 0 picks a free port.
     #[arg(long, env = "ROOMD_LISTEN", default_value = "0.0.0.0:7700")]
     pub listen: SocketAddr,
 
-    /// Worker processes. Only 1 is supported in this version (one loop, one
-    /// core); 0 means "one per core" and is treated as 1 for now.
-    #[arg(long, env = "ROOMD_WORKERS", default_value_t = 0)]
+    /// Worker processes, each one loop on one core, all serving the same
+    /// port (SO_REUSEPORT) under a supervisor; 0 means one per core. With 1
+    /// the worker runs in this process, with no supervisor.
+    #[arg(long, env = "ROOMD_WORKERS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=64))]
     pub workers: u32,
 
     /// Interval between WebSocket pings sent to each client, in ms.
@@ -142,6 +143,11 @@ pub struct Config {
     #[arg(long, env = "ROOMD_ECHO_PATH")]
     pub echo_path: Option<String>,
 
+    /// Bytes of unsent output a worker may hold for another worker before
+    /// that link is dropped (as lost) and replaced; see README.
+    #[arg(long, env = "ROOMD_BUS_BUFFER", default_value_t = 64 << 20, value_parser = clap::value_parser!(u64).range(65536..))]
+    pub bus_buffer: u64,
+
     /// Most WebSocket connections this worker holds; upgrades past it get 503.
     /// Sockets past it plus 1024 (for HTTP and handshakes) are closed at accept.
     #[arg(long, env = "ROOMD_MAX_CONNECTIONS", default_value_t = 100_000)]
@@ -149,6 +155,13 @@ pub struct Config {
 }
 
 impl Config {
+    /// `--workers` with 0 resolved to the number of cores.
+    pub fn worker_count(&self) -> u32 {
+        if self.workers > 0 {
+            return self.workers;
+        }
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(64) as u32)
+    }
     pub fn hb(&self) -> Duration {
         Duration::from_millis(self.hb_ms.into())
     }

@@ -50,6 +50,14 @@ impl OutBuf {
         }
         self.buf.extend_from_slice(b);
     }
+    /// The buffer to append to in place (whole messages only).
+    pub fn tail(&mut self) -> &mut Vec<u8> {
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        }
+        &mut self.buf
+    }
     pub fn unsent(&self) -> &[u8] {
         &self.buf[self.pos..]
     }

@@ -3,7 +3,7 @@
 //! rooms, closing rooms. Every handler returns `Result<(), Fail>`; the error
 //! goes back to the client as `err` with the request's `rid`.
 //!
-//! Fan-out goes through [`broadcast`]: targets are gathered from the room's
+//! Fan-out goes through [`fan_out`] (the `broadcast!` macro): targets are gathered from the room's
 //! members (sessions with a connection), the message is encoded once per
 //! subprotocol, and the same bytes are queued on every target.
 
@@ -13,6 +13,7 @@ use std::time::Duration;
 use log::{debug, warn};
 
 use crate::arena::Arena;
+use crate::bus::Bus;
 use crate::conn::{CloseReason, ConnId, Conns, Phase};
 use crate::protocol::{self, err_v, reply, Blob, Code, Fail, Frames, Proto, Req, To, V};
 use crate::room::{valid_name, Member, Room, RoomId, RoomState, Why};
@@ -27,33 +28,53 @@ const MAX_IDLE_MS: u32 = 3_600_000;
 const LIST_DEFAULT: u16 = 100;
 const LIST_MAX: u16 = 1000;
 
-/// Collects the connections of a room's members (all but `except`).
+/// Reused target lists for fan-out: connections here, and sessions on
+/// other workers as (worker, subprotocol, their session id).
+#[derive(Default)]
+pub(crate) struct Targets {
+    pub(crate) local: Vec<(ConnId, Proto)>,
+    pub(crate) remote: Vec<(u32, Proto, u64)>,
+    ids: Vec<u64>,
+}
+
+/// Collects where a room's members (all but `except`) are reached.
 fn collect_targets(
     room: &Room,
     sessions: &Arena<Session>,
     except: Option<MemberId>,
-    out: &mut Vec<(ConnId, Proto)>,
+    t: &mut Targets,
 ) {
-    out.clear();
+    t.local.clear();
+    t.remote.clear();
     for m in &room.members {
         if Some(m.id) == except {
             continue;
         }
-        if let Some(conn) = sessions.get(m.session).and_then(|s| s.conn) {
-            out.push(conn);
+        let Some(s) = sessions.get(m.session) else {
+            continue;
+        };
+        if let Some(conn) = s.conn {
+            t.local.push(conn);
+        } else if let Some(sh) = s.shadow.as_deref().filter(|sh| sh.attached) {
+            t.remote.push((sh.worker, sh.proto, sh.rsid));
         }
     }
 }
 
 /// Sends one message to a room's members (all but `except`), encoded once
-/// per subprotocol. Takes the worker's fields apart so the message may
-/// borrow from the room while connections are written. Returns the number of
-/// recipients it was queued for. Cost: O(members + recipients * frame size).
-pub(crate) fn broadcast<'v>(
+/// per subprotocol: queued on each local member's connection, and sent once
+/// per other worker with members there, with the list of its sessions (see
+/// `cluster`). Takes the worker's fields apart so the message may borrow
+/// from the room while connections are written. Returns the number of local
+/// recipients it was queued for (each worker counts its own deliveries).
+/// Cost: O(members + recipients * frame size).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fan_out<'v>(
     rooms: &'v Arena<Room>,
     sessions: &Arena<Session>,
     conns: &mut Conns,
-    scratch: &mut Vec<(ConnId, Proto)>,
+    t: &mut Targets,
+    bus: &mut Option<Bus>,
     rid: RoomId,
     except: Option<MemberId>,
     build: impl FnOnce(&'v Room) -> V<'v>,
@@ -61,27 +82,52 @@ pub(crate) fn broadcast<'v>(
     let Some(room) = rooms.get(rid) else {
         return 0;
     };
-    collect_targets(room, sessions, except, scratch);
-    if scratch.is_empty() {
+    collect_targets(room, sessions, except, t);
+    if t.local.is_empty() && t.remote.is_empty() {
         return 0;
     }
     let mut frames = Frames::new(build(room));
-    conns.fanout(scratch, &mut frames)
+    let n = conns.fanout(&t.local, &mut frames);
+    if let (false, Some(bus)) = (t.remote.is_empty(), bus.as_mut()) {
+        t.remote.sort_unstable_by_key(|&(w, p, _)| (w, p as u8));
+        for &(_, p, _) in &t.remote {
+            frames.get(p);
+        }
+        let mut rest = &t.remote[..];
+        while let Some(&(w, _, _)) = rest.first() {
+            let end = rest.iter().position(|x| x.0 != w).unwrap_or(rest.len());
+            let (mine, next) = rest.split_at(end);
+            rest = next;
+            t.ids.clear();
+            t.ids.extend(mine.iter().map(|x| x.2));
+            let split = mine
+                .iter()
+                .position(|x| x.1 != mine[0].1)
+                .unwrap_or(mine.len());
+            let (a, b) = t.ids.split_at(split);
+            let fa = frames.encoded(mine[0].1);
+            let fb = mine.get(split).map_or(&[][..], |x| frames.encoded(x.1));
+            bus.fanout(w, &[(fa, a), (fb, b)]);
+        }
+    }
+    n
 }
 
 macro_rules! broadcast {
     ($w:expr, $rid:expr, $except:expr, $build:expr) => {
-        broadcast(
+        $crate::handler::fan_out(
             &$w.rooms,
             &$w.sessions,
             &mut $w.conns,
             &mut $w.scratch,
+            &mut $w.bus,
             $rid,
             $except,
             $build,
         )
     };
 }
+pub(crate) use broadcast;
 
 fn meta_of(b: &Option<Blob>) -> Result<Option<Box<[u8]>>, Fail> {
     match b {
@@ -120,12 +166,20 @@ fn member_v(m: &Member) -> V<'_> {
     V::Map(kv)
 }
 
+/// One room of a `list` answer.
+pub(crate) struct ListedRoom {
+    pub(crate) name: Box<str>,
+    pub(crate) members: u32,
+    pub(crate) max: u16,
+    pub(crate) state: RoomState,
+}
+
 fn props_v(props: &BTreeMap<Box<str>, Box<[u8]>>) -> V<'_> {
     V::Map(props.iter().map(|(k, v)| (&**k, V::Bin(v))).collect())
 }
 
 impl Worker {
-    fn conn_ws(&mut self, cid: ConnId) -> Option<&mut crate::conn::Ws> {
+    pub(crate) fn conn_ws(&mut self, cid: ConnId) -> Option<&mut crate::conn::Ws> {
         match &mut self.conns.arena.get_mut(cid)?.phase {
             Phase::Ws(ws) => Some(ws),
             _ => None,
@@ -179,6 +233,12 @@ impl Worker {
             );
             return;
         }
+        self.on_request(cid, sid, proto, payload);
+    }
+
+    /// A request of the client on `cid` (session `sid`), past the request
+    /// rate: decoded, checked, and run here or forwarded to its room's home.
+    pub(crate) fn on_request(&mut self, cid: ConnId, sid: SessionId, proto: Proto, payload: &[u8]) {
         let req = match protocol::decode(proto, payload) {
             Ok(r) => r,
             Err((rid, f)) => {
@@ -191,38 +251,58 @@ impl Worker {
             self.fail(cid, rid, f);
             return;
         }
-        let res = match req.t.as_deref() {
-            None => Err(Fail::new(Code::BadRequest, "missing \"t\"")),
-            Some("pub") => self.op_pub(cid, sid, &req),
-            Some("send") => self.op_send(cid, sid, &req),
-            Some("join") => match room_name(&req) {
-                Ok(name) => {
-                    let name = name.to_owned();
-                    self.op_join(cid, sid, rid, &name, req.meta.as_ref())
-                }
-                Err(f) => Err(f),
-            },
-            Some("leave") => self.op_leave(cid, sid, &req),
-            Some("create") => self.op_create(cid, sid, &req),
-            Some("props") => self.op_props(cid, sid, &req),
-            Some("state") => self.op_state(cid, sid, &req),
-            Some("list") => self.op_list(cid, &req),
-            Some("hello") => self.op_hello(cid, sid, &req),
-            Some("ping") => {
-                self.send_v(cid, &V::Map(reply("pong", rid)));
-                Ok(())
+        if let Some(home) = self.remote_home(&req) {
+            if let Err(f) = self.forward(sid, home, &req, proto, payload) {
+                self.fail(cid, rid, f);
             }
-            Some("match") => self.op_match(cid, sid, &req),
-            Some("unmatch") => self.op_unmatch(cid, sid, &req),
-            Some(t) => Err(Fail::new(Code::UnknownType, format!("unknown type {t:?}"))),
-        };
-        match res {
+            return;
+        }
+        match self.dispatch(Some(cid), sid, &req) {
             Ok(()) => {
                 if let Some(ws) = self.conn_ws(cid) {
                     ws.bad = 0;
                 }
             }
             Err(f) => self.fail(cid, rid, f),
+        }
+    }
+
+    /// Runs one request of session `sid` (a local client's, with its
+    /// connection `cid`, or one forwarded from another worker).
+    pub(crate) fn dispatch(
+        &mut self,
+        cid: Option<ConnId>,
+        sid: SessionId,
+        req: &Req,
+    ) -> Result<(), Fail> {
+        let rid = req.rid;
+        match req.t.as_deref() {
+            None => Err(Fail::new(Code::BadRequest, "missing \"t\"")),
+            Some("pub") => self.op_pub(sid, req),
+            Some("send") => self.op_send(sid, req),
+            Some("join") => {
+                let name = room_name(req)?.to_owned();
+                self.op_join(sid, rid, &name, req.meta.as_ref())
+            }
+            Some("leave") => self.op_leave(sid, req),
+            Some("create") => self.op_create(sid, req),
+            Some("props") => self.op_props(sid, req),
+            Some("state") => self.op_state(sid, req),
+            Some("list") => self.op_list(sid, req),
+            Some("hello") => match cid {
+                Some(cid) => self.op_hello(cid, sid, req),
+                None => Err(Fail::new(
+                    Code::BadRequest,
+                    "hello goes to the session's worker",
+                )),
+            },
+            Some("ping") => {
+                self.send_to(sid, &V::Map(reply("pong", rid)));
+                Ok(())
+            }
+            Some("match") => self.op_match(sid, req),
+            Some("unmatch") => self.op_unmatch(sid, req),
+            Some(t) => Err(Fail::new(Code::UnknownType, format!("unknown type {t:?}"))),
         }
     }
 
@@ -255,11 +335,11 @@ impl Worker {
         Ok(())
     }
 
-    fn ok(&mut self, cid: ConnId, rid: Option<u32>, extra: Vec<(&str, V)>) {
+    fn ok(&mut self, sid: SessionId, rid: Option<u32>, extra: Vec<(&str, V)>) {
         if rid.is_some() {
             let mut m = reply("ok", rid);
             m.extend(extra);
-            self.send_v(cid, &V::Map(m));
+            self.send_to(sid, &V::Map(m));
         }
     }
 
@@ -306,13 +386,13 @@ impl Worker {
         if let Some(token) = req.resume.as_deref() {
             return self.op_resume(cid, sid, token, req);
         }
-        self.ok(cid, req.rid, vec![]);
+        self.ok(sid, req.rid, vec![]);
         Ok(())
     }
 
     /// With `--jwt-key`, the token's `rooms` claim limits which rooms a
     /// client may create or join (`unauthorized` otherwise).
-    fn check_grant(&self, sid: SessionId, name: &str) -> Result<(), Fail> {
+    pub(crate) fn check_grant(&self, sid: SessionId, name: &str) -> Result<(), Fail> {
         let allowed = self
             .sessions
             .get(sid)
@@ -329,9 +409,10 @@ impl Worker {
     }
 
     /// Seats plus places in matchmaking queues (a match brings a seat).
-    fn check_seat_limit(&self, sid: SessionId) -> Result<(), Fail> {
-        let n =
-            self.sessions.get(sid).map_or(0, |s| s.seats.len()) + self.lobby.matcher.queued(sid);
+    pub(crate) fn check_seat_limit(&self, sid: SessionId) -> Result<(), Fail> {
+        let n = self.sessions.get(sid).map_or(0, |s| {
+            s.seat_count() + s.remote.as_ref().map_or(0, |r| r.inflight.len())
+        }) + self.lobby.matcher.queued(sid);
         if n >= self.cfg.max_rooms_per_conn as usize {
             return Err(Fail::new(
                 Code::Forbidden,
@@ -345,11 +426,16 @@ impl Worker {
     }
 
     fn pick_name(&self) -> Result<String, Fail> {
-        for _ in 0..8 {
+        // With several workers a name is picked so it is homed here: about
+        // one try in N is.
+        for _ in 0..64 * self.workers() {
             let mut raw = [0u8; 8];
             getrandom::fill(&mut raw)
                 .map_err(|_| Fail::new(Code::Internal, "no randomness for a room name"))?;
             let name = format!("r-{:016x}", u64::from_le_bytes(raw));
+            if !self.homed_here(&name) {
+                continue;
+            }
             if !self.names.contains_key(name.as_str()) {
                 return Ok(name);
             }
@@ -357,19 +443,23 @@ impl Worker {
         Err(Fail::new(Code::Internal, "could not pick a room name"))
     }
 
-    fn op_create(&mut self, cid: ConnId, sid: SessionId, req: &Req) -> Result<(), Fail> {
+    fn op_create(&mut self, sid: SessionId, req: &Req) -> Result<(), Fail> {
         let join = req.join.unwrap_or(true);
         if join {
             self.check_seat_limit(sid)?;
             meta_of(&req.meta)?;
         }
         let (_, name) = self.create_room(req, self.member_id(sid), Some(sid))?;
-        debug!("w={} room {name:?} created by conn={cid:?}", self.id);
+        debug!(
+            "w={} room {name:?} created by member={}",
+            self.id,
+            self.member_id(sid)
+        );
         let mut m = reply("created", req.rid);
         m.push(("room", V::Str(&name)));
-        self.send_v(cid, &V::Map(m));
+        self.send_to(sid, &V::Map(m));
         if join {
-            self.op_join(cid, sid, req.rid, &name, req.meta.as_ref())?;
+            self.op_join(sid, req.rid, &name, req.meta.as_ref())?;
         }
         Ok(())
     }
@@ -461,7 +551,6 @@ impl Worker {
     /// `join` (also `?room=` and `create` with `join`).
     pub(crate) fn op_join(
         &mut self,
-        cid: ConnId,
         sid: SessionId,
         rid_req: Option<u32>,
         name: &str,
@@ -474,14 +563,13 @@ impl Worker {
             ));
         }
         self.check_grant(sid, name)?;
-        self.join_room(cid, sid, rid_req, name, meta)
+        self.join_room(sid, rid_req, name, meta)
     }
 
     /// `join` past the name and token checks (also for rooms the server
     /// picked, e.g. a match's).
     pub(crate) fn join_room(
         &mut self,
-        cid: ConnId,
         sid: SessionId,
         rid_req: Option<u32>,
         name: &str,
@@ -530,8 +618,12 @@ impl Worker {
             if let Some(s) = self.sessions.get_mut(sid) {
                 s.seats.push(rid);
             }
+            self.tell_seat(sid, name, true);
         }
         // The snapshot for the joiner.
+        let Some(route) = self.route(sid) else {
+            return Ok(());
+        };
         let frame = {
             let Some(room) = self.rooms.get(rid) else {
                 return Ok(());
@@ -547,13 +639,9 @@ impl Worker {
             m.push(("ver", V::U(room.ver)));
             m.push(("seq", V::U(room.seq)));
             m.push(("owner", V::U(room.owner)));
-            let proto = match self.conns.arena.get(cid).map(|c| &c.phase) {
-                Some(Phase::Ws(ws)) => ws.proto,
-                _ => return Ok(()),
-            };
-            protocol::encode_frame(proto, &V::Map(m))
+            protocol::encode_frame(route.proto(), &V::Map(m))
         };
-        self.conns.push(cid, &frame);
+        self.push_route(route, &frame);
         if seated {
             return Ok(());
         }
@@ -593,12 +681,12 @@ impl Worker {
         ver
     }
 
-    fn op_leave(&mut self, cid: ConnId, sid: SessionId, req: &Req) -> Result<(), Fail> {
+    fn op_leave(&mut self, sid: SessionId, req: &Req) -> Result<(), Fail> {
         let rid = self.member_room(sid, req)?;
         self.remove_member(rid, sid, Why::Left);
         let mut m = reply("left", req.rid);
         m.push(("room", V::Str(room_name(req)?)));
-        self.send_v(cid, &V::Map(m));
+        self.send_to(sid, &V::Map(m));
         Ok(())
     }
 
@@ -625,6 +713,8 @@ impl Worker {
             }
         }
         let empty = room.members.is_empty();
+        let name = room.name.clone();
+        self.tell_seat(sid, &name, false);
         broadcast!(self, rid, None, |room: &Room| V::Map(vec![
             ("t", V::Str("presence")),
             ("room", V::Str(&room.name)),
@@ -636,7 +726,7 @@ impl Worker {
         }
     }
 
-    fn op_pub(&mut self, cid: ConnId, sid: SessionId, req: &Req) -> Result<(), Fail> {
+    fn op_pub(&mut self, sid: SessionId, req: &Req) -> Result<(), Fail> {
         let rid = self.member_room(sid, req)?;
         let data = data(req)?;
         let from = self.member_id(sid);
@@ -646,7 +736,7 @@ impl Worker {
             Some(from)
         };
         let seq = self.publish(rid, from, data, except);
-        self.ok(cid, req.rid, vec![("seq", V::U(seq))]);
+        self.ok(sid, req.rid, vec![("seq", V::U(seq))]);
         Ok(())
     }
 
@@ -678,7 +768,7 @@ impl Worker {
         seq
     }
 
-    fn op_send(&mut self, cid: ConnId, sid: SessionId, req: &Req) -> Result<(), Fail> {
+    fn op_send(&mut self, sid: SessionId, req: &Req) -> Result<(), Fail> {
         let rid = self.member_room(sid, req)?;
         let to = match req.to {
             Some(To::Id(id)) => id,
@@ -695,13 +785,11 @@ impl Worker {
                 format!("member {to} is not in {:?}", room.name),
             )
         })?;
-        let (tcid, proto) = self
-            .sessions
-            .get(target.session)
-            .and_then(|s| s.conn)
+        let route = self
+            .route(target.session)
             .ok_or_else(|| Fail::new(Code::NotFound, format!("member {to} is away")))?;
         let frame = protocol::encode_frame(
-            proto,
+            route.proto(),
             &V::Map(vec![
                 ("t", V::Str("msg")),
                 ("room", V::Str(&room.name)),
@@ -710,14 +798,14 @@ impl Worker {
                 ("data", V::Bin(data)),
             ]),
         );
-        if self.conns.push(tcid, &frame) {
+        if self.push_route(route, &frame) {
             self.metrics.deliveries += 1;
         }
-        self.ok(cid, req.rid, vec![]);
+        self.ok(sid, req.rid, vec![]);
         Ok(())
     }
 
-    fn op_props(&mut self, cid: ConnId, sid: SessionId, req: &Req) -> Result<(), Fail> {
+    fn op_props(&mut self, sid: SessionId, req: &Req) -> Result<(), Fail> {
         let rid = self.member_room(sid, req)?;
         let set = req
             .set
@@ -739,7 +827,7 @@ impl Worker {
         }
         if set.is_empty() {
             let ver = room.ver;
-            self.ok(cid, req.rid, vec![("ver", V::U(ver))]);
+            self.ok(sid, req.rid, vec![("ver", V::U(ver))]);
             return Ok(());
         }
         let mut size = room.props_bytes;
@@ -770,7 +858,7 @@ impl Worker {
         room.props_bytes = size;
         room.ver += 1;
         let ver = room.ver;
-        self.ok(cid, req.rid, vec![("ver", V::U(ver))]);
+        self.ok(sid, req.rid, vec![("ver", V::U(ver))]);
         broadcast!(self, rid, None, |room: &Room| V::Map(vec![
             ("t", V::Str("props")),
             ("room", V::Str(&room.name)),
@@ -789,7 +877,7 @@ impl Worker {
         Ok(())
     }
 
-    fn op_state(&mut self, cid: ConnId, sid: SessionId, req: &Req) -> Result<(), Fail> {
+    fn op_state(&mut self, sid: SessionId, req: &Req) -> Result<(), Fail> {
         let name = room_name(req)?;
         let (rid, _) = self.seated(sid, name)?;
         let to = match &req.to {
@@ -814,7 +902,7 @@ impl Worker {
             ));
         }
         let ver = room.ver + 1;
-        self.ok(cid, req.rid, vec![("ver", V::U(ver))]);
+        self.ok(sid, req.rid, vec![("ver", V::U(ver))]);
         self.set_state(rid, to);
         if to == RoomState::Closed {
             self.close_room(rid, "owner");
@@ -822,7 +910,7 @@ impl Worker {
         Ok(())
     }
 
-    fn op_list(&mut self, cid: ConnId, req: &Req) -> Result<(), Fail> {
+    fn op_list(&mut self, sid: SessionId, req: &Req) -> Result<(), Fail> {
         let want = match req.state.as_deref() {
             Some(s) => Some(
                 RoomState::parse(s)
@@ -830,34 +918,59 @@ impl Worker {
             ),
             None => None,
         };
-        let limit = req.limit.unwrap_or(LIST_DEFAULT).min(LIST_MAX) as usize;
+        let limit = req.limit.unwrap_or(LIST_DEFAULT).min(LIST_MAX);
         let space = req.has_space.unwrap_or(false);
-        let rooms: Vec<V> = self
+        let mut rooms = Vec::new();
+        self.list_rooms(want, space, limit, &mut rooms);
+        self.gather_list(sid, req.rid, want, space, limit, rooms);
+        Ok(())
+    }
+
+    /// Up to `limit` public rooms homed here, filtered as `list` asks.
+    pub(crate) fn list_rooms(
+        &self,
+        want: Option<RoomState>,
+        space: bool,
+        limit: u16,
+        out: &mut Vec<ListedRoom>,
+    ) {
+        let room_entries = self
             .rooms
             .iter()
             .map(|(_, r)| r)
             .filter(|r| !r.private)
             .filter(|r| want.is_none_or(|s| r.state == s))
             .filter(|r| !space || !r.is_full())
-            .take(limit)
+            .take((limit as usize).saturating_sub(out.len()))
+            .map(|r| ListedRoom {
+                name: r.name.clone(),
+                members: r.members.len() as u32,
+                max: r.max,
+                state: r.state,
+            });
+        out.extend(room_entries);
+    }
+
+    /// Sends `rooms` (the merged `list` answer).
+    pub(crate) fn send_list(&mut self, sid: SessionId, rid: Option<u32>, rooms: &[ListedRoom]) {
+        let rooms: Vec<V> = rooms
+            .iter()
             .map(|r| {
                 V::Map(vec![
                     ("room", V::Str(&r.name)),
-                    ("members", V::U(r.members.len() as u64)),
+                    ("members", V::U(r.members.into())),
                     ("max", V::U(r.max.into())),
                     ("state", V::Str(r.state.as_str())),
                 ])
             })
             .collect();
-        let mut m = reply("rooms", req.rid);
+        let mut m = reply("rooms", rid);
         m.push(("rooms", V::Arr(rooms)));
-        let proto = match self.conns.arena.get(cid).map(|c| &c.phase) {
-            Some(Phase::Ws(ws)) => ws.proto,
-            _ => return Ok(()),
+        let Some(route) = self.route(sid) else {
+            return;
         };
-        let frame = protocol::encode_frame(proto, &V::Map(m));
-        self.conns.push(cid, &frame);
-        Ok(())
+        let frame = protocol::encode_frame(route.proto(), &V::Map(m));
+        self.push_route(route, &frame);
     }
 
     /// Closes a room: every member gets `closed` with `why`, seats are
@@ -881,8 +994,10 @@ impl Worker {
                 continue;
             };
             s.seats.retain(|&r| r != rid);
-            // A detached session with no seats left has nothing to wait for.
-            if s.conn.is_none() && s.seats.is_empty() {
+            self.tell_seat(m.session, &room.name, false);
+            // A detached session (or a shadow) with no seats left has nothing
+            // to wait for.
+            if self.disposable(m.session) {
                 self.free_session(m.session);
             }
         }
@@ -909,7 +1024,7 @@ impl Worker {
             return;
         };
         s.conn = None;
-        if reason == CloseReason::ClientNormal || grace.is_zero() || s.seats.is_empty() {
+        if reason == CloseReason::ClientNormal || grace.is_zero() || s.seat_count() == 0 {
             let why = if reason == CloseReason::ClientNormal {
                 Why::Left
             } else {
@@ -927,6 +1042,7 @@ impl Worker {
                 ("away", V::U(member)),
             ]));
         }
+        self.tell_homes(sid, crate::bus::kind::AWAY, why);
     }
 
     pub(crate) fn grace_over(&mut self, sid: SessionId) {
@@ -954,6 +1070,7 @@ impl Worker {
         for rid in s.seats.clone() {
             self.remove_member(rid, sid, why);
         }
+        self.tell_homes(sid, crate::bus::kind::RELEASE, why);
         self.free_session(sid);
     }
 

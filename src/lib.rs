@@ -6,6 +6,8 @@
 mod admin;
 pub mod arena;
 pub mod auth;
+pub mod bus;
+mod cluster;
 pub mod config;
 pub mod conn;
 mod handler;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use log::{error, info};
 
-use roomd::ipc::{self, ToSupervisor, WorkerSetup};
+use roomd::ipc::{self, WorkerSetup};
 use roomd::supervisor::{self, notify};
 use roomd::{worker, Config, Worker};
 
@@ -46,11 +46,8 @@ fn worker_main(cfg: Config, setup: WorkerSetup) -> io::Result<()> {
     let mut w = Worker::new(cfg, setup.id, setup.listener)?;
     w.handle_signals()?;
     info!("w={} (inc {}) serving", setup.id, setup.incarnation);
-    // Until `Worker::attach_cluster` lands, the worker runs alone: it says
-    // Ready itself, and `setup` keeps its control channel and bus links open
-    // until the loop ends. Then this one line becomes
-    //     w.attach_cluster(setup.workers, setup.incarnation, setup.control, setup.peers)?;
-    setup.control.send(ToSupervisor::Ready)?;
+    // Registers the control channel and the bus links, then says Ready.
+    w.attach_cluster(setup.workers, setup.incarnation, setup.control, setup.peers)?;
     w.run()
 }
 

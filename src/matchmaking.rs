@@ -17,7 +17,6 @@
 
 use std::time::{Duration, Instant};
 
-use crate::conn::ConnId;
 use crate::matcher::{EnqueueError, Event, Matcher, Rules};
 use crate::protocol::{reply, Code, Fail, Req, V};
 use crate::room::valid_name;
@@ -79,7 +78,7 @@ impl Worker {
     /// group is already there. A place in a queue counts as a seat against
     /// `--max-rooms-per-conn`, so the room a match brings can always be
     /// joined. O(k * (k + log n)) plus the groups it forms.
-    pub(crate) fn op_match(&mut self, cid: ConnId, sid: SessionId, req: &Req) -> Result<(), Fail> {
+    pub(crate) fn op_match(&mut self, sid: SessionId, req: &Req) -> Result<(), Fail> {
         let queue = queue_name(req)?;
         let size = req
             .size
@@ -91,7 +90,7 @@ impl Worker {
             ));
         }
         let held =
-            self.sessions.get(sid).map_or(0, |s| s.seats.len()) + self.lobby.matcher.queued(sid);
+            self.sessions.get(sid).map_or(0, |s| s.seat_count()) + self.lobby.matcher.queued(sid);
         if held >= self.cfg.max_rooms_per_conn as usize {
             return Err(Fail::new(
                 Code::Forbidden,
@@ -122,19 +121,14 @@ impl Worker {
         }
         let mut m = reply("queued", req.rid);
         m.push(("queue", V::Str(queue)));
-        self.send_v(cid, &V::Map(m));
+        self.send_to(sid, &V::Map(m));
         self.run_matcher();
         Ok(())
     }
 
     /// `unmatch`: leaves a queue (`not_found` when not in it, e.g. just
     /// matched or timed out).
-    pub(crate) fn op_unmatch(
-        &mut self,
-        cid: ConnId,
-        sid: SessionId,
-        req: &Req,
-    ) -> Result<(), Fail> {
+    pub(crate) fn op_unmatch(&mut self, sid: SessionId, req: &Req) -> Result<(), Fail> {
         let queue = queue_name(req)?;
         if !self.lobby.matcher.leave(sid, queue) {
             return Err(Fail::new(
@@ -143,7 +137,7 @@ impl Worker {
             ));
         }
         if req.rid.is_some() {
-            self.send_v(cid, &V::Map(reply("ok", req.rid)));
+            self.send_to(sid, &V::Map(reply("ok", req.rid)));
         }
         Ok(())
     }
@@ -170,11 +164,8 @@ impl Worker {
             match ev {
                 Event::Matched { queue, players } => self.start_match(&queue, &players),
                 Event::Timeout { queue, owner } => {
-                    let Some((cid, _)) = self.sessions.get(owner).and_then(|s| s.conn) else {
-                        continue;
-                    };
-                    self.send_v(
-                        cid,
+                    self.send_to(
+                        owner,
                         &V::Map(vec![
                             ("t", V::Str("match_timeout")),
                             ("queue", V::Str(&queue)),
@@ -225,9 +216,8 @@ impl Worker {
                     f.msg
                 );
                 for &sid in players {
-                    if let Some((cid, _)) = self.sessions.get(sid).and_then(|s| s.conn) {
-                        self.fail(cid, None, f.clone());
-                    }
+                    self.metrics.error(f.code);
+                    self.send_to(sid, &crate::protocol::err_v(None, &f));
                 }
                 return;
             }
@@ -238,19 +228,20 @@ impl Worker {
             players.len()
         );
         for &sid in players {
-            let Some((cid, _)) = self.sessions.get(sid).and_then(|s| s.conn) else {
+            if self.route(sid).is_none() {
                 continue;
-            };
-            self.send_v(
-                cid,
+            }
+            self.send_to(
+                sid,
                 &V::Map(vec![
                     ("t", V::Str("matched")),
                     ("queue", V::Str(queue)),
                     ("room", V::Str(&name)),
                 ]),
             );
-            if let Err(f) = self.join_room(cid, sid, None, &name, None) {
-                self.fail(cid, None, f);
+            if let Err(f) = self.join_room(sid, None, &name, None) {
+                self.metrics.error(f.code);
+                self.send_to(sid, &crate::protocol::err_v(None, &f));
             }
         }
     }

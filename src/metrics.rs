@@ -37,6 +37,19 @@ pub struct Gauges {
     pub rooms: usize,
     pub members: usize,
     pub timers: usize,
+    /// The bus, with several workers.
+    pub bus: Option<BusGauges>,
+}
+
+/// Bus figures (see `bus`).
+pub struct BusGauges {
+    pub links: u64,
+    pub shadows: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub msgs_in: u64,
+    pub msgs_out: u64,
+    pub peers_lost: u64,
 }
 
 impl Metrics {
@@ -158,6 +171,49 @@ impl Metrics {
                 self.errors[i]
             );
         }
+        if let Some(b) = &g.bus {
+            gauge(
+                &mut s,
+                "roomd_bus_links",
+                "Links up to other workers.",
+                b.links,
+            );
+            gauge(
+                &mut s,
+                "roomd_bus_shadow_sessions",
+                "Sessions of other workers seated in rooms homed here.",
+                b.shadows,
+            );
+            for (name, help, v) in [
+                (
+                    "roomd_bus_bytes_in_total",
+                    "Bytes read from other workers.",
+                    b.bytes_in,
+                ),
+                (
+                    "roomd_bus_bytes_out_total",
+                    "Bytes written to other workers.",
+                    b.bytes_out,
+                ),
+                (
+                    "roomd_bus_messages_in_total",
+                    "Messages from other workers.",
+                    b.msgs_in,
+                ),
+                (
+                    "roomd_bus_messages_out_total",
+                    "Messages queued for other workers.",
+                    b.msgs_out,
+                ),
+                (
+                    "roomd_bus_peers_lost_total",
+                    "Links to other workers lost (a worker died, or was too slow).",
+                    b.peers_lost,
+                ),
+            ] {
+                counter(&mut s, name, help, v);
+            }
+        }
         let _ = writeln!(s, "# HELP roomd_loop_turn_seconds Time the loop spent per turn, sleep excluded.\n# TYPE roomd_loop_turn_seconds histogram");
         let mut cum = 0;
         for (i, b) in TURN_BUCKETS_US.iter().enumerate() {
@@ -204,6 +260,7 @@ mod tests {
             rooms: 0,
             members: 0,
             timers: 0,
+            bus: None,
         };
         let s = m.render(&g);
         assert!(s.contains("roomd_loop_turn_seconds_bucket{worker=\"0\",le=\"0.00002\"} 1"));

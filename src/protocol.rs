@@ -466,6 +466,15 @@ impl<'a> Frames<'a> {
         };
         slot.get_or_insert_with(|| encode_frame(proto, &self.v))
     }
+
+    /// The frame for `proto` if [`Frames::get`] made it already (else empty).
+    pub fn encoded(&self, proto: Proto) -> &[u8] {
+        match proto {
+            Proto::Msgpack => self.mp.as_deref(),
+            Proto::Json => self.js.as_deref(),
+        }
+        .unwrap_or_default()
+    }
 }
 
 // rmp's writers return io errors only from the underlying writer; a Vec never

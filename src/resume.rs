@@ -113,6 +113,13 @@ impl Worker {
         // The credential of the connection in use decides future joins.
         s.grant = grant;
         let seats = s.seats.clone();
+        // Rooms homed on other workers are re-attached (`back`), but their
+        // history is there: they report `recovered: false` (see README).
+        let remote: Vec<Box<str>> = s
+            .remote
+            .iter()
+            .flat_map(|r| r.seats.iter().map(|(_, n)| n.clone()))
+            .collect();
         if let Some(c) = self.conns.arena.get_mut(cid) {
             if let Phase::Ws(ws) = &mut c.phase {
                 ws.session = old;
@@ -126,24 +133,17 @@ impl Worker {
         );
         if was_away {
             for &rid in &seats {
-                crate::handler::broadcast(
-                    &self.rooms,
-                    &self.sessions,
-                    &mut self.conns,
-                    &mut self.scratch,
-                    rid,
-                    Some(member),
-                    |room: &Room| {
-                        V::Map(vec![
-                            ("t", V::Str("presence")),
-                            ("room", V::Str(&room.name)),
-                            ("back", V::U(member)),
-                        ])
-                    },
-                );
+                crate::handler::broadcast!(self, rid, Some(member), |room: &Room| {
+                    V::Map(vec![
+                        ("t", V::Str("presence")),
+                        ("room", V::Str(&room.name)),
+                        ("back", V::U(member)),
+                    ])
+                });
             }
+            self.tell_homes(old, crate::bus::kind::BACK, Why::Left);
         }
-        self.replay(cid, proto, req, member, &seats);
+        self.replay(cid, proto, req, member, &seats, &remote);
         Ok(())
     }
 
@@ -152,7 +152,15 @@ impl Worker {
     /// holds every message after it, and the replay fits: all replays of one
     /// resume together get at most half of `--out-buffer`, so a replay alone
     /// never makes the connection a slow consumer.
-    fn replay(&mut self, cid: ConnId, proto: Proto, req: &Req, member: u64, seats: &[RoomId]) {
+    fn replay(
+        &mut self,
+        cid: ConnId,
+        proto: Proto,
+        req: &Req,
+        member: u64,
+        seats: &[RoomId],
+        remote: &[Box<str>],
+    ) {
         let budget = self.cfg.out_buffer as usize / 2;
         let mut used = 0;
         let mut plan: Vec<(RoomId, Option<u64>)> = Vec::with_capacity(seats.len());
@@ -186,6 +194,11 @@ impl Worker {
                         V::Map(vec![("recovered", V::Bool(rec.is_some()))]),
                     ))
                 })
+                .chain(
+                    remote
+                        .iter()
+                        .map(|n| (&**n, V::Map(vec![("recovered", V::Bool(false))]))),
+                )
                 .collect();
             let mut m = reply("resumed", req.rid);
             m.push(("id", V::U(member)));
@@ -230,6 +243,7 @@ impl Worker {
                 self.tokens.remove(&k);
             }
         }
+        self.forget_remote(sid, &s);
         self.unqueue(sid);
     }
 }

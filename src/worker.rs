@@ -82,12 +82,14 @@ pub enum Timer {
     AcceptRetry,
     /// The matchmaker's next event (a group can form, or a wait ends).
     Match,
+    /// Time to tell the supervisor this worker is alive.
+    Alive,
 }
 
 pub struct Worker {
     pub(crate) cfg: Config,
     pub(crate) id: u32,
-    poll: Poll,
+    pub(crate) poll: Poll,
     listener: TcpListener,
     local: SocketAddr,
     signals: Option<signal_hook_mio::v1_0::Signals>,
@@ -98,21 +100,31 @@ pub struct Worker {
     pub(crate) timers: Wheel<Timer>,
     pub(crate) metrics: Metrics,
     /// Shared socket read buffer (see `conn::Feed`).
-    rbuf: Vec<u8>,
+    pub(crate) rbuf: Vec<u8>,
     /// Open WebSocket connections, in total and per source address.
     ws_open: usize,
     ws_per_ip: HashMap<std::net::IpAddr, u32>,
     pub(crate) now: Instant,
     pub(crate) next_member: u64,
     pub(crate) members: usize,
-    /// Reused target list for fan-out.
-    pub(crate) scratch: Vec<(ConnId, Proto)>,
+    /// Reused target lists for fan-out.
+    pub(crate) scratch: crate::handler::Targets,
     /// Resume token (its 128 bits) -> session; see `resume`.
     pub(crate) tokens: HashMap<u128, SessionId>,
     /// Room histories' bounds and their worker-wide byte count.
     pub(crate) history: Recorder,
     /// Matchmaking queues.
     pub(crate) lobby: Lobby,
+    /// The links to other workers (`None` when this is the only worker).
+    pub(crate) bus: Option<crate::bus::Bus>,
+    /// (worker, its session id) -> the shadow session standing for it here.
+    pub(crate) shadows: HashMap<(u32, u64), SessionId>,
+    /// `list`s waiting for other workers, by query id.
+    pub(crate) lists: HashMap<u32, crate::cluster::PendingList>,
+    /// HTTP room API calls waiting for other workers, by query id (from
+    /// the same counter as `lists`).
+    pub(crate) api_waits: HashMap<u32, crate::admin::ApiWait>,
+    pub(crate) next_list: u32,
     ws_config: WebSocketConfig,
     draining: Option<Instant>,
     quit: bool,
@@ -171,10 +183,15 @@ impl Worker {
             now,
             next_member: 1,
             members: 0,
-            scratch: Vec::new(),
+            scratch: Default::default(),
             tokens: HashMap::new(),
             history,
             lobby,
+            bus: None,
+            shadows: HashMap::new(),
+            lists: HashMap::new(),
+            api_waits: HashMap::new(),
+            next_list: 0,
             ws_config,
             draining: None,
             quit: false,
@@ -210,7 +227,11 @@ impl Worker {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if self.accept_more || !self.conns.pending.is_empty() || !self.conns.read_more.is_empty() {
+        if self.accept_more
+            || !self.conns.pending.is_empty()
+            || !self.conns.read_more.is_empty()
+            || self.bus_busy()
+        {
             return Some(Duration::ZERO);
         }
         let now = Instant::now();
@@ -237,6 +258,12 @@ impl Worker {
             match ev.token() {
                 LISTENER => self.accept_more = true,
                 SIGNALS => self.on_signals(),
+                crate::cluster::CONTROL => self.on_control(),
+                t if crate::cluster::link_of(t).is_some() => {
+                    if let Some(p) = crate::cluster::link_of(t) {
+                        self.on_link_event(p, ev);
+                    }
+                }
                 Token(i) => {
                     let Some(id) = self.conns.arena.id_at(i) else {
                         continue;
@@ -263,11 +290,13 @@ impl Worker {
                 self.on_readable(id);
             }
         }
+        self.read_links_more();
         self.expire_timers();
         for id in std::mem::take(&mut self.conns.overflow) {
             self.close_conn(id, CloseReason::SlowConsumer);
         }
         self.flush();
+        self.flush_bus();
         self.metrics.turn(start.elapsed());
         #[cfg(debug_assertions)]
         self.check_invariants();
@@ -557,6 +586,15 @@ impl Worker {
             rooms: self.rooms.len(),
             members: self.members,
             timers: self.timers.len(),
+            bus: self.bus.as_ref().map(|b| crate::metrics::BusGauges {
+                links: b.links.iter().filter(|l| l.is_some()).count() as u64,
+                shadows: self.shadows.len() as u64,
+                bytes_in: b.bytes_in,
+                bytes_out: b.bytes_out,
+                msgs_in: b.msgs_in,
+                msgs_out: b.msgs_out,
+                peers_lost: b.peers_lost,
+            }),
         }
     }
 
@@ -588,6 +626,8 @@ impl Worker {
             hello_done: false,
             grant,
             grace: None,
+            remote: None,
+            shadow: None,
         });
         self.tokens.insert(u128::from_be_bytes(raw), sid);
         let ctx = if rest.is_empty() {
@@ -647,14 +687,16 @@ impl Worker {
                         "server",
                         V::Str(concat!("roomd/", env!("CARGO_PKG_VERSION"))),
                     ),
+                    ("worker", V::U(self.id.into())),
                 ]),
             )
         };
         self.conns.push(id, &welcome);
         if let Some(room) = up.room {
-            if let Err(f) = self.op_join(id, sid, None, &room, None) {
-                self.fail(id, None, f);
-            }
+            // As if the client had sent `{"t":"join","room":room}`.
+            let join = V::Map(vec![("t", V::Str("join")), ("room", V::Str(&room))]);
+            let payload = protocol::encode_payload(up.proto, &join);
+            self.on_request(id, sid, up.proto, &payload);
         }
         self.read_ws(id);
     }
@@ -970,6 +1012,7 @@ impl Worker {
                 Timer::Idle(rid) => self.idle_over(rid),
                 Timer::AcceptRetry => self.accept_more = true,
                 Timer::Match => self.match_due(),
+                Timer::Alive => self.alive(),
             }
         }
     }
@@ -1079,8 +1122,18 @@ impl Worker {
             seats += room.members.len();
         }
         debug_assert_eq!(seats, self.members);
-        for (_, s) in self.sessions.iter() {
-            debug_assert_eq!(s.conn.is_none(), s.grace.is_some(), "grace iff detached");
+        for (sid, s) in self.sessions.iter() {
+            match s.shadow.as_deref() {
+                None => {
+                    debug_assert_eq!(s.conn.is_none(), s.grace.is_some(), "grace iff detached")
+                }
+                Some(sh) => {
+                    debug_assert!(s.conn.is_none());
+                    debug_assert!(
+                        s.grace.is_some() || self.shadows.get(&(sh.worker, sh.rsid)) == Some(&sid)
+                    );
+                }
+            }
         }
     }
 }

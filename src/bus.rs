@@ -1,0 +1,377 @@
+//! The bus between workers: one Unix stream socket per pair of workers
+//! (made by the supervisor, see `supervisor`), carrying length-prefixed
+//! binary messages. This module is the transport and the wire format; what
+//! the messages mean is in `cluster`.
+//!
+//! A message on the wire is `len: u32 LE` (of what follows), `kind: u8`, then
+//! the kind's fields: integers little-endian, byte strings as `u32 LE length +
+//! bytes`. Output to a peer is queued on the link's buffer like a client's and
+//! written once per loop turn; a link whose unsent output passes
+//! `--bus-buffer` is dropped (the peer is slow or stuck) and the supervisor
+//! is asked for a new one. Input is read in large chunks and parsed in place;
+//! a message longer than [`MAX_MSG`] breaks the link.
+//!
+//! Invariants: a link is on `pending` at most once (`Link::pending`); a
+//! dropped link is never written again (its slot is `None` until a new link
+//! arrives).
+
+use std::io::{self, Read, Write};
+
+use mio::net::UnixStream;
+
+use crate::conn::OutBuf;
+use crate::protocol::Proto;
+
+/// Largest bus message accepted (a fan-out of a 16 MiB frame to a large room
+/// fits many times over).
+pub const MAX_MSG: usize = 256 << 20;
+/// Bytes read from one link per turn before other work gets a turn.
+pub const READ_CAP: usize = 1 << 20;
+/// Bytes written to one link per turn.
+pub const WRITE_CAP: usize = 4 << 20;
+
+/// The worker a room (or queue) lives on: FNV-1a of its name, modulo the
+/// number of workers. Stable across restarts and processes.
+pub fn home(name: &str, workers: u32) -> u32 {
+    if workers <= 1 {
+        return 0;
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h % u64::from(workers)) as u32
+}
+
+/// Message kinds.
+pub mod kind {
+    /// A client request for a room (or queue) homed on the receiver.
+    pub const REQ: u8 = 1;
+    /// One frame for one session.
+    pub const DELIVER: u8 = 2;
+    /// A forwarded request is done (and how it went).
+    pub const OUTCOME: u8 = 3;
+    /// A session got or lost a seat in a room homed on the sender.
+    pub const SEAT: u8 = 4;
+    /// One frame per subprotocol, each for a list of sessions.
+    pub const FANOUT: u8 = 5;
+    /// A session's connection is gone (grace period) / back.
+    pub const AWAY: u8 = 6;
+    pub const BACK: u8 = 7;
+    /// A session is gone: release its seats with `why`.
+    pub const RELEASE: u8 = 8;
+    /// `list`: the receiver's public rooms, and the answer.
+    pub const LIST_REQ: u8 = 9;
+    pub const LIST_RESP: u8 = 10;
+    /// An HTTP room API call for a room homed on the receiver (or its part
+    /// of `GET /rooms`), and the answer.
+    pub const API_REQ: u8 = 11;
+    pub const API_RESP: u8 = 12;
+}
+
+/// Appends one message to a buffer.
+pub struct Enc<'a> {
+    b: &'a mut Vec<u8>,
+    start: usize,
+}
+
+impl<'a> Enc<'a> {
+    pub fn new(b: &'a mut Vec<u8>, kind: u8) -> Self {
+        let start = b.len();
+        b.extend_from_slice(&[0, 0, 0, 0, kind]);
+        Enc { b, start }
+    }
+    pub fn u8(&mut self, x: u8) -> &mut Self {
+        self.b.push(x);
+        self
+    }
+    pub fn u16(&mut self, x: u16) -> &mut Self {
+        self.b.extend_from_slice(&x.to_le_bytes());
+        self
+    }
+    pub fn u32(&mut self, x: u32) -> &mut Self {
+        self.b.extend_from_slice(&x.to_le_bytes());
+        self
+    }
+    pub fn u64(&mut self, x: u64) -> &mut Self {
+        self.b.extend_from_slice(&x.to_le_bytes());
+        self
+    }
+    pub fn bytes(&mut self, x: &[u8]) -> &mut Self {
+        self.u32(x.len() as u32);
+        self.b.extend_from_slice(x);
+        self
+    }
+    /// Writes the length prefix.
+    pub fn finish(self) {
+        let len = (self.b.len() - self.start - 4) as u32;
+        self.b[self.start..self.start + 4].copy_from_slice(&len.to_le_bytes());
+    }
+}
+
+/// Reads one message's fields; every getter is `None` past the end, so a
+/// short message is an error, never a panic.
+pub struct Dec<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> Dec<'a> {
+    pub fn new(b: &'a [u8]) -> Self {
+        Dec { b }
+    }
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.b.len() < n {
+            return None;
+        }
+        let (x, rest) = self.b.split_at(n);
+        self.b = rest;
+        Some(x)
+    }
+    pub fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|x| x[0])
+    }
+    pub fn u16(&mut self) -> Option<u16> {
+        self.take(2)
+            .and_then(|x| x.try_into().ok())
+            .map(u16::from_le_bytes)
+    }
+    pub fn u32(&mut self) -> Option<u32> {
+        self.take(4)
+            .and_then(|x| x.try_into().ok())
+            .map(u32::from_le_bytes)
+    }
+    pub fn u64(&mut self) -> Option<u64> {
+        self.take(8)
+            .and_then(|x| x.try_into().ok())
+            .map(u64::from_le_bytes)
+    }
+    pub fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    pub fn str(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes()?).ok()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.b.is_empty()
+    }
+}
+
+pub fn proto_byte(p: Proto) -> u8 {
+    match p {
+        Proto::Msgpack => 0,
+        Proto::Json => 1,
+    }
+}
+
+pub fn proto_of(b: u8) -> Option<Proto> {
+    match b {
+        0 => Some(Proto::Msgpack),
+        1 => Some(Proto::Json),
+        _ => None,
+    }
+}
+
+/// A message split off the input: its kind, its fields, and the bytes it took.
+pub type Split<'a> = (u8, &'a [u8], usize);
+
+/// One complete message at the start of `buf`. `Ok(None)` when it is not all
+/// there yet; `Err(len)` when the length is impossible.
+pub fn split(buf: &[u8]) -> Result<Option<Split<'_>>, usize> {
+    let Some(len) = buf.get(..4) else {
+        return Ok(None);
+    };
+    let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    if len == 0 || len > MAX_MSG {
+        return Err(len);
+    }
+    if buf.len() < 4 + len {
+        return Ok(None);
+    }
+    Ok(Some((buf[4], &buf[5..4 + len], 4 + len)))
+}
+
+/// One link to a peer worker.
+pub struct Link {
+    pub sock: UnixStream,
+    pub out: OutBuf,
+    /// Input read but not yet parsed.
+    pub inbuf: Vec<u8>,
+    /// On `Bus::pending`.
+    pub pending: bool,
+    /// On `Bus::read_more`.
+    pub read_more: bool,
+}
+
+/// What a read from a link ended with.
+pub enum ReadEnd {
+    /// Nothing more for now.
+    Drained,
+    /// Stopped at [`READ_CAP`]; more may be waiting.
+    Capped,
+    /// EOF or an error: the peer is gone.
+    Gone,
+}
+
+impl Link {
+    pub fn new(sock: UnixStream) -> Self {
+        Link {
+            sock,
+            out: OutBuf::default(),
+            inbuf: Vec::new(),
+            pending: false,
+            read_more: false,
+        }
+    }
+
+    /// Reads what is waiting (up to [`READ_CAP`]) onto `inbuf`.
+    pub fn read(&mut self, chunk: &mut [u8]) -> (ReadEnd, usize) {
+        let mut total = 0;
+        loop {
+            if total >= READ_CAP {
+                return (ReadEnd::Capped, total);
+            }
+            match self.sock.read(chunk) {
+                Ok(0) => return (ReadEnd::Gone, total),
+                Ok(n) => {
+                    self.inbuf.extend_from_slice(&chunk[..n]);
+                    total += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return (ReadEnd::Drained, total)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return (ReadEnd::Gone, total),
+            }
+        }
+    }
+
+    /// Writes queued output (up to [`WRITE_CAP`]). Returns the bytes written
+    /// and whether the link is still good.
+    pub fn flush(&mut self) -> (usize, bool) {
+        let mut written = 0;
+        while !self.out.is_empty() && written < WRITE_CAP {
+            match self.sock.write(self.out.unsent()) {
+                Ok(0) => return (written, false),
+                Ok(n) => {
+                    self.out.consume(n);
+                    written += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return (written, false),
+            }
+        }
+        (written, true)
+    }
+}
+
+/// This worker's links, its control channel, and the per-turn work lists.
+pub struct Bus {
+    /// This worker's index and the number of workers.
+    pub me: u32,
+    pub n: u32,
+    /// Indexed by peer; `None` for this worker and for peers with no link.
+    pub links: Vec<Option<Link>>,
+    pub control: crate::ipc::Control,
+    /// Links with output to write this turn.
+    pub pending: Vec<u32>,
+    /// Links whose reads stopped at the cap.
+    pub read_more: Vec<u32>,
+    /// Links whose output passed the limit: dropped at a safe point.
+    pub overflow: Vec<u32>,
+    pub out_limit: usize,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub msgs_out: u64,
+    pub msgs_in: u64,
+    pub peers_lost: u64,
+}
+
+impl Bus {
+    pub fn up(&self, peer: u32) -> bool {
+        matches!(self.links.get(peer as usize), Some(Some(_)))
+    }
+
+    /// Starts a message to `peer`, queued on its link; `None` when there is
+    /// no link (or it just overflowed). Call [`Enc::finish`] when done.
+    pub fn msg(&mut self, peer: u32, kind: u8) -> Option<Enc<'_>> {
+        let link = self.links.get_mut(peer as usize)?.as_mut()?;
+        if link.out.len() > self.out_limit {
+            if !self.overflow.contains(&peer) {
+                self.overflow.push(peer);
+            }
+            return None;
+        }
+        if !link.pending {
+            link.pending = true;
+            self.pending.push(peer);
+        }
+        self.msgs_out += 1;
+        Some(Enc::new(link.out.tail(), kind))
+    }
+
+    /// One frame per group, each for a list of sessions on `peer`. Empty
+    /// groups are left out.
+    pub fn fanout(&mut self, peer: u32, groups: &[(&[u8], &[u64])]) {
+        let Some(mut e) = self.msg(peer, kind::FANOUT) else {
+            return;
+        };
+        let n = groups.iter().filter(|g| !g.1.is_empty()).count();
+        e.u8(n as u8);
+        for (frame, ids) in groups.iter().filter(|g| !g.1.is_empty()) {
+            e.bytes(frame).u32(ids.len() as u32);
+            for &id in *ids {
+                e.u64(id);
+            }
+        }
+        e.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn home_is_stable_and_spread() {
+        assert_eq!(home("anything", 1), 0);
+        // FNV-1a 64 of "a" is 0xaf63dc4c8601ec8c.
+        assert_eq!(home("a", 7), (0xaf63_dc4c_8601_ec8c_u64 % 7) as u32);
+        let mut per = [0u32; 4];
+        for i in 0..4000 {
+            per[home(&format!("room-{i}"), 4) as usize] += 1;
+        }
+        assert!(per.iter().all(|&n| n > 800), "{per:?}");
+    }
+
+    #[test]
+    fn messages_round_trip_and_short_ones_fail() {
+        let mut b = Vec::new();
+        let mut e = Enc::new(&mut b, kind::SEAT);
+        e.u64(7).u8(1).bytes(b"lobby");
+        e.finish();
+        let mut e = Enc::new(&mut b, kind::AWAY);
+        e.u64(9);
+        e.finish();
+        let Ok(Some((k, body, used))) = split(&b) else {
+            panic!("no message");
+        };
+        assert_eq!(k, kind::SEAT);
+        let mut d = Dec::new(body);
+        assert_eq!(
+            (d.u64(), d.u8(), d.str()),
+            (Some(7), Some(1), Some("lobby"))
+        );
+        assert!(d.is_empty());
+        assert_eq!(d.u8(), None);
+        let Ok(Some((k, body, _))) = split(&b[used..]) else {
+            panic!("no second message");
+        };
+        assert_eq!((k, Dec::new(body).u64()), (kind::AWAY, Some(9)));
+        assert!(matches!(split(&b[used..used + 6]), Ok(None)));
+        assert!(split(&[0, 0, 0, 0]).is_err());
+        assert!(split(&[0xff, 0xff, 0xff, 0xff]).is_err());
+    }
+}

@@ -1,0 +1,1009 @@
+//! Rooms across workers: what the bus messages (see `bus`) mean to a worker.
+//!
+//! Every room and matchmaking queue lives on one worker, its home
+//! ([`bus::home`] of its name; a name the server picks is picked so its home
+//! is the creating worker). A client's session lives on the worker its
+//! connection landed on. A request for a room homed elsewhere is forwarded
+//! there as it came (`REQ`), with the session's member id and subprotocol;
+//! the home runs it with the same handler code as a local one, on a *shadow
+//! session* that stands for the remote one, and answers with frames for that
+//! session (`DELIVER`), the seats it got or lost (`SEAT`), and one `OUTCOME`
+//! per request. Fan-out sends one `FANOUT` per worker with members, carrying
+//! the frame once per subprotocol and the list of its sessions; that worker
+//! queues the same bytes on each of their connections. A room's order is its
+//! home's, and each link is FIFO, so every member everywhere sees one order.
+//!
+//! The session's worker keeps its grace period and tells homes `AWAY`,
+//! `BACK` and `RELEASE`. `list` asks every worker (`LIST_REQ`) and merges the
+//! answers. When a peer is lost (its link ends: it died, or it was too slow
+//! and the link was dropped), rooms homed there are gone (members here get
+//! `closed` with `why: "lost"`), and shadows of its sessions go through the
+//! grace period as disconnects.
+//!
+//! Invariants: `Worker::shadows` maps (worker, remote session) to the shadow
+//! session standing for it while that worker's link is up; a local
+//! session's `remote.seats` mirrors the `SEAT` messages of each home, in
+//! link order.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use log::{debug, info, warn};
+use mio::unix::SourceFd;
+use mio::{Interest, Token};
+
+use crate::bus::{self, kind, Bus, Dec, Link, ReadEnd};
+use crate::conn::{CloseReason, ConnId};
+use crate::handler::{broadcast, ListedRoom};
+use crate::ipc::{Control, FromSupervisor, ToSupervisor};
+use crate::protocol::{self, err_v, Code, Fail, Proto, Req, V};
+use crate::room::{valid_name, Room, RoomState, Why};
+use crate::session::{Session, SessionId, Shadow, MEMBER_BITS};
+use crate::worker::{Timer, Worker};
+
+pub(crate) const CONTROL: Token = Token(usize::MAX - 3);
+/// Link to peer `p` is `Token(LINK_BASE + p)` (at most 64 workers).
+const LINK_BASE: usize = usize::MAX - 200;
+/// How often a worker tells the supervisor it is alive.
+const ALIVE_EVERY: Duration = Duration::from_secs(1);
+
+pub(crate) fn link_of(t: Token) -> Option<u32> {
+    (t.0 >= LINK_BASE && t.0 < LINK_BASE + 64).then(|| (t.0 - LINK_BASE) as u32)
+}
+
+/// Where a session's output goes.
+#[derive(Clone, Copy)]
+pub(crate) enum Route {
+    Local(ConnId, Proto),
+    /// (worker, its session id, subprotocol).
+    Remote(u32, u64, Proto),
+}
+
+impl Route {
+    pub(crate) fn proto(self) -> Proto {
+        match self {
+            Route::Local(_, p) | Route::Remote(_, _, p) => p,
+        }
+    }
+}
+
+/// A `list` waiting for other workers' answers.
+pub(crate) struct PendingList {
+    sid: SessionId,
+    rid: Option<u32>,
+    limit: u16,
+    waiting: Vec<u32>,
+    rooms: Vec<ListedRoom>,
+}
+
+const STATES: [RoomState; 5] = [
+    RoomState::Created,
+    RoomState::Waiting,
+    RoomState::Playing,
+    RoomState::Settling,
+    RoomState::Closed,
+];
+const WHYS: [Why; 4] = [Why::Left, Why::Disconnect, Why::Timeout, Why::Kicked];
+
+fn state_byte(s: Option<RoomState>) -> u8 {
+    s.and_then(|s| STATES.iter().position(|&x| x == s))
+        .map_or(u8::MAX, |i| i as u8)
+}
+
+fn why_byte(w: Why) -> u8 {
+    WHYS.iter().position(|&x| x == w).unwrap_or(1) as u8
+}
+
+impl Worker {
+    /// Joins the workers of a supervisor: registers the control channel and
+    /// the links, numbers members from this incarnation, and tells the
+    /// supervisor this worker is ready.
+    pub fn attach_cluster(
+        &mut self,
+        workers: u32,
+        incarnation: u32,
+        control: Control,
+        peers: Vec<Option<std::os::unix::net::UnixStream>>,
+    ) -> io::Result<()> {
+        self.poll.registry().register(
+            &mut SourceFd(&control.as_raw_fd()),
+            CONTROL,
+            Interest::READABLE,
+        )?;
+        self.next_member = (u64::from(incarnation) << MEMBER_BITS) | 1;
+        self.bus = Some(Bus {
+            me: self.id,
+            n: workers,
+            links: (0..workers).map(|_| None).collect(),
+            control,
+            pending: Vec::new(),
+            read_more: Vec::new(),
+            overflow: Vec::new(),
+            out_limit: usize::try_from(self.cfg.bus_buffer).unwrap_or(usize::MAX),
+            bytes_in: 0,
+            bytes_out: 0,
+            msgs_in: 0,
+            msgs_out: 0,
+            peers_lost: 0,
+        });
+        for (p, sock) in peers.into_iter().enumerate() {
+            if let Some(sock) = sock {
+                self.install_link(p as u32, sock)?;
+            }
+        }
+        self.timers.arm(self.now + ALIVE_EVERY, Timer::Alive);
+        if let Some(bus) = &self.bus {
+            bus.control.send(ToSupervisor::Ready)?;
+        }
+        info!(
+            "w={} one of {workers} workers (incarnation {incarnation})",
+            self.id
+        );
+        Ok(())
+    }
+
+    fn install_link(&mut self, p: u32, sock: std::os::unix::net::UnixStream) -> io::Result<()> {
+        sock.set_nonblocking(true)?;
+        let mut sock = mio::net::UnixStream::from_std(sock);
+        self.poll.registry().register(
+            &mut sock,
+            Token(LINK_BASE + p as usize),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        let Some(slot) = self.bus.as_mut().and_then(|b| b.links.get_mut(p as usize)) else {
+            return Ok(());
+        };
+        *slot = Some(Link::new(sock));
+        debug!("w={} link to worker {p} up", self.id);
+        // Edge-triggered: input sent before registration raises no event.
+        self.on_link(p);
+        Ok(())
+    }
+
+    pub(crate) fn workers(&self) -> u32 {
+        self.bus.as_ref().map_or(1, |b| b.n)
+    }
+
+    /// The home of `name` when that is another worker.
+    pub(crate) fn remote_home_of(&self, name: &str) -> Option<u32> {
+        let bus = self.bus.as_ref()?;
+        let h = bus::home(name, bus.n);
+        (h != bus.me).then_some(h)
+    }
+
+    pub(crate) fn homed_here(&self, name: &str) -> bool {
+        self.bus
+            .as_ref()
+            .is_none_or(|b| bus::home(name, b.n) == b.me)
+    }
+
+    pub(crate) fn bus_busy(&self) -> bool {
+        self.bus
+            .as_ref()
+            .is_some_and(|b| !b.pending.is_empty() || !b.read_more.is_empty())
+    }
+
+    /// Where output for `sid` goes: its connection, or its worker when it is
+    /// a shadow; `None` while it is away.
+    pub(crate) fn route(&self, sid: SessionId) -> Option<Route> {
+        let s = self.sessions.get(sid)?;
+        if let Some((c, p)) = s.conn {
+            return Some(Route::Local(c, p));
+        }
+        let sh = s.shadow.as_deref()?;
+        sh.attached
+            .then_some(Route::Remote(sh.worker, sh.rsid, sh.proto))
+    }
+
+    pub(crate) fn push_route(&mut self, r: Route, frame: &[u8]) -> bool {
+        match r {
+            Route::Local(c, _) => self.conns.push(c, frame),
+            Route::Remote(w, rsid, _) => {
+                let Some(mut e) = self.bus.as_mut().and_then(|b| b.msg(w, kind::DELIVER)) else {
+                    return false;
+                };
+                e.u64(rsid).bytes(frame);
+                e.finish();
+                true
+            }
+        }
+    }
+
+    /// Queues one message for a session, wherever its connection is.
+    pub(crate) fn send_to(&mut self, sid: SessionId, v: &V) -> bool {
+        let Some(r) = self.route(sid) else {
+            return false;
+        };
+        let frame = protocol::encode_frame(r.proto(), v);
+        self.push_route(r, &frame)
+    }
+
+    /// A session with nothing left to wait for: a detached one with no
+    /// seats anywhere, or a shadow with no seats and no queue places.
+    pub(crate) fn disposable(&self, sid: SessionId) -> bool {
+        let Some(s) = self.sessions.get(sid) else {
+            return false;
+        };
+        if s.shadow.is_some() {
+            s.seats.is_empty() && self.lobby.matcher.queued(sid) == 0
+        } else {
+            s.conn.is_none() && s.seat_count() == 0
+        }
+    }
+
+    /// On a room's home: tells a shadow's worker its session got or lost a
+    /// seat.
+    pub(crate) fn tell_seat(&mut self, sid: SessionId, name: &str, on: bool) {
+        let Some((w, rsid)) = self
+            .sessions
+            .get(sid)
+            .and_then(|s| s.shadow.as_deref())
+            .map(|sh| (sh.worker, sh.rsid))
+        else {
+            return;
+        };
+        if let Some(mut e) = self.bus.as_mut().and_then(|b| b.msg(w, kind::SEAT)) {
+            e.u64(rsid).u8(on.into()).bytes(name.as_bytes());
+            e.finish();
+        }
+    }
+
+    /// On a session's worker: tells every home where it holds (or is
+    /// joining) a seat that it is `AWAY`, `BACK`, or released (`RELEASE`,
+    /// which also forgets those seats here).
+    pub(crate) fn tell_homes(&mut self, sid: SessionId, k: u8, why: Why) {
+        let Some(r) = self.sessions.get_mut(sid).and_then(|s| s.remote.as_mut()) else {
+            return;
+        };
+        let mut homes: Vec<u32> = r.seats.iter().map(|x| x.0).collect();
+        if k == kind::RELEASE {
+            // A join still on its way is answered before this arrives.
+            homes.append(&mut r.inflight);
+            r.seats.clear();
+        }
+        homes.sort_unstable();
+        homes.dedup();
+        let Some(bus) = self.bus.as_mut() else {
+            return;
+        };
+        for h in homes {
+            if let Some(mut e) = bus.msg(h, k) {
+                e.u64(sid.to_bits());
+                if k == kind::RELEASE {
+                    e.u8(why_byte(why));
+                }
+                e.finish();
+            }
+        }
+    }
+
+    /// A session leaves the arena: a shadow leaves the index; homes still
+    /// holding seats of a local one let them go.
+    pub(crate) fn forget_remote(&mut self, sid: SessionId, s: &Session) {
+        if let Some(sh) = s.shadow.as_deref() {
+            if self.shadows.get(&(sh.worker, sh.rsid)) == Some(&sid) {
+                self.shadows.remove(&(sh.worker, sh.rsid));
+            }
+        }
+        let Some(r) = s.remote.as_deref() else {
+            return;
+        };
+        let mut homes: Vec<u32> = r
+            .seats
+            .iter()
+            .map(|x| x.0)
+            .chain(r.inflight.iter().copied())
+            .collect();
+        homes.sort_unstable();
+        homes.dedup();
+        let Some(bus) = self.bus.as_mut() else {
+            return;
+        };
+        for h in homes {
+            if let Some(mut e) = bus.msg(h, kind::RELEASE) {
+                e.u64(sid.to_bits()).u8(why_byte(Why::Disconnect));
+                e.finish();
+            }
+        }
+    }
+
+    /// The home of the room or queue a request is for, when that is another
+    /// worker. Invalid names stay here, to be refused by the usual checks.
+    pub(crate) fn remote_home(&self, req: &Req) -> Option<u32> {
+        let bus = self.bus.as_ref()?;
+        let key = match req.t.as_deref()? {
+            "join" | "leave" | "pub" | "send" | "props" | "state" | "create" => {
+                req.room.as_deref()?
+            }
+            "match" | "unmatch" => req.queue.as_deref()?,
+            _ => return None,
+        };
+        if !valid_name(key) {
+            return None;
+        }
+        let h = bus::home(key, bus.n);
+        (h != bus.me).then_some(h)
+    }
+
+    /// Sends a request of local session `sid` to the home of its room or
+    /// queue, after the checks that need the session (token grant, seat
+    /// limit). `payload` is the request as the client sent it.
+    pub(crate) fn forward(
+        &mut self,
+        sid: SessionId,
+        home: u32,
+        req: &Req,
+        payload_proto: Proto,
+        payload: &[u8],
+    ) -> Result<(), Fail> {
+        let t = req.t.as_deref().unwrap_or_default();
+        let seating = match t {
+            "join" | "match" => true,
+            "create" => req.join.unwrap_or(true),
+            _ => false,
+        };
+        let name = req
+            .room
+            .as_deref()
+            .or(req.queue.as_deref())
+            .unwrap_or_default();
+        if matches!(t, "join" | "create") {
+            self.check_grant(sid, name)?;
+        }
+        let Some(s) = self.sessions.get(sid) else {
+            return Ok(());
+        };
+        let seated = s
+            .remote
+            .as_ref()
+            .is_some_and(|r| r.seats.iter().any(|(h, n)| *h == home && &**n == name));
+        if seating && !seated {
+            self.check_seat_limit(sid)?;
+        }
+        let Some(s) = self.sessions.get(sid) else {
+            return Ok(());
+        };
+        let Some((_, proto)) = s.conn else {
+            return Ok(());
+        };
+        let member = s.member;
+        let meta = if seating { s.meta.as_deref() } else { None };
+        let gone = || {
+            Fail::new(
+                Code::Internal,
+                format!("the worker of {name:?} is restarting; try again"),
+            )
+        };
+        let bus = self.bus.as_mut().ok_or_else(gone)?;
+        let mut e = bus.msg(home, kind::REQ).ok_or_else(gone)?;
+        e.u64(sid.to_bits())
+            .u64(member)
+            .u8(bus::proto_byte(proto))
+            .u8(seating.into());
+        match meta {
+            Some(m) => e.u8(1).bytes(m),
+            None => e.u8(0),
+        };
+        e.u8(bus::proto_byte(payload_proto)).bytes(payload);
+        e.finish();
+        if seating {
+            if let Some(s) = self.sessions.get_mut(sid) {
+                s.remote
+                    .get_or_insert_with(Default::default)
+                    .inflight
+                    .push(home);
+            }
+        }
+        Ok(())
+    }
+
+    /// `list` with the rooms homed here in hand: asks the other workers and
+    /// answers once all have (or were lost).
+    pub(crate) fn gather_list(
+        &mut self,
+        sid: SessionId,
+        rid: Option<u32>,
+        want: Option<RoomState>,
+        space: bool,
+        limit: u16,
+        rooms: Vec<ListedRoom>,
+    ) {
+        let qid = self.next_list;
+        let mut waiting = Vec::new();
+        if let Some(bus) = self.bus.as_mut() {
+            for p in 0..bus.n {
+                if let Some(mut e) = bus.msg(p, kind::LIST_REQ) {
+                    e.u32(qid).u8(state_byte(want)).u8(space.into()).u16(limit);
+                    e.finish();
+                    waiting.push(p);
+                }
+            }
+        }
+        if waiting.is_empty() {
+            self.send_list(sid, rid, &rooms);
+            return;
+        }
+        self.next_list = self.next_list.wrapping_add(1);
+        self.lists.insert(
+            qid,
+            PendingList {
+                sid,
+                rid,
+                limit,
+                waiting,
+                rooms,
+            },
+        );
+    }
+
+    fn list_answered(&mut self, qid: u32, p: u32, rooms: Vec<ListedRoom>) {
+        let Some(l) = self.lists.get_mut(&qid) else {
+            return;
+        };
+        l.waiting.retain(|&w| w != p);
+        let room = (l.limit as usize).saturating_sub(l.rooms.len());
+        l.rooms.extend(rooms.into_iter().take(room));
+        if l.waiting.is_empty() {
+            if let Some(l) = self.lists.remove(&qid) {
+                self.send_list(l.sid, l.rid, &l.rooms);
+            }
+        }
+    }
+
+    /// The control channel is readable: new links from the supervisor.
+    pub(crate) fn on_control(&mut self) {
+        loop {
+            let Some(bus) = self.bus.as_ref() else {
+                return;
+            };
+            match bus.control.recv() {
+                Ok(Some(FromSupervisor::Peer { id, link })) => {
+                    self.replace_link(id, link);
+                }
+                Ok(None) => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    warn!("w={} supervisor gone ({e}): draining", self.id);
+                    if let Some(bus) = self.bus.as_ref() {
+                        let fd = bus.control.as_raw_fd();
+                        let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+                    }
+                    self.start_drain();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A new link to `p` replaces any old one: what the old one still holds
+    /// is read and handled first, then `p` counts as lost (its new life
+    /// starts with nothing of the old one's).
+    fn replace_link(&mut self, p: u32, sock: std::os::unix::net::UnixStream) {
+        if p >= self.workers() || p == self.id {
+            warn!(
+                "w={} supervisor sent a link to worker {p}: ignored",
+                self.id
+            );
+            return;
+        }
+        if self.bus.as_ref().is_some_and(|b| b.up(p)) {
+            for _ in 0..1024 {
+                if !self.read_link(p) {
+                    break;
+                }
+            }
+            self.peer_lost(p, "replaced");
+        }
+        if let Err(e) = self.install_link(p, sock) {
+            warn!("w={} link to worker {p}: {e}", self.id);
+        }
+    }
+
+    pub(crate) fn on_link_event(&mut self, p: u32, ev: &mio::event::Event) {
+        if ev.is_writable() {
+            if let Some(bus) = self.bus.as_mut() {
+                if let Some(Some(l)) = bus.links.get_mut(p as usize) {
+                    if !l.out.is_empty() && !l.pending {
+                        l.pending = true;
+                        bus.pending.push(p);
+                    }
+                }
+            }
+        }
+        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+            self.on_link(p);
+        }
+    }
+
+    /// Reads and handles what link `p` has (up to the per-turn cap).
+    pub(crate) fn on_link(&mut self, p: u32) {
+        if self.read_link(p) {
+            if let Some(bus) = self.bus.as_mut() {
+                if let Some(Some(l)) = bus.links.get_mut(p as usize) {
+                    if !l.read_more {
+                        l.read_more = true;
+                        bus.read_more.push(p);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Links whose reads stopped at the cap last turn.
+    pub(crate) fn read_links_more(&mut self) {
+        let Some(bus) = self.bus.as_mut() else {
+            return;
+        };
+        for p in std::mem::take(&mut bus.read_more) {
+            if let Some(Some(l)) = self.bus.as_mut().and_then(|b| b.links.get_mut(p as usize)) {
+                l.read_more = false;
+                self.on_link(p);
+            }
+        }
+    }
+
+    /// One read of link `p` and the messages it completed. Returns true when
+    /// more input may be waiting.
+    fn read_link(&mut self, p: u32) -> bool {
+        let mut chunk = std::mem::take(&mut self.rbuf);
+        if chunk.is_empty() {
+            chunk = vec![0; 64 * 1024];
+        }
+        let res = self
+            .bus
+            .as_mut()
+            .and_then(|b| b.links.get_mut(p as usize))
+            .and_then(|l| l.as_mut())
+            .map(|l| l.read(&mut chunk));
+        self.rbuf = chunk;
+        let Some((end, n)) = res else {
+            return false;
+        };
+        if let Some(bus) = self.bus.as_mut() {
+            bus.bytes_in += n as u64;
+        }
+        let mut inbuf = match self
+            .bus
+            .as_mut()
+            .and_then(|b| b.links.get_mut(p as usize))
+            .and_then(|l| l.as_mut())
+        {
+            Some(l) => std::mem::take(&mut l.inbuf),
+            None => return false,
+        };
+        let mut pos = 0;
+        let mut broken = false;
+        loop {
+            match bus::split(&inbuf[pos..]) {
+                Ok(Some((k, body, used))) => {
+                    pos += used;
+                    if let Some(bus) = self.bus.as_mut() {
+                        bus.msgs_in += 1;
+                    }
+                    if self.on_bus(p, k, body).is_none() {
+                        warn!("w={} bad bus message kind {k} from worker {p}", self.id);
+                    }
+                }
+                Ok(None) => break,
+                Err(len) => {
+                    warn!("w={} bus message of {len} bytes from worker {p}", self.id);
+                    broken = true;
+                    break;
+                }
+            }
+        }
+        inbuf.drain(..pos);
+        if broken {
+            self.peer_lost(p, "bad message");
+            return false;
+        }
+        if let Some(Some(l)) = self.bus.as_mut().and_then(|b| b.links.get_mut(p as usize)) {
+            l.inbuf = inbuf;
+        }
+        match end {
+            ReadEnd::Drained => false,
+            ReadEnd::Capped => true,
+            ReadEnd::Gone => {
+                self.peer_lost(p, "link closed");
+                false
+            }
+        }
+    }
+
+    /// One message from peer `p`. `None` when it does not parse.
+    fn on_bus(&mut self, p: u32, k: u8, body: &[u8]) -> Option<()> {
+        let mut d = Dec::new(body);
+        match k {
+            kind::REQ => self.on_req(p, &mut d),
+            kind::DELIVER => {
+                let rsid = d.u64()?;
+                let frame = d.bytes()?;
+                if let Some((c, _)) = self.local_conn(rsid) {
+                    self.conns.push(c, frame);
+                }
+                Some(())
+            }
+            kind::FANOUT => {
+                let groups = d.u8()?;
+                for _ in 0..groups {
+                    let frame = d.bytes()?;
+                    let n = d.u32()?;
+                    for _ in 0..n {
+                        let rsid = d.u64()?;
+                        if let Some((c, _)) = self.local_conn(rsid) {
+                            if self.conns.push(c, frame) {
+                                self.metrics.deliveries += 1;
+                            }
+                        }
+                    }
+                }
+                Some(())
+            }
+            kind::OUTCOME => {
+                let (rsid, seating, code) = (d.u64()?, d.u8()? != 0, d.u8()?);
+                self.on_outcome(p, SessionId::from_bits(rsid), seating, code);
+                Some(())
+            }
+            kind::SEAT => {
+                let (rsid, on, name) = (d.u64()?, d.u8()? != 0, d.str()?);
+                self.on_seat(p, rsid, on, name);
+                Some(())
+            }
+            kind::AWAY | kind::BACK => {
+                let rsid = d.u64()?;
+                self.on_away_back(p, rsid, k == kind::BACK);
+                Some(())
+            }
+            kind::RELEASE => {
+                let rsid = d.u64()?;
+                let why = *WHYS.get(d.u8()? as usize)?;
+                if let Some(&sid) = self.shadows.get(&(p, rsid)) {
+                    self.release_session(sid, why);
+                }
+                Some(())
+            }
+            kind::LIST_REQ => {
+                let (qid, state, space, limit) = (d.u32()?, d.u8()?, d.u8()? != 0, d.u16()?);
+                let want = STATES.get(state as usize).copied();
+                let mut rooms = Vec::new();
+                self.list_rooms(want, space, limit, &mut rooms);
+                let mut e = self.bus.as_mut()?.msg(p, kind::LIST_RESP)?;
+                e.u32(qid).u32(rooms.len() as u32);
+                for r in &rooms {
+                    e.bytes(r.name.as_bytes())
+                        .u32(r.members)
+                        .u16(r.max)
+                        .u8(state_byte(Some(r.state)));
+                }
+                e.finish();
+                Some(())
+            }
+            kind::LIST_RESP => {
+                let (qid, n) = (d.u32()?, d.u32()?);
+                let mut rooms = Vec::with_capacity(n.min(1000) as usize);
+                for _ in 0..n {
+                    rooms.push(ListedRoom {
+                        name: d.str()?.into(),
+                        members: d.u32()?,
+                        max: d.u16()?,
+                        state: *STATES.get(d.u8()? as usize)?,
+                    });
+                }
+                self.list_answered(qid, p, rooms);
+                Some(())
+            }
+            kind::API_REQ => {
+                let (qid, method, path, body) = (d.u32()?, d.str()?, d.str()?, d.bytes()?);
+                self.api_remote(p, qid, method, path, body);
+                Some(())
+            }
+            kind::API_RESP => {
+                let (qid, status, body) = (d.u32()?, d.u16()?, d.bytes()?);
+                self.api_answered(qid, p, Some((status, body)));
+                Some(())
+            }
+            _ => None,
+        }
+    }
+
+    fn local_conn(&self, rsid: u64) -> Option<(ConnId, Proto)> {
+        self.sessions.get(SessionId::from_bits(rsid))?.conn
+    }
+
+    /// On a home: a forwarded request, run on the shadow of its session.
+    fn on_req(&mut self, p: u32, d: &mut Dec) -> Option<()> {
+        let rsid = d.u64()?;
+        let member = d.u64()?;
+        let proto = bus::proto_of(d.u8()?)?;
+        let seating = d.u8()? != 0;
+        let meta = match d.u8()? {
+            0 => None,
+            _ => Some(d.bytes()?),
+        };
+        let payload_proto = bus::proto_of(d.u8()?)?;
+        let payload = d.bytes()?;
+        let sid = self.shadow_for(p, rsid, member, proto, meta);
+        let code = match protocol::decode(payload_proto, payload) {
+            Ok(req) => match self.dispatch(None, sid, &req) {
+                Ok(()) => 0,
+                Err(f) => self.fail_shadow(sid, req.rid, f),
+            },
+            Err((rid, f)) => self.fail_shadow(sid, rid, f),
+        };
+        if let Some(mut e) = self.bus.as_mut().and_then(|b| b.msg(p, kind::OUTCOME)) {
+            e.u64(rsid).u8(seating.into()).u8(code);
+            e.finish();
+        }
+        if self.disposable(sid) {
+            self.free_session(sid);
+        }
+        Some(())
+    }
+
+    fn fail_shadow(&mut self, sid: SessionId, rid: Option<u32>, f: Fail) -> u8 {
+        self.metrics.error(f.code);
+        self.send_to(sid, &err_v(rid, &f));
+        if f.code.is_bad_input() {
+            1
+        } else {
+            2
+        }
+    }
+
+    fn shadow_for(
+        &mut self,
+        p: u32,
+        rsid: u64,
+        member: u64,
+        proto: Proto,
+        meta: Option<&[u8]>,
+    ) -> SessionId {
+        if let Some(&sid) = self.shadows.get(&(p, rsid)) {
+            if let Some(s) = self.sessions.get_mut(sid) {
+                if let Some(m) = meta {
+                    s.meta = Some(m.into());
+                }
+                return sid;
+            }
+        }
+        let sid = self.sessions.insert(Session {
+            member,
+            token: "".into(),
+            meta: meta.map(Into::into),
+            conn: None,
+            seats: Vec::new(),
+            hello_done: true,
+            grant: None,
+            grace: None,
+            remote: None,
+            shadow: Some(Box::new(Shadow {
+                worker: p,
+                rsid,
+                proto,
+                attached: true,
+            })),
+        });
+        self.shadows.insert((p, rsid), sid);
+        sid
+    }
+
+    /// On a session's worker: a forwarded request is done. Bad input counts
+    /// toward the connection's bad-request limit as it does here.
+    fn on_outcome(&mut self, p: u32, sid: SessionId, seating: bool, code: u8) {
+        let max = self.cfg.max_bad_requests;
+        let Some(s) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        if seating {
+            if let Some(r) = s.remote.as_mut() {
+                if let Some(i) = r.inflight.iter().position(|&h| h == p) {
+                    r.inflight.swap_remove(i);
+                }
+            }
+        }
+        let Some((cid, _)) = s.conn else {
+            return;
+        };
+        let Some(ws) = self.conn_ws(cid) else {
+            return;
+        };
+        if code == 1 {
+            ws.bad += 1;
+            if ws.bad >= max {
+                warn!("w={} conn={cid:?} {max} bad requests in a row", self.id);
+                self.close_conn(cid, CloseReason::BadRequests);
+            }
+        } else {
+            ws.bad = 0;
+        }
+    }
+
+    /// On a session's worker: a home seated it or let it go.
+    fn on_seat(&mut self, p: u32, rsid: u64, on: bool, name: &str) {
+        let sid = SessionId::from_bits(rsid);
+        let Some(s) = self.sessions.get_mut(sid) else {
+            if on {
+                // The session ended while its join was on the way.
+                if let Some(mut e) = self.bus.as_mut().and_then(|b| b.msg(p, kind::RELEASE)) {
+                    e.u64(rsid).u8(why_byte(Why::Left));
+                    e.finish();
+                }
+            }
+            return;
+        };
+        let r = s.remote.get_or_insert_with(Default::default);
+        let at = r.seats.iter().position(|(h, n)| *h == p && &**n == name);
+        match (on, at) {
+            (true, None) => r.seats.push((p, name.into())),
+            (false, Some(i)) => {
+                r.seats.swap_remove(i);
+            }
+            _ => {}
+        }
+        if !on && self.disposable(sid) {
+            self.free_session(sid);
+        }
+    }
+
+    /// On a home: a remote session's connection went away or came back.
+    fn on_away_back(&mut self, p: u32, rsid: u64, back: bool) {
+        let Some(&sid) = self.shadows.get(&(p, rsid)) else {
+            return;
+        };
+        let Some(s) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        let member = s.member;
+        if let Some(sh) = s.shadow.as_mut() {
+            sh.attached = back;
+        }
+        let seats = s.seats.clone();
+        if !back {
+            self.unqueue(sid);
+        }
+        let key = if back { "back" } else { "away" };
+        for rid in seats {
+            broadcast!(self, rid, Some(member), |room: &Room| V::Map(vec![
+                ("t", V::Str("presence")),
+                ("room", V::Str(&room.name)),
+                (key, V::U(member)),
+            ]));
+        }
+    }
+
+    /// Link `p` is gone. Rooms homed there are lost to members here;
+    /// shadows of its sessions are disconnected (grace period, then
+    /// `leave`); a `list` waiting for it goes on without it.
+    pub(crate) fn peer_lost(&mut self, p: u32, why: &str) {
+        let Some(bus) = self.bus.as_mut() else {
+            return;
+        };
+        let Some(mut link) = bus.links.get_mut(p as usize).and_then(Option::take) else {
+            return;
+        };
+        bus.peers_lost += 1;
+        let _ = self.poll.registry().deregister(&mut link.sock);
+        drop(link);
+        warn!("w={} lost worker {p} ({why})", self.id);
+        // Local sessions with seats in rooms homed there. A scan of the
+        // sessions, once per lost worker.
+        for sid in self.sessions.ids() {
+            let Some(r) = self.sessions.get_mut(sid).and_then(|s| s.remote.as_mut()) else {
+                continue;
+            };
+            r.inflight.retain(|&h| h != p);
+            let mut lost = Vec::new();
+            r.seats.retain(|(h, n)| {
+                if *h == p {
+                    lost.push(n.clone());
+                }
+                *h != p
+            });
+            for name in lost {
+                self.send_to(
+                    sid,
+                    &V::Map(vec![
+                        ("t", V::Str("closed")),
+                        ("room", V::Str(&name)),
+                        ("why", V::Str("lost")),
+                    ]),
+                );
+            }
+            if self.disposable(sid) {
+                self.free_session(sid);
+            }
+        }
+        // Shadows of its sessions.
+        let mut shadows: Vec<SessionId> = Vec::new();
+        self.shadows.retain(|&(w, _), &mut sid| {
+            if w == p {
+                shadows.push(sid);
+            }
+            w != p
+        });
+        let grace = self.cfg.grace();
+        for sid in shadows {
+            if grace.is_zero() {
+                self.release_session(sid, Why::Disconnect);
+                continue;
+            }
+            self.on_away_back_sid(sid);
+            let t = self.timers.arm(self.now + grace, Timer::Grace(sid));
+            if let Some(s) = self.sessions.get_mut(sid) {
+                s.grace = Some((t, Why::Disconnect));
+            }
+        }
+        let qids: Vec<u32> = self.lists.keys().copied().collect();
+        for qid in qids {
+            self.list_answered(qid, p, Vec::new());
+        }
+        let qids: Vec<u32> = self.api_waits.keys().copied().collect();
+        for qid in qids {
+            self.api_answered(qid, p, None);
+        }
+    }
+
+    fn on_away_back_sid(&mut self, sid: SessionId) {
+        if let Some((w, rsid)) = self
+            .sessions
+            .get(sid)
+            .and_then(|s| s.shadow.as_deref())
+            .map(|sh| (sh.worker, sh.rsid))
+        {
+            // Index it again just for the presence, then drop it.
+            self.shadows.insert((w, rsid), sid);
+            self.on_away_back(w, rsid, false);
+            self.shadows.remove(&(w, rsid));
+        }
+    }
+
+    /// Writes queued bus output; drops links that passed their limit and
+    /// asks the supervisor for new ones.
+    pub(crate) fn flush_bus(&mut self) {
+        let Some(bus) = self.bus.as_mut() else {
+            return;
+        };
+        let mut dead = Vec::new();
+        for p in std::mem::take(&mut bus.pending) {
+            let Some(Some(l)) = bus.links.get_mut(p as usize) else {
+                continue;
+            };
+            l.pending = false;
+            let (n, ok) = l.flush();
+            bus.bytes_out += n as u64;
+            if !ok {
+                dead.push(p);
+            } else if !l.out.is_empty() && n >= bus::WRITE_CAP {
+                l.pending = true;
+                bus.pending.push(p);
+            }
+        }
+        let overflow = std::mem::take(&mut bus.overflow);
+        for p in dead {
+            self.peer_lost(p, "write failed");
+        }
+        for p in overflow {
+            warn!(
+                "w={} link to worker {p} passed --bus-buffer: dropping it",
+                self.id
+            );
+            self.peer_lost(p, "slow");
+            if let Some(bus) = self.bus.as_ref() {
+                if let Err(e) = bus.control.send(ToSupervisor::Relink(p)) {
+                    warn!("w={} asking for a new link: {e}", self.id);
+                }
+            }
+        }
+    }
+
+    /// `Timer::Alive`.
+    pub(crate) fn alive(&mut self) {
+        if let Some(bus) = self.bus.as_ref() {
+            if let Err(e) = bus.control.send(ToSupervisor::Alive) {
+                debug!("w={} alive: {e}", self.id);
+            }
+            self.timers.arm(self.now + ALIVE_EVERY, Timer::Alive);
+        }
+    }
+}
