@@ -14,6 +14,8 @@
 #     --start-peer NAME     start peer NAME fresh for every run with PEERS_DIR/run.sh NAME 0
 #     --peers-dir DIR       where run.sh and the built peers are (default ../shared/peers)
 #     --roomd-args "..."    extra flags for roomd
+#     --roomd-workers LIST  roomd's --workers values to measure side by side, e.g. 1,2
+#                           (default 1; each is a server named roomd-wN, plain roomd for 1 alone)
 #     --no-roomd            measure only the peers
 #     --no-build            use the binaries already in target/release
 #     --smoke               every scenario for a second or two with tiny counts (CI);
@@ -42,10 +44,11 @@ peers=()        # NAME=URL
 start_peers=()  # NAME
 peers_dir="$repo/../shared/peers"
 roomd_args=""
+roomd_workers="1"
 # roomd's per-connection limits (requests/s, creates/s, pub bytes/s) protect a
 # server from one client; here a few publishers and creators carry the load
 # of many clients, so the suite lifts them (and allows rooms of 100).
-roomd_flags="${ROOMD_FLAGS:---workers 1 --max-members 1000 --idle-ms 3600000 --rate-limit 1000000 --create-rate 0 --pub-bytes-rate 0}"
+roomd_flags="${ROOMD_FLAGS:---max-members 1000 --idle-ms 3600000 --rate-limit 1000000 --create-rate 0 --pub-bytes-rate 0}"
 use_roomd=1
 build=1
 smoke=0
@@ -59,6 +62,7 @@ while [ $# -gt 0 ]; do
         --start-peer) start_peers+=("$2"); shift 2 ;;
         --peers-dir) peers_dir="$2"; shift 2 ;;
         --roomd-args) roomd_args="$2"; shift 2 ;;
+        --roomd-workers) roomd_workers="$2"; shift 2 ;;
         --no-roomd) use_roomd=0; shift ;;
         --no-build) build=0; shift ;;
         --smoke) smoke=1; shift ;;
@@ -101,9 +105,11 @@ server_url=""
 start_server() {
     local name="$1" log="$2" port=""
     : >"$log"
-    if [ "$name" = roomd ]; then
+    if [[ "$name" == roomd* ]]; then
+        local workers=1
+        [[ "$name" == roomd-w* ]] && workers="${name#roomd-w}"
         # shellcheck disable=SC2086
-        "$roomd" --listen 127.0.0.1:0 $roomd_flags $roomd_args >"$log" 2>&1 &
+        "$roomd" --listen 127.0.0.1:0 --workers "$workers" $roomd_flags $roomd_args >"$log" 2>&1 &
     else
         "$peers_dir/run.sh" "$name" 0 >"$log" 2>&1 &
     fi
@@ -172,7 +178,14 @@ args_for() {
 }
 
 servers=()
-[ "$use_roomd" = 1 ] && servers+=("roomd")
+if [ "$use_roomd" = 1 ]; then
+    if [ "$roomd_workers" = 1 ]; then
+        servers+=("roomd")
+    else
+        IFS=',' read -r -a wl <<<"$roomd_workers"
+        for w in "${wl[@]}"; do servers+=("roomd-w$w"); done
+    fi
+fi
 for p in "${start_peers[@]}"; do servers+=("$p"); done
 for p in "${peers[@]}"; do servers+=("${p%%=*}"); done
 [ ${#servers[@]} -gt 0 ] || { echo "bench.sh: no server to measure" >&2; exit 2; }
@@ -192,12 +205,12 @@ for round in $(seq 1 "$rounds"); do
     for sc in "${scenarios[@]}"; do
         for name in "${servers[@]}"; do
             proto=raw
-            [ "$name" = roomd ] && proto=roomd
+            [[ "$name" == roomd* ]] && proto=roomd
             base="$out/$name.$sc.r$round"
             managed=0
             url=""
             pid=""
-            if [ "$name" = roomd ] || [[ " ${start_peers[*]} " == *" $name "* ]]; then
+            if [[ "$name" == roomd* ]] || [[ " ${start_peers[*]} " == *" $name "* ]]; then
                 start_server "$name" "$base.server.log" || { failed=$((failed + 1)); continue; }
                 managed=1; url="$server_url"; pid="$server_pid"
                 # run.sh execs the peer, so the pid is the server's own.

@@ -81,7 +81,7 @@ pub fn run(dir: &Path) -> Result<(), String> {
         }
     }
     // roomd first, then the peers in name order.
-    servers.sort_by_key(|s| (s != "roomd", s.clone()));
+    servers.sort_by_key(|s| (!s.starts_with("roomd"), s.clone()));
 
     let mut md = String::new();
     let machine = std::fs::read_to_string(dir.join("machine.txt")).unwrap_or_default();
