@@ -32,6 +32,12 @@ pub(crate) enum ApiWait {
         waiting: Vec<u32>,
         rooms: Vec<Value>,
     },
+    /// `/metrics/all`: each worker's text so far.
+    Metrics {
+        conn: ConnId,
+        waiting: Vec<u32>,
+        texts: Vec<String>,
+    },
 }
 
 /// Compares without an early exit, so the time taken does not reveal how
@@ -182,6 +188,36 @@ impl Worker {
         );
     }
 
+    /// `GET /metrics/all`: this worker's figures and every other worker's,
+    /// merged into one exposition (see `metrics::merge`).
+    pub(crate) fn metrics_all(&mut self, conn: ConnId) {
+        let text = self.metrics.render(&self.gauges());
+        let qid = self.next_list;
+        let mut waiting = Vec::new();
+        if let Some(bus) = self.bus.as_mut() {
+            for p in 0..bus.n {
+                if let Some(mut e) = bus.msg(p, kind::METRICS_REQ) {
+                    e.u32(qid);
+                    e.finish();
+                    waiting.push(p);
+                }
+            }
+        }
+        if waiting.is_empty() {
+            self.respond(conn, 200, "text/plain; version=0.0.4", text.as_bytes());
+            return;
+        }
+        self.next_list = self.next_list.wrapping_add(1);
+        self.api_waits.insert(
+            qid,
+            ApiWait::Metrics {
+                conn,
+                waiting,
+                texts: vec![text],
+            },
+        );
+    }
+
     /// On a room's home: an API call forwarded by worker `p`.
     pub(crate) fn api_remote(&mut self, p: u32, qid: u32, method: &str, path: &str, body: &[u8]) {
         self.api_route(ApiTo::Peer(p, qid), method, path, body);
@@ -206,6 +242,22 @@ impl Worker {
                     None => {
                         let f = Fail::new(Code::Internal, "the room's worker was lost; try again");
                         self.api_fail(ApiTo::Conn(conn), &f);
+                    }
+                }
+            }
+            ApiWait::Metrics { waiting, texts, .. } => {
+                if !waiting.contains(&p) {
+                    return;
+                }
+                waiting.retain(|&w| w != p);
+                if let Some((_, body)) = answer {
+                    texts.push(String::from_utf8_lossy(body).into_owned());
+                }
+                if waiting.is_empty() {
+                    if let Some(ApiWait::Metrics { conn, texts, .. }) = self.api_waits.remove(&qid)
+                    {
+                        let body = crate::metrics::merge(&texts);
+                        self.respond(conn, 200, "text/plain; version=0.0.4", body.as_bytes());
                     }
                 }
             }

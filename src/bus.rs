@@ -68,6 +68,9 @@ pub mod kind {
     /// of `GET /rooms`), and the answer.
     pub const API_REQ: u8 = 11;
     pub const API_RESP: u8 = 12;
+    /// `/metrics/all`: the receiver's `/metrics` text, and the answer.
+    pub const METRICS_REQ: u8 = 13;
+    pub const METRICS_RESP: u8 = 14;
 }
 
 /// Appends one message to a buffer.

@@ -698,7 +698,15 @@ impl Worker {
                 self.api_remote(p, qid, method, path, body);
                 Some(())
             }
-            kind::API_RESP => {
+            kind::METRICS_REQ => {
+                let qid = d.u32()?;
+                let text = self.metrics.render(&self.gauges());
+                let mut e = self.bus.as_mut()?.msg(p, kind::METRICS_RESP)?;
+                e.u32(qid).u16(200).bytes(text.as_bytes());
+                e.finish();
+                Some(())
+            }
+            kind::API_RESP | kind::METRICS_RESP => {
                 let (qid, status, body) = (d.u32()?, d.u16()?, d.bytes()?);
                 self.api_answered(qid, p, Some((status, body)));
                 Some(())

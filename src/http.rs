@@ -18,6 +18,8 @@ pub enum Route {
     Upgrade(Upgrade),
     Healthz,
     Metrics,
+    /// `/metrics/all`: every worker's figures in one answer.
+    MetricsAll,
     /// The HTTP room API under `/rooms` (answered only with `--admin-key`).
     Api(ApiReq),
     /// An HTTP error to answer with, then close.
@@ -107,11 +109,12 @@ fn route(req: &httparse::Request, echo_path: Option<&str>) -> Route {
     };
     let method = req.method.unwrap_or("");
     match path {
-        "/healthz" | "/metrics" if method != "GET" && method != "HEAD" => {
+        "/healthz" | "/metrics" | "/metrics/all" if method != "GET" && method != "HEAD" => {
             Route::Error(405, "method not allowed\n")
         }
         "/healthz" => Route::Healthz,
         "/metrics" => Route::Metrics,
+        "/metrics/all" => Route::MetricsAll,
         "/ws" => upgrade(req, method, query, false),
         p if Some(p) == echo_path => upgrade(req, method, query, true),
         "/rooms" => api(req, method, path),

@@ -52,6 +52,48 @@ pub struct BusGauges {
     pub peers_lost: u64,
 }
 
+/// Several workers' renderings as one exposition: each family's `# HELP` and
+/// `# TYPE` once, then its samples from every worker (their `worker` labels
+/// keep them apart), families in the order they first appear.
+pub fn merge(texts: &[String]) -> String {
+    // (family name, header lines, sample lines)
+    let mut fams: Vec<(&str, Vec<&str>, Vec<&str>)> = Vec::new();
+    for t in texts {
+        let mut cur: Option<usize> = None;
+        for line in t.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let name = rest.split(' ').next().unwrap_or_default();
+                let i = match fams.iter().position(|f| f.0 == name) {
+                    Some(i) => i,
+                    None => {
+                        fams.push((name, vec![line], Vec::new()));
+                        fams.len() - 1
+                    }
+                };
+                cur = Some(i);
+            } else if line.starts_with('#') {
+                if let Some(f) = cur.and_then(|i| fams.get_mut(i)) {
+                    if !f.1.contains(&line) {
+                        f.1.push(line);
+                    }
+                }
+            } else if !line.is_empty() {
+                if let Some(f) = cur.and_then(|i| fams.get_mut(i)) {
+                    f.2.push(line);
+                }
+            }
+        }
+    }
+    let mut out = String::new();
+    for (_, head, samples) in fams {
+        for l in head.iter().chain(&samples) {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 impl Metrics {
     pub fn turn(&mut self, d: Duration) {
         let us = d.as_micros().min(u64::MAX as u128) as u64;
@@ -263,6 +305,12 @@ mod tests {
             bus: None,
         };
         let s = m.render(&g);
+        let two = merge(&[s.clone(), s.replace("worker=\"0\"", "worker=\"1\"")]);
+        assert_eq!(two.matches("# TYPE roomd_connections gauge").count(), 1);
+        assert!(
+            two.contains("roomd_connections{worker=\"0\"} 1\nroomd_connections{worker=\"1\"} 1\n")
+        );
+
         assert!(s.contains("roomd_loop_turn_seconds_bucket{worker=\"0\",le=\"0.00002\"} 1"));
         assert!(s.contains("roomd_loop_turn_seconds_bucket{worker=\"0\",le=\"0.0005\"} 2"));
         assert!(s.contains("roomd_loop_turn_seconds_bucket{worker=\"0\",le=\"+Inf\"} 3"));

@@ -502,6 +502,7 @@ impl Worker {
                 let body = self.metrics.render(&self.gauges());
                 self.respond(id, 200, "text/plain; version=0.0.4", body.as_bytes());
             }
+            Route::MetricsAll => self.metrics_all(id),
             Route::Api(api) => {
                 let n = api.body_len.min(rest.len());
                 self.api(id, api, &rest[..n]);

@@ -921,6 +921,59 @@ fn match_pairs_players_on_different_workers() {
 }
 
 // ---------------------------------------------------------------------------
+// Metrics
+
+/// The value of the sample `name{worker="w"}` in a Prometheus text body.
+fn sample(body: &str, name: &str, w: u32) -> Option<u64> {
+    let key = format!("{name}{{worker=\"{w}\"}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(key.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn metrics_all_merges_every_workers_figures() {
+    let server = start(2, &[]);
+    let room = name_on("metered", 0, 2);
+    let mut a = client_on(&server, 0);
+    let mut b = client_on(&server, 1);
+    a.create(&room);
+    b.join(&room);
+    expect_presence(&mut a, &room, "join", b.id);
+    // Both numbered on the home (worker 0); each worker counts the
+    // deliveries to its own connections.
+    a.publish(&room, b"to b");
+    assert_eq!(b.expect("msg")["data"].b(), b"to b");
+    b.publish(&room, b"to a");
+    assert_eq!(a.expect("msg")["data"].b(), b"to a");
+
+    // Whichever worker answers, every worker's series is there, under one
+    // header per family.
+    for _ in 0..4 {
+        let resp = server.get("/metrics/all");
+        assert_eq!(resp.status, 200, "{resp:?}");
+        let body = resp.text();
+        assert_eq!(sample(&body, "roomd_published_total", 0), Some(2), "{body}");
+        assert_eq!(sample(&body, "roomd_published_total", 1), Some(0), "{body}");
+        assert_eq!(sample(&body, "roomd_deliveries_total", 0), Some(1), "{body}");
+        assert_eq!(sample(&body, "roomd_deliveries_total", 1), Some(1), "{body}");
+        for family in ["roomd_published_total", "roomd_loop_turn_seconds"] {
+            assert_eq!(
+                body.matches(&format!("# TYPE {family} ")).count(),
+                1,
+                "one TYPE line for {family}:\n{body}"
+            );
+        }
+        // /metrics alone is the answering worker's own.
+        let own = server.get("/metrics").text();
+        let workers = (0..2)
+            .filter(|&w| sample(&own, "roomd_published_total", w).is_some())
+            .count();
+        assert_eq!(workers, 1, "/metrics is one worker's:\n{own}");
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Losing a worker
 
 #[test]
