@@ -18,133 +18,6 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Connections tried before giving up on landing on a given worker.
-const ATTEMPTS: usize = 300;
-
-/// `roomd --workers n <extra>`.
-fn start(n: u32, extra: &[&str]) -> Server {
-    let n = n.to_string();
-    let mut args = vec!["--workers", n.as_str()];
-    args.extend_from_slice(extra);
-    Server::start(&args)
-}
-
-/// The worker `c`'s connection landed on, from its `welcome`.
-#[track_caller]
-fn worker_of(c: &Client) -> u32 {
-    match c.welcome.get("worker") {
-        Some(Value::UInt(w)) => *w as u32,
-        other => panic!(
-            "welcome must carry `worker` (u32), got {other:?}: {:?}",
-            c.welcome
-        ),
-    }
-}
-
-/// `per` clients on each of the `n` workers (index = worker id): connects
-/// until every worker has its share; the surplus is dropped.
-fn spread(server: &Server, n: u32, per: usize) -> Vec<Vec<Client>> {
-    let mut by: Vec<Vec<Client>> = (0..n).map(|_| Vec::new()).collect();
-    let mut tries = 0;
-    while by.iter().any(|v| v.len() < per) {
-        assert!(
-            tries < ATTEMPTS,
-            "after {tries} connections, clients per worker {:?} (wanted {per} on each of {n})",
-            by.iter().map(Vec::len).collect::<Vec<_>>()
-        );
-        tries += 1;
-        let c = server.client();
-        let w = worker_of(&c);
-        assert!(w < n, "welcome.worker {w} with --workers {n}");
-        if by[w as usize].len() < per {
-            by[w as usize].push(c);
-        }
-    }
-    by
-}
-
-/// A client whose connection landed on worker `k`.
-fn client_on(server: &Server, k: u32) -> Client {
-    for _ in 0..ATTEMPTS {
-        let c = server.client();
-        if worker_of(&c) == k {
-            return c;
-        }
-    }
-    panic!("no connection landed on worker {k} in {ATTEMPTS} attempts");
-}
-
-/// The first `{prefix}-{i}` whose home is worker `k` of `n`.
-fn name_on(prefix: &str, k: u32, n: u32) -> String {
-    (0..)
-        .map(|i| format!("{prefix}-{i}"))
-        .find(|s| home(s, n) == k)
-        .unwrap()
-}
-
-/// Pids of the supervisor's live children: the worker processes.
-fn worker_pids(server: &Server) -> Vec<i32> {
-    let sup = server.pid();
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // "pid (comm) state ppid ...": comm may hold spaces and parens.
-        let Some(at) = stat.rfind(')') else { continue };
-        let mut f = stat[at + 1..].split_whitespace();
-        let state = f.next();
-        let ppid = f.next().and_then(|p| p.parse::<i32>().ok());
-        if ppid == Some(sup) && state != Some("Z") {
-            out.push(pid);
-        }
-    }
-    out.sort_unstable();
-    out
-}
-
-/// The worker process holding the server end of `c`'s connection: the
-/// socket's inode from /proc/net/tcp (local port the server's, remote port
-/// `c`'s), then the child of the supervisor that has that socket open.
-fn pid_serving(server: &Server, c: &Client) -> i32 {
-    let mine = c.ws.get_ref().local_addr().expect("local addr").port();
-    let theirs = server.addr.port();
-    let tcp = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
-    let port = |a: &str| {
-        a.rsplit(':')
-            .next()
-            .and_then(|p| u16::from_str_radix(p, 16).ok())
-    };
-    let inode = tcp
-        .lines()
-        .skip(1)
-        .find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() > 9 && port(f[1]) == Some(theirs) && port(f[2]) == Some(mine))
-                .then(|| f[9].to_string())
-        })
-        .unwrap_or_else(|| panic!("no server socket for client port {mine} in /proc/net/tcp"));
-    let want = format!("socket:[{inode}]");
-    let pids = worker_pids(server);
-    for &pid in &pids {
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            if std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == want) {
-                return pid;
-            }
-        }
-    }
-    panic!(
-        "no worker process (children of {}: {pids:?}) holds {want}",
-        server.pid()
-    );
-}
-
 /// Reads the reply to `rid` (`ok` or `err`) and one broadcast of type `t`,
 /// in either order.
 #[track_caller]
@@ -284,7 +157,7 @@ fn publish_round(clients: Vec<Client>, room: &str, publishers: &[usize]) -> Vec<
 /// in turn (created from the next worker), three publishers on different
 /// workers (worker 0 twice when n is 2).
 fn ordering(n: u32) {
-    let server = start(n, &[]);
+    let server = start_workers(n, &[]);
     let per = 12usize.div_ceil(n as usize);
     let mut clients: Vec<Client> = spread(&server, n, per).into_iter().flatten().collect();
     // clients[w * per + i] is the i-th client on worker w.
@@ -320,7 +193,7 @@ fn one_order_for_everyone_with_three_workers() {
 
 #[test]
 fn presence_across_workers() {
-    let server = start(2, &["--grace-ms", "300"]);
+    let server = start_workers(2, &["--grace-ms", "300"]);
     for k in 0..2 {
         let room = name_on(&format!("room-pres{k}"), k, 2);
         let mut a = client_on(&server, 0);
@@ -395,7 +268,7 @@ fn presence_across_workers() {
 
 #[test]
 fn props_and_state_across_workers() {
-    let server = start(2, &[]);
+    let server = start_workers(2, &[]);
     for k in 0..2 {
         let room = name_on(&format!("room-ps{k}"), k, 2);
         // The owner is on the other worker than the room; `other` on its home.
@@ -540,7 +413,7 @@ fn props_and_state_across_workers() {
 
 #[test]
 fn send_between_workers() {
-    let server = start(2, &[]);
+    let server = start_workers(2, &[]);
     for k in 0..2 {
         let room = name_on(&format!("room-uni{k}"), k, 2);
         let mut a = client_on(&server, 0);
@@ -616,7 +489,7 @@ fn send_between_workers() {
 /// false`), a full one (1 of 1) and a private one, each created from the
 /// next worker. `list` from every worker shows exactly the public ones.
 fn list_merged(n: u32) {
-    let server = start(n, &[]);
+    let server = start_workers(n, &[]);
     let mut by = spread(&server, n, 1);
     let mut public = BTreeSet::new();
     let mut open = BTreeSet::new();
@@ -704,7 +577,7 @@ fn list_merges_every_worker_with_three_workers() {
 // create without a name
 
 fn picked_names_are_homed_on_the_creator(n: u32) {
-    let server = start(n, &[]);
+    let server = start_workers(n, &[]);
     let mut by = spread(&server, n, 1);
     let mut seen = BTreeSet::new();
     for k in 0..n {
@@ -757,7 +630,7 @@ fn listed(c: &mut Client, room: &str) -> bool {
 
 #[test]
 fn idle_room_homed_on_the_other_worker_is_closed() {
-    let server = start(2, &["--idle-ms", "200"]);
+    let server = start_workers(2, &["--idle-ms", "200"]);
     for k in 0..2 {
         let mut a = client_on(&server, 1 - k);
         let room = name_on(&format!("room-idle{k}"), k, 2);
@@ -802,7 +675,7 @@ fn idle_room_homed_on_the_other_worker_is_closed() {
 
 #[test]
 fn seat_limit_counts_rooms_on_every_worker() {
-    let server = start(2, &["--max-rooms-per-conn", "2"]);
+    let server = start_workers(2, &["--max-rooms-per-conn", "2"]);
     let mut maker = server.client();
     let mut rooms = Vec::new(); // rooms[worker] = [x, y]
     for k in 0..2 {
@@ -888,7 +761,7 @@ fn expect_matched(c: &mut Client, queue: &str) -> Value {
 
 #[test]
 fn match_pairs_players_on_different_workers() {
-    let server = start(2, &[]);
+    let server = start_workers(2, &[]);
     for k in 0..2 {
         let queue = name_on(&format!("duel{k}"), k, 2);
         let mut a = client_on(&server, 0);
@@ -933,7 +806,7 @@ fn sample(body: &str, name: &str, w: u32) -> Option<u64> {
 
 #[test]
 fn metrics_all_merges_every_workers_figures() {
-    let server = start(2, &[]);
+    let server = start_workers(2, &[]);
     let room = name_on("metered", 0, 2);
     let mut a = client_on(&server, 0);
     let mut b = client_on(&server, 1);
@@ -955,8 +828,16 @@ fn metrics_all_merges_every_workers_figures() {
         let body = resp.text();
         assert_eq!(sample(&body, "roomd_published_total", 0), Some(2), "{body}");
         assert_eq!(sample(&body, "roomd_published_total", 1), Some(0), "{body}");
-        assert_eq!(sample(&body, "roomd_deliveries_total", 0), Some(1), "{body}");
-        assert_eq!(sample(&body, "roomd_deliveries_total", 1), Some(1), "{body}");
+        assert_eq!(
+            sample(&body, "roomd_deliveries_total", 0),
+            Some(1),
+            "{body}"
+        );
+        assert_eq!(
+            sample(&body, "roomd_deliveries_total", 1),
+            Some(1),
+            "{body}"
+        );
         for family in ["roomd_published_total", "roomd_loop_turn_seconds"] {
             assert_eq!(
                 body.matches(&format!("# TYPE {family} ")).count(),
@@ -978,7 +859,7 @@ fn metrics_all_merges_every_workers_figures() {
 
 #[test]
 fn worker_loss_closes_its_rooms_and_its_clients_go_through_grace() {
-    let mut server = start(2, &["--grace-ms", "300", "--create-rate", "0"]);
+    let mut server = start_workers(2, &["--grace-ms", "300", "--create-rate", "0"]);
     let r0 = name_on("room", 0, 2);
     let r1 = name_on("room", 1, 2);
     let mut a = client_on(&server, 0);

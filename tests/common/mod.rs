@@ -22,6 +22,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use roomd::bus::home;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use tungstenite::client::IntoClientRequest;
@@ -994,6 +995,136 @@ pub fn member_ids(joined: &Value) -> Vec<u64> {
         .iter()
         .map(|m| m["id"].u())
         .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Several workers
+
+/// Connections tried before giving up on landing on a given worker.
+pub const ATTEMPTS: usize = 300;
+
+/// `roomd --workers n <extra>`: a supervisor and `n` worker processes.
+pub fn start_workers(n: u32, extra: &[&str]) -> Server {
+    let n = n.to_string();
+    let mut args = vec!["--workers", n.as_str()];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+/// The worker `c`'s connection landed on, from its `welcome`.
+#[track_caller]
+pub fn worker_of(c: &Client) -> u32 {
+    match c.welcome.get("worker") {
+        Some(Value::UInt(w)) => *w as u32,
+        other => panic!(
+            "welcome must carry `worker` (u32), got {other:?}: {:?}",
+            c.welcome
+        ),
+    }
+}
+
+/// `per` clients on each of the `n` workers (index = worker id): connects
+/// until every worker has its share; the surplus is dropped.
+pub fn spread(server: &Server, n: u32, per: usize) -> Vec<Vec<Client>> {
+    let mut by: Vec<Vec<Client>> = (0..n).map(|_| Vec::new()).collect();
+    let mut tries = 0;
+    while by.iter().any(|v| v.len() < per) {
+        assert!(
+            tries < ATTEMPTS,
+            "after {tries} connections, clients per worker {:?} (wanted {per} on each of {n})",
+            by.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+        tries += 1;
+        let c = server.client();
+        let w = worker_of(&c);
+        assert!(w < n, "welcome.worker {w} with --workers {n}");
+        if by[w as usize].len() < per {
+            by[w as usize].push(c);
+        }
+    }
+    by
+}
+
+/// A client whose connection landed on worker `k`.
+pub fn client_on(server: &Server, k: u32) -> Client {
+    for _ in 0..ATTEMPTS {
+        let c = server.client();
+        if worker_of(&c) == k {
+            return c;
+        }
+    }
+    panic!("no connection landed on worker {k} in {ATTEMPTS} attempts");
+}
+
+/// The first `{prefix}-{i}` whose home is worker `k` of `n`.
+pub fn name_on(prefix: &str, k: u32, n: u32) -> String {
+    (0..)
+        .map(|i| format!("{prefix}-{i}"))
+        .find(|s| home(s, n) == k)
+        .unwrap()
+}
+
+/// Pids of the supervisor's live children: the worker processes.
+pub fn worker_pids(server: &Server) -> Vec<i32> {
+    let sup = server.pid();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces and parens.
+        let Some(at) = stat.rfind(')') else { continue };
+        let mut f = stat[at + 1..].split_whitespace();
+        let state = f.next();
+        let ppid = f.next().and_then(|p| p.parse::<i32>().ok());
+        if ppid == Some(sup) && state != Some("Z") {
+            out.push(pid);
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+/// The worker process holding the server end of `c`'s connection: the
+/// socket's inode from /proc/net/tcp (local port the server's, remote port
+/// `c`'s), then the child of the supervisor that has that socket open.
+pub fn pid_serving(server: &Server, c: &Client) -> i32 {
+    let mine = c.ws.get_ref().local_addr().expect("local addr").port();
+    let theirs = server.addr.port();
+    let tcp = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let port = |a: &str| {
+        a.rsplit(':')
+            .next()
+            .and_then(|p| u16::from_str_radix(p, 16).ok())
+    };
+    let inode = tcp
+        .lines()
+        .skip(1)
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 9 && port(f[1]) == Some(theirs) && port(f[2]) == Some(mine))
+                .then(|| f[9].to_string())
+        })
+        .unwrap_or_else(|| panic!("no server socket for client port {mine} in /proc/net/tcp"));
+    let want = format!("socket:[{inode}]");
+    let pids = worker_pids(server);
+    for &pid in &pids {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == want) {
+                return pid;
+            }
+        }
+    }
+    panic!(
+        "no worker process (children of {}: {pids:?}) holds {want}",
+        server.pid()
+    );
 }
 
 // ---------------------------------------------------------------------------
