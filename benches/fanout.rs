@@ -76,18 +76,10 @@ fn room() -> Room {
         let sock = mio::net::TcpStream::from_std(server);
         let proto = Proto::Msgpack;
         let cid = conns.arena.next_id();
-        let session = sessions.insert(Session {
-            member: i as u64 + 1,
-            token: format!("{i:032x}").into(),
-            meta: None,
-            conn: Some((cid, proto)),
-            seats: Vec::new(),
-            hello_done: true,
-            grant: None,
-            grace: None,
-            remote: None,
-            shadow: None,
-        });
+        let mut session =
+            Session::fresh(i as u64 + 1, format!("{i:032x}").into(), Some((cid, proto)));
+        session.hello_done = true;
+        let session = sessions.insert(session);
         let mut conn = Conn::new(sock, peer, now);
         conn.phase = Phase::Ws(Box::new(Ws {
             ctx: WebSocketContext::new(Role::Server, None),
@@ -98,6 +90,7 @@ fn room() -> Room {
             pub_bytes: Bucket::full(0, now),
             bad: 0,
             echo: false,
+            paused: false,
         }));
         assert_eq!(conns.arena.insert(conn), cid);
         targets.push((cid, proto));

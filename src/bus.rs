@@ -56,9 +56,14 @@ pub mod kind {
     pub const SEAT: u8 = 4;
     /// One frame per subprotocol, each for a list of sessions.
     pub const FANOUT: u8 = 5;
-    /// A session's connection is gone (grace period) / back.
+    /// A session's connection is gone (grace period).
     pub const AWAY: u8 = 6;
-    pub const BACK: u8 = 7;
+    /// A session resumed: its shadow is attached again (`back` where it
+    /// was away), with the client's `last` per room and a replay budget;
+    /// the answer (`REJOINED`) carries each room's `recovered` and the
+    /// replayed frames.
+    pub const REJOIN: u8 = 7;
+    pub const REJOINED: u8 = 15;
     /// A session is gone: release its seats with `why`.
     pub const RELEASE: u8 = 8;
     /// `list`: the receiver's public rooms, and the answer.
@@ -71,6 +76,17 @@ pub mod kind {
     /// `/metrics/all`: the receiver's `/metrics` text, and the answer.
     pub const METRICS_REQ: u8 = 13;
     pub const METRICS_RESP: u8 = 14;
+    /// Relayed sessions (see `relay`): a `hello` with a token of the
+    /// receiver's, asked by the worker the new connection is on, and the
+    /// answer (the session's id, 0 when there is none).
+    pub const RESUME: u8 = 16;
+    pub const RESUMED: u8 = 17;
+    /// A client request of a relayed session, as the client sent it.
+    pub const RREQ: u8 = 18;
+    /// A relayed session's connection ended (with its close reason).
+    pub const DETACH: u8 = 19;
+    /// Close a relayed session's connection (with a close reason).
+    pub const KICK: u8 = 20;
 }
 
 /// Appends one message to a buffer.

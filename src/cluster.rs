@@ -58,12 +58,14 @@ pub(crate) enum Route {
     Local(ConnId, Proto),
     /// (worker, its session id, subprotocol).
     Remote(u32, u64, Proto),
+    /// Held back while the session resumes (see `resume`).
+    Hold(SessionId, Proto),
 }
 
 impl Route {
     pub(crate) fn proto(self) -> Proto {
         match self {
-            Route::Local(_, p) | Route::Remote(_, _, p) => p,
+            Route::Local(_, p) | Route::Remote(_, _, p) | Route::Hold(_, p) => p,
         }
     }
 }
@@ -184,12 +186,19 @@ impl Worker {
             .is_some_and(|b| !b.pending.is_empty() || !b.read_more.is_empty())
     }
 
-    /// Where output for `sid` goes: its connection, or its worker when it is
-    /// a shadow; `None` while it is away.
+    /// Where output for `sid` goes: its connection, the worker its
+    /// connection is on (relayed), or its worker when it is a shadow; held
+    /// while it resumes; `None` while it is away.
     pub(crate) fn route(&self, sid: SessionId) -> Option<Route> {
         let s = self.sessions.get(sid)?;
+        if s.resuming.is_some() {
+            return Some(Route::Hold(sid, s.proto()?));
+        }
         if let Some((c, p)) = s.conn {
             return Some(Route::Local(c, p));
+        }
+        if let Some(r) = s.relay {
+            return Some(Route::Remote(r.worker, r.rsid, r.proto));
         }
         let sh = s.shadow.as_deref()?;
         sh.attached
@@ -199,6 +208,9 @@ impl Worker {
     pub(crate) fn push_route(&mut self, r: Route, frame: &[u8]) -> bool {
         match r {
             Route::Local(c, _) => self.conns.push(c, frame),
+            Route::Hold(sid, _) => {
+                crate::handler::hold(&mut self.sessions, sid, frame, self.conns.out_limit)
+            }
             Route::Remote(w, rsid, _) => {
                 let Some(mut e) = self.bus.as_mut().and_then(|b| b.msg(w, kind::DELIVER)) else {
                     return false;
@@ -228,7 +240,7 @@ impl Worker {
         if s.shadow.is_some() {
             s.seats.is_empty() && self.lobby.matcher.queued(sid) == 0
         } else {
-            s.conn.is_none() && s.seat_count() == 0
+            !s.attached() && s.seat_count() == 0
         }
     }
 
@@ -250,8 +262,8 @@ impl Worker {
     }
 
     /// On a session's worker: tells every home where it holds (or is
-    /// joining) a seat that it is `AWAY`, `BACK`, or released (`RELEASE`,
-    /// which also forgets those seats here).
+    /// joining) a seat that it is `AWAY`, or released (`RELEASE`, which
+    /// also forgets those seats here).
     pub(crate) fn tell_homes(&mut self, sid: SessionId, k: u8, why: Why) {
         let Some(r) = self.sessions.get_mut(sid).and_then(|s| s.remote.as_mut()) else {
             return;
@@ -364,7 +376,7 @@ impl Worker {
         let Some(s) = self.sessions.get(sid) else {
             return Ok(());
         };
-        let Some((_, proto)) = s.conn else {
+        let Some(proto) = s.proto() else {
             return Ok(());
         };
         let member = s.member;
@@ -619,9 +631,7 @@ impl Worker {
             kind::DELIVER => {
                 let rsid = d.u64()?;
                 let frame = d.bytes()?;
-                if let Some((c, _)) = self.local_conn(rsid) {
-                    self.conns.push(c, frame);
-                }
+                self.deliver(p, rsid, frame);
                 Some(())
             }
             kind::FANOUT => {
@@ -631,10 +641,8 @@ impl Worker {
                     let n = d.u32()?;
                     for _ in 0..n {
                         let rsid = d.u64()?;
-                        if let Some((c, _)) = self.local_conn(rsid) {
-                            if self.conns.push(c, frame) {
-                                self.metrics.deliveries += 1;
-                            }
+                        if self.deliver(p, rsid, frame) {
+                            self.metrics.deliveries += 1;
                         }
                     }
                 }
@@ -650,9 +658,30 @@ impl Worker {
                 self.on_seat(p, rsid, on, name);
                 Some(())
             }
-            kind::AWAY | kind::BACK => {
+            kind::AWAY => {
                 let rsid = d.u64()?;
-                self.on_away_back(p, rsid, k == kind::BACK);
+                self.on_away_back(p, rsid, false);
+                Some(())
+            }
+            kind::REJOIN => self.on_rejoin(p, &mut d),
+            kind::REJOINED => self.on_rejoined(p, &mut d),
+            kind::RESUME => self.on_resume_ask(p, &mut d),
+            kind::RESUMED => {
+                let (bsid, asid) = (d.u64()?, d.u64()?);
+                self.on_resumed(p, bsid, asid);
+                Some(())
+            }
+            kind::RREQ => self.on_relayed_request(p, &mut d),
+            kind::DETACH => {
+                let (asid, bsid) = (d.u64()?, d.u64()?);
+                let reason = CloseReason::from_index(d.u8()?)?;
+                self.on_relay_detached(p, asid, bsid, reason);
+                Some(())
+            }
+            kind::KICK => {
+                let bsid = d.u64()?;
+                let reason = CloseReason::from_index(d.u8()?)?;
+                self.on_kick(p, bsid, reason);
                 Some(())
             }
             kind::RELEASE => {
@@ -715,8 +744,22 @@ impl Worker {
         }
     }
 
-    fn local_conn(&self, rsid: u64) -> Option<(ConnId, Proto)> {
-        self.sessions.get(SessionId::from_bits(rsid))?.conn
+    /// A frame from worker `p` for session `rsid` of this worker: queued
+    /// wherever its client is (here, or relayed on), or held while it
+    /// resumes; dropped while it is away, and while a resume waits for
+    /// `p`'s answer (which replays what these frames carried).
+    fn deliver(&mut self, p: u32, rsid: u64, frame: &[u8]) -> bool {
+        let sid = SessionId::from_bits(rsid);
+        let Some(s) = self.sessions.get(sid) else {
+            return false;
+        };
+        if s.resuming.as_ref().is_some_and(|r| r.waiting.contains(&p)) {
+            return false;
+        }
+        match self.route(sid) {
+            Some(r) => self.push_route(r, frame),
+            None => false,
+        }
     }
 
     /// On a home: a forwarded request, run on the shadow of its session.
@@ -735,9 +778,9 @@ impl Worker {
         let code = match protocol::decode(payload_proto, payload) {
             Ok(req) => match self.dispatch(None, sid, &req) {
                 Ok(()) => 0,
-                Err(f) => self.fail_shadow(sid, req.rid, f),
+                Err(f) => self.fail_remote(sid, req.rid, f),
             },
-            Err((rid, f)) => self.fail_shadow(sid, rid, f),
+            Err((rid, f)) => self.fail_remote(sid, rid, f),
         };
         if let Some(mut e) = self.bus.as_mut().and_then(|b| b.msg(p, kind::OUTCOME)) {
             e.u64(rsid).u8(seating.into()).u8(code);
@@ -749,7 +792,10 @@ impl Worker {
         Some(())
     }
 
-    fn fail_shadow(&mut self, sid: SessionId, rid: Option<u32>, f: Fail) -> u8 {
+    /// Answers a request of a session that has no connection here (a
+    /// shadow, or a relayed session) with an error; returns the `OUTCOME`
+    /// code: 1 for bad input (counted by the connection's worker), 2 else.
+    pub(crate) fn fail_remote(&mut self, sid: SessionId, rid: Option<u32>, f: Fail) -> u8 {
         self.metrics.error(f.code);
         self.send_to(sid, &err_v(rid, &f));
         if f.code.is_bad_input() {
@@ -775,23 +821,16 @@ impl Worker {
                 return sid;
             }
         }
-        let sid = self.sessions.insert(Session {
-            member,
-            token: "".into(),
-            meta: meta.map(Into::into),
-            conn: None,
-            seats: Vec::new(),
-            hello_done: true,
-            grant: None,
-            grace: None,
-            remote: None,
-            shadow: Some(Box::new(Shadow {
-                worker: p,
-                rsid,
-                proto,
-                attached: true,
-            })),
-        });
+        let mut s = Session::fresh(member, "".into(), None);
+        s.meta = meta.map(Into::into);
+        s.hello_done = true;
+        s.shadow = Some(Box::new(Shadow {
+            worker: p,
+            rsid,
+            proto,
+            attached: true,
+        }));
+        let sid = self.sessions.insert(s);
         self.shadows.insert((p, rsid), sid);
         sid
     }
@@ -811,6 +850,17 @@ impl Worker {
             }
         }
         let Some((cid, _)) = s.conn else {
+            // Relayed: the connection's worker keeps the count.
+            if let Some(r) = s.relay {
+                if let Some(mut e) = self
+                    .bus
+                    .as_mut()
+                    .and_then(|b| b.msg(r.worker, kind::OUTCOME))
+                {
+                    e.u64(r.rsid).u8(0).u8(code);
+                    e.finish();
+                }
+            }
             return;
         };
         let Some(ws) = self.conn_ws(cid) else {
@@ -830,9 +880,14 @@ impl Worker {
     /// On a session's worker: a home seated it or let it go.
     fn on_seat(&mut self, p: u32, rsid: u64, on: bool, name: &str) {
         let sid = SessionId::from_bits(rsid);
-        let Some(s) = self.sessions.get_mut(sid) else {
+        let Some(s) = self
+            .sessions
+            .get_mut(sid)
+            .filter(|s| s.proxy.is_none_or(|x| x.sid.is_none()))
+        else {
             if on {
-                // The session ended while its join was on the way.
+                // The session ended (or now only stands in for a resumed
+                // one) while its join was on the way.
                 if let Some(mut e) = self.bus.as_mut().and_then(|b| b.msg(p, kind::RELEASE)) {
                     e.u64(rsid).u8(why_byte(Why::Left));
                     e.finish();
@@ -894,20 +949,21 @@ impl Worker {
         let _ = self.poll.registry().deregister(&mut link.sock);
         drop(link);
         warn!("w={} lost worker {p} ({why})", self.id);
-        // Local sessions with seats in rooms homed there. A scan of the
-        // sessions, once per lost worker.
+        // Local sessions with seats in rooms homed there, relayed through
+        // it, standing in for its sessions, or resuming and waiting for it.
+        // A scan of the sessions, once per lost worker.
         for sid in self.sessions.ids() {
-            let Some(r) = self.sessions.get_mut(sid).and_then(|s| s.remote.as_mut()) else {
-                continue;
-            };
-            r.inflight.retain(|&h| h != p);
+            self.relay_peer_lost(p, sid);
             let mut lost = Vec::new();
-            r.seats.retain(|(h, n)| {
-                if *h == p {
-                    lost.push(n.clone());
-                }
-                *h != p
-            });
+            if let Some(r) = self.sessions.get_mut(sid).and_then(|s| s.remote.as_mut()) {
+                r.inflight.retain(|&h| h != p);
+                r.seats.retain(|(h, n)| {
+                    if *h == p {
+                        lost.push(n.clone());
+                    }
+                    *h != p
+                });
+            }
             for name in lost {
                 self.send_to(
                     sid,
@@ -918,6 +974,7 @@ impl Worker {
                     ]),
                 );
             }
+            self.resume_peer_lost(p, sid);
             if self.disposable(sid) {
                 self.free_session(sid);
             }

@@ -178,10 +178,13 @@ pub enum CloseReason {
     /// Its session was resumed on another connection (4003); the seats
     /// went with the session.
     Replaced,
+    /// It was resumed from another worker, and that worker, which held the
+    /// session, is gone (1011).
+    SessionLost,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 14] = [
+    pub const ALL: [CloseReason; 15] = [
         CloseReason::ClientNormal,
         CloseReason::ClientOther,
         CloseReason::Dropped,
@@ -196,6 +199,7 @@ impl CloseReason {
         CloseReason::Http,
         CloseReason::HandshakeTimeout,
         CloseReason::Replaced,
+        CloseReason::SessionLost,
     ];
 
     pub fn label(self) -> &'static str {
@@ -214,6 +218,7 @@ impl CloseReason {
             CloseReason::Http => "http",
             CloseReason::HandshakeTimeout => "handshake_timeout",
             CloseReason::Replaced => "replaced",
+            CloseReason::SessionLost => "session_lost",
         }
     }
 
@@ -229,12 +234,17 @@ impl CloseReason {
             CloseReason::Shutdown => Some(1001),
             CloseReason::Internal => Some(1011),
             CloseReason::Replaced => Some(4003),
+            CloseReason::SessionLost => Some(1011),
             _ => None,
         }
     }
 
     pub fn index(self) -> usize {
         self as usize
+    }
+
+    pub fn from_index(i: u8) -> Option<CloseReason> {
+        Self::ALL.get(i as usize).copied()
     }
 }
 
@@ -288,6 +298,9 @@ pub struct Ws {
     pub bad: u32,
     /// `--echo-path` connection: messages are echoed, not interpreted.
     pub echo: bool,
+    /// Input is not read while another worker decides whether its resume
+    /// succeeds (see `relay`): what follows the `hello` waits in the socket.
+    pub paused: bool,
 }
 
 pub enum Phase {

@@ -28,13 +28,38 @@ const MAX_IDLE_MS: u32 = 3_600_000;
 const LIST_DEFAULT: u16 = 100;
 const LIST_MAX: u16 = 1000;
 
-/// Reused target lists for fan-out: connections here, and sessions on
-/// other workers as (worker, subprotocol, their session id).
+/// Reused target lists for fan-out: connections here, sessions on other
+/// workers as (worker, subprotocol, their session id), and sessions whose
+/// output is held while they resume.
 #[derive(Default)]
 pub(crate) struct Targets {
     pub(crate) local: Vec<(ConnId, Proto)>,
     pub(crate) remote: Vec<(u32, Proto, u64)>,
+    pub(crate) held: Vec<(SessionId, Proto)>,
     ids: Vec<u64>,
+}
+
+/// Appends a frame to what a resuming session holds back (see
+/// [`crate::session::Resuming`]); past `limit` bytes the session is marked
+/// to be closed instead. Returns whether it was kept.
+pub(crate) fn hold(
+    sessions: &mut Arena<Session>,
+    sid: SessionId,
+    frame: &[u8],
+    limit: usize,
+) -> bool {
+    let Some(r) = sessions
+        .get_mut(sid)
+        .and_then(|s| s.resuming.as_deref_mut())
+    else {
+        return false;
+    };
+    if r.overflow || r.held.len() + frame.len() > limit {
+        r.overflow = true;
+        return false;
+    }
+    r.held.extend_from_slice(frame);
+    true
 }
 
 /// Collects where a room's members (all but `except`) are reached.
@@ -46,6 +71,7 @@ fn collect_targets(
 ) {
     t.local.clear();
     t.remote.clear();
+    t.held.clear();
     for m in &room.members {
         if Some(m.id) == except {
             continue;
@@ -53,8 +79,14 @@ fn collect_targets(
         let Some(s) = sessions.get(m.session) else {
             continue;
         };
-        if let Some(conn) = s.conn {
+        if s.resuming.is_some() {
+            if let Some(p) = s.proto() {
+                t.held.push((m.session, p));
+            }
+        } else if let Some(conn) = s.conn {
             t.local.push(conn);
+        } else if let Some(r) = s.relay {
+            t.remote.push((r.worker, r.proto, r.rsid));
         } else if let Some(sh) = s.shadow.as_deref().filter(|sh| sh.attached) {
             t.remote.push((sh.worker, sh.proto, sh.rsid));
         }
@@ -71,7 +103,7 @@ fn collect_targets(
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn fan_out<'v>(
     rooms: &'v Arena<Room>,
-    sessions: &Arena<Session>,
+    sessions: &mut Arena<Session>,
     conns: &mut Conns,
     t: &mut Targets,
     bus: &mut Option<Bus>,
@@ -83,11 +115,16 @@ pub(crate) fn fan_out<'v>(
         return 0;
     };
     collect_targets(room, sessions, except, t);
-    if t.local.is_empty() && t.remote.is_empty() {
+    if t.local.is_empty() && t.remote.is_empty() && t.held.is_empty() {
         return 0;
     }
     let mut frames = Frames::new(build(room));
-    let n = conns.fanout(&t.local, &mut frames);
+    let mut n = conns.fanout(&t.local, &mut frames);
+    for &(sid, p) in &t.held {
+        if hold(sessions, sid, frames.get(p), conns.out_limit) {
+            n += 1;
+        }
+    }
     if let (false, Some(bus)) = (t.remote.is_empty(), bus.as_mut()) {
         t.remote.sort_unstable_by_key(|&(w, p, _)| (w, p as u8));
         for &(_, p, _) in &t.remote {
@@ -117,7 +154,7 @@ macro_rules! broadcast {
     ($w:expr, $rid:expr, $except:expr, $build:expr) => {
         $crate::handler::fan_out(
             &$w.rooms,
-            &$w.sessions,
+            &mut $w.sessions,
             &mut $w.conns,
             &mut $w.scratch,
             &mut $w.bus,
@@ -239,6 +276,10 @@ impl Worker {
     /// A request of the client on `cid` (session `sid`), past the request
     /// rate: decoded, checked, and run here or forwarded to its room's home.
     pub(crate) fn on_request(&mut self, cid: ConnId, sid: SessionId, proto: Proto, payload: &[u8]) {
+        if let Some(to) = self.proxied(sid) {
+            self.relay_request(cid, sid, to, proto, payload);
+            return;
+        }
         let req = match protocol::decode(proto, payload) {
             Ok(r) => r,
             Err((rid, f)) => {
@@ -291,10 +332,8 @@ impl Worker {
             Some("list") => self.op_list(sid, req),
             Some("hello") => match cid {
                 Some(cid) => self.op_hello(cid, sid, req),
-                None => Err(Fail::new(
-                    Code::BadRequest,
-                    "hello goes to the session's worker",
-                )),
+                // A relayed session: its hello was the resume.
+                None => Err(Fail::new(Code::BadRequest, "hello may be sent once")),
             },
             Some("ping") => {
                 self.send_to(sid, &V::Map(reply("pong", rid)));
@@ -308,7 +347,7 @@ impl Worker {
 
     /// The per-connection byte rate of `pub`/`send` data and the room
     /// creation rate (`--pub-bytes-rate`, `--create-rate`).
-    fn check_rates(&mut self, cid: ConnId, req: &Req) -> Result<(), Fail> {
+    pub(crate) fn check_rates(&mut self, cid: ConnId, req: &Req) -> Result<(), Fail> {
         let (now, bytes_rate, create_rate) =
             (self.now, self.cfg.pub_bytes_rate, self.cfg.create_rate);
         let Some(ws) = self.conn_ws(cid) else {
@@ -1008,6 +1047,9 @@ impl Worker {
     /// seats at once; any other end keeps them for the grace period while
     /// the other members see `away`.
     pub(crate) fn detach(&mut self, sid: SessionId, reason: CloseReason) {
+        if self.detach_proxy(sid, reason) {
+            return;
+        }
         if reason == CloseReason::Shutdown || reason == CloseReason::Replaced {
             // Shutdown: the process is going away; rooms go with it.
             // Replaced: the session lives on, on the connection that resumed it.
@@ -1024,6 +1066,8 @@ impl Worker {
             return;
         };
         s.conn = None;
+        s.relay = None;
+        s.resuming = None;
         if reason == CloseReason::ClientNormal || grace.is_zero() || s.seat_count() == 0 {
             let why = if reason == CloseReason::ClientNormal {
                 Why::Left
@@ -1052,7 +1096,7 @@ impl Worker {
         let Some((_, why)) = s.grace.take() else {
             return;
         };
-        if s.conn.is_none() {
+        if !s.attached() {
             // The grace timer has fired; release without cancelling it.
             s.grace = None;
             self.release_session(sid, why);

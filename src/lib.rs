@@ -18,6 +18,7 @@ pub mod matcher;
 mod matchmaking;
 pub mod metrics;
 pub mod protocol;
+mod relay;
 mod resume;
 pub mod room;
 pub mod session;

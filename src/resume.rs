@@ -8,21 +8,35 @@
 //! is re-attached, a connection still attached to the session (half-open) is
 //! closed with 4003, and members who saw `away` see `back`. The reply is
 //! `resumed`, then each room's messages after the client's `last`, oldest
-//! first. All of it is queued on the new connection within the one request,
-//! on the worker's one thread: no message of these rooms can be queued in
-//! between, so the replay meets live traffic with no gap and no duplicate.
+//! first.
+//!
+//! With several workers a session lives on the worker that issued its token
+//! (the token's first byte names it) and its rooms on their homes. A resume
+//! landing on another worker is relayed there (see `relay`). The session's
+//! worker replays the rooms homed on it at once and asks every other home
+//! for its rooms (`REJOIN`). Until all have answered, everything for the
+//! session is held back ([`crate::session::Resuming`]), and frames from a home
+//! that has not answered yet are dropped, because its answer replays from
+//! the client's `last` up to its present. Then `resumed` goes out, followed
+//! by what was held. Every home's frames reach the session in one order
+//! (each link is FIFO), so the replay meets live traffic with no gap and no
+//! duplicate, as on one worker.
 //!
 //! Invariant: `Worker::tokens` maps the key of every live session's token to
 //! that session, and nothing else (sessions are freed through
-//! [`Worker::free_session`]).
+//! [`Worker::free_session`]; a session that only stands in for a relayed one
+//! leaves the index).
 
 use log::debug;
 
-use crate::conn::{CloseReason, ConnId, Phase};
+use crate::auth::Grant;
+use crate::bus::{self, kind, Dec};
+use crate::cluster::Route;
+use crate::conn::{CloseReason, ConnId};
 use crate::history;
 use crate::protocol::{self, reply, Code, Fail, Proto, Req, V};
 use crate::room::{Room, RoomId, Why};
-use crate::session::SessionId;
+use crate::session::{Relay, Resuming, SessionId};
 use crate::worker::Worker;
 
 /// The index key of a resume token (its 128 bits); `None` for anything that
@@ -44,11 +58,48 @@ fn replay_cost(data: &[u8], room: &str, proto: Proto) -> usize {
     data + room.len() + 64
 }
 
+/// Where the client of a resumed session is.
+#[derive(Clone, Copy)]
+pub(crate) enum Attach {
+    /// A connection of this worker.
+    Local(ConnId, Proto),
+    /// A connection of another worker, which relays.
+    Relay(Relay),
+}
+
+/// What a `hello` with `resume` brings besides the token.
+pub(crate) struct Ask<'a> {
+    pub rid: Option<u32>,
+    /// The `meta` it sets, already checked.
+    pub meta: Option<Box<[u8]>>,
+    /// What the new connection's credential allows.
+    pub grant: Option<Box<Grant>>,
+    /// The client's `last` seq of a room, by name.
+    pub last: &'a dyn Fn(&str) -> Option<u64>,
+}
+
 impl Worker {
+    /// The worker a token names when there are several (its first byte);
+    /// `None` with one worker, or for a token that names none.
+    pub(crate) fn token_worker(&self, token: &str) -> Option<u32> {
+        let n = self.bus.as_ref()?.n;
+        token_key(token)?;
+        let w = u32::from_str_radix(token.get(..2)?, 16).ok()?;
+        (w < n).then_some(w)
+    }
+
+    /// The session a token names, on this worker.
+    pub(crate) fn find_session(&self, token: &str) -> Option<SessionId> {
+        let sid = *self.tokens.get(&token_key(token)?)?;
+        // The index is keyed by value; the token must also match as written.
+        let s = self.sessions.get(sid)?;
+        (&*s.token == token).then_some(sid)
+    }
+
     /// `hello` with `resume` on connection `cid`, whose fresh session is
     /// `sid`. Unknown, expired or malformed tokens are `not_found` and the
-    /// fresh session goes on. Cost: O(seats * members) for `back`, plus the
-    /// replayed messages.
+    /// fresh session goes on; a token of another worker is asked there.
+    /// Cost: O(seats * members) for `back`, plus the replayed messages.
     pub(crate) fn op_resume(
         &mut self,
         cid: ConnId,
@@ -56,20 +107,10 @@ impl Worker {
         token: &str,
         req: &Req,
     ) -> Result<(), Fail> {
-        let gone = || {
-            Fail::new(
-                Code::NotFound,
-                "unknown or expired session; a fresh session goes on",
-            )
-        };
-        let old = token_key(token)
-            .and_then(|k| self.tokens.get(&k).copied())
-            .ok_or_else(gone)?;
-        // The index is keyed by value; the token must also match as written.
-        let (old_conn, member) = match self.sessions.get(old) {
-            Some(s) if &*s.token == token => (s.conn, s.member),
-            _ => return Err(gone()),
-        };
+        if let Some(w) = self.token_worker(token).filter(|&w| w != self.id) {
+            return self.ask_resume(cid, sid, w, token, req);
+        }
+        let old = self.find_session(token).ok_or_else(resume_gone)?;
         if old == sid {
             return Err(Fail::new(
                 Code::BadRequest,
@@ -79,12 +120,6 @@ impl Worker {
         let Some((_, proto)) = self.sessions.get(sid).and_then(|s| s.conn) else {
             return Ok(());
         };
-        if let Some((ocid, _)) = old_conn {
-            // Half-open: the old connection is closed (4003); `detach`
-            // leaves the session alone for `Replaced`, so it stays attached
-            // until it is moved below.
-            self.close_conn(ocid, CloseReason::Replaced);
-        }
         // The fresh session goes; anything it joined or queued for is left.
         let (meta, grant) = match self.sessions.get_mut(sid) {
             Some(s) => (
@@ -98,37 +133,94 @@ impl Worker {
             None => (None, None),
         };
         self.release_session(sid, Why::Left);
-        let Some(s) = self.sessions.get_mut(old) else {
-            return Err(gone());
+        if let Some(ws) = self.conn_ws(cid) {
+            ws.session = old;
+        }
+        let last = |name: &str| req.last.as_ref().and_then(|m| m.get(name)).copied();
+        let ask = Ask {
+            rid: req.rid,
+            meta,
+            grant,
+            last: &last,
         };
-        let was_away = s.conn.is_none();
+        self.resume_session(old, Attach::Local(cid, proto), ask);
+        Ok(())
+    }
+
+    /// Moves session `old` (of this worker) to the client at `to`: takes it
+    /// from where it is attached (closed 4003), replays the rooms homed here
+    /// and asks the other homes for theirs. `resumed` goes out from
+    /// [`Worker::resume_done`], now or once the last home has answered.
+    pub(crate) fn resume_session(&mut self, old: SessionId, to: Attach, ask: Ask) {
+        let Some(s) = self.sessions.get(old) else {
+            return;
+        };
+        let (old_conn, old_relay) = (s.conn, s.relay);
+        if let Some((ocid, _)) = old_conn {
+            // Half-open: closed 4003; `detach` leaves the session alone for
+            // `Replaced`, so it stays attached until it is moved below.
+            self.close_conn(ocid, CloseReason::Replaced);
+        }
+        if let Some(r) = old_relay {
+            self.kick(r, CloseReason::Replaced);
+        }
+        let was_away = old_conn.is_none() && old_relay.is_none();
+        let up = |h: &u32| self.bus.as_ref().is_some_and(|b| b.up(*h));
+        let Some(s) = self.sessions.get_mut(old) else {
+            return;
+        };
         if let Some((t, _)) = s.grace.take() {
             self.timers.cancel(t);
         }
-        s.conn = Some((cid, proto));
+        let proto = match to {
+            Attach::Local(cid, p) => {
+                s.conn = Some((cid, p));
+                s.relay = None;
+                p
+            }
+            Attach::Relay(r) => {
+                s.conn = None;
+                s.relay = Some(r);
+                r.proto
+            }
+        };
         s.hello_done = true;
-        if meta.is_some() {
-            s.meta = meta;
+        if ask.meta.is_some() {
+            s.meta = ask.meta;
         }
         // The credential of the connection in use decides future joins.
-        s.grant = grant;
+        s.grant = ask.grant;
+        let member = s.member;
         let seats = s.seats.clone();
-        // Rooms homed on other workers are re-attached (`back`), but their
-        // history is there: they report `recovered: false` (see README).
-        let remote: Vec<Box<str>> = s
-            .remote
-            .iter()
-            .flat_map(|r| r.seats.iter().map(|(_, n)| n.clone()))
-            .collect();
-        if let Some(c) = self.conns.arena.get_mut(cid) {
-            if let Phase::Ws(ws) = &mut c.phase {
-                ws.session = old;
+        let remote: Vec<(u32, Box<str>)> = s.remote.iter().flat_map(|r| r.seats.clone()).collect();
+        let mut homes: Vec<u32> = remote.iter().map(|x| x.0).filter(up).collect();
+        homes.sort_unstable();
+        homes.dedup();
+        // The replay budget, split evenly between here and each home.
+        let share = self.cfg.out_buffer as usize / 2 / (homes.len() + 1);
+        let (mut held, mut rooms, mut used) = (Vec::new(), Vec::new(), 0);
+        for &rid in &seats {
+            if let Some(r) = self.replay_room(rid, ask.last, proto, share, &mut used, &mut held) {
+                rooms.push(r);
             }
         }
+        self.next_resume = self.next_resume.wrapping_add(1);
+        let epoch = self.next_resume;
+        if let Some(s) = self.sessions.get_mut(old) {
+            s.resuming = Some(Box::new(Resuming {
+                epoch,
+                rid: ask.rid,
+                waiting: homes.clone(),
+                rooms,
+                held,
+                overflow: false,
+            }));
+        }
         debug!(
-            "w={} conn={cid:?} resumed member={member} ({} seats{})",
+            "w={} resumed member={member} ({} seats here, {} homes elsewhere{})",
             self.id,
             seats.len(),
+            homes.len(),
             if was_away { "" } else { ", took over" }
         );
         if was_away {
@@ -141,78 +233,61 @@ impl Worker {
                     ])
                 });
             }
-            self.tell_homes(old, crate::bus::kind::BACK, Why::Left);
         }
-        self.replay(cid, proto, req, member, &seats, &remote);
-        Ok(())
+        let share = u32::try_from(share).unwrap_or(u32::MAX);
+        for &h in &homes {
+            let Some(mut e) = self.bus.as_mut().and_then(|b| b.msg(h, kind::REJOIN)) else {
+                continue;
+            };
+            let mine: Vec<&str> = remote.iter().filter(|x| x.0 == h).map(|x| &*x.1).collect();
+            e.u64(old.to_bits())
+                .u32(epoch)
+                .u8(bus::proto_byte(proto))
+                .u32(share)
+                .u32(mine.len() as u32);
+            for name in mine {
+                e.bytes(name.as_bytes())
+                    .u64((ask.last)(name).unwrap_or(u64::MAX));
+            }
+            e.finish();
+        }
+        if homes.is_empty() {
+            self.resume_done(old);
+        }
     }
 
-    /// Sends `resumed` and each recovered room's missed messages. A room is
-    /// recovered when the client named its `last` seq, the history still
-    /// holds every message after it, and the replay fits: all replays of one
-    /// resume together get at most half of `--out-buffer`, so a replay alone
-    /// never makes the connection a slow consumer.
-    fn replay(
-        &mut self,
-        cid: ConnId,
+    /// One room's part of a resume: whether it is recovered, and if so its
+    /// missed messages appended to `out` as frames. A room is recovered when
+    /// the client named its `last` seq, the history still holds every
+    /// message after it, and the replay fits in what is left of `budget`
+    /// (so a replay alone never makes the client a slow consumer).
+    fn replay_room(
+        &self,
+        rid: RoomId,
+        last: &dyn Fn(&str) -> Option<u64>,
         proto: Proto,
-        req: &Req,
-        member: u64,
-        seats: &[RoomId],
-        remote: &[Box<str>],
-    ) {
-        let budget = self.cfg.out_buffer as usize / 2;
-        let mut used = 0;
-        let mut plan: Vec<(RoomId, Option<u64>)> = Vec::with_capacity(seats.len());
-        for &rid in seats {
-            let Some(room) = self.rooms.get(rid) else {
-                continue;
+        budget: usize,
+        used: &mut usize,
+        out: &mut Vec<u8>,
+    ) -> Option<(Box<str>, bool)> {
+        let room = self.rooms.get(rid)?;
+        let recovered = last(&room.name).filter(|&last| {
+            let Some(missed) = history::since(room.history.as_deref(), last, room.seq) else {
+                return false;
             };
-            let last = req.last.as_ref().and_then(|m| m.get(&*room.name)).copied();
-            let recovered = last.filter(|&last| {
-                let Some(missed) = history::since(room.history.as_deref(), last, room.seq) else {
-                    return false;
-                };
-                let cost: usize = missed
-                    .map(|(_, _, d)| replay_cost(d, &room.name, proto))
-                    .sum();
-                if used + cost > budget {
-                    return false;
-                }
-                used += cost;
-                true
-            });
-            plan.push((rid, recovered));
-        }
-        let frame = {
-            let rooms = plan
-                .iter()
-                .filter_map(|&(rid, rec)| {
-                    let room = self.rooms.get(rid)?;
-                    Some((
-                        &*room.name,
-                        V::Map(vec![("recovered", V::Bool(rec.is_some()))]),
-                    ))
-                })
-                .chain(
-                    remote
-                        .iter()
-                        .map(|n| (&**n, V::Map(vec![("recovered", V::Bool(false))]))),
-                )
-                .collect();
-            let mut m = reply("resumed", req.rid);
-            m.push(("id", V::U(member)));
-            m.push(("rooms", V::Map(rooms)));
-            protocol::encode_frame(proto, &V::Map(m))
-        };
-        self.conns.push(cid, &frame);
-        for (rid, last) in plan {
-            let (Some(last), Some(room)) = (last, self.rooms.get(rid)) else {
-                continue;
-            };
+            let cost: usize = missed
+                .map(|(_, _, d)| replay_cost(d, &room.name, proto))
+                .sum();
+            if *used + cost > budget {
+                return false;
+            }
+            *used += cost;
+            true
+        });
+        if let Some(last) = recovered {
             let missed = history::since(room.history.as_deref(), last, room.seq);
             for (seq, from, data) in missed.into_iter().flatten() {
-                let f = protocol::encode_frame(
+                out.extend_from_slice(&protocol::encode_frame(
                     proto,
                     &V::Map(vec![
                         ("t", V::Str("msg")),
@@ -221,10 +296,167 @@ impl Worker {
                         ("seq", V::U(seq)),
                         ("data", V::Bin(data)),
                     ]),
-                );
-                if !self.conns.push(cid, &f) {
-                    return;
+                ));
+            }
+        }
+        Some((room.name.clone(), recovered.is_some()))
+    }
+
+    /// Every part of a resume is in: sends `resumed` and then what was held
+    /// (the replays, then live traffic). A relayed client's worker is told
+    /// the session's id after these frames.
+    pub(crate) fn resume_done(&mut self, sid: SessionId) {
+        let Some(s) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        let Some(r) = s.resuming.take() else {
+            return;
+        };
+        let member = s.member;
+        let Some(route) = self.route(sid) else {
+            return;
+        };
+        let rooms = r
+            .rooms
+            .iter()
+            .map(|(name, rec)| (&**name, V::Map(vec![("recovered", V::Bool(*rec))])))
+            .collect();
+        let mut m = reply("resumed", r.rid);
+        m.push(("id", V::U(member)));
+        m.push(("rooms", V::Map(rooms)));
+        let mut frame = protocol::encode_frame(route.proto(), &V::Map(m));
+        match route {
+            Route::Local(cid, _) => {
+                self.conns.push(cid, &frame);
+                self.conns.push(cid, &r.held);
+                if r.overflow {
+                    self.close_conn(cid, CloseReason::SlowConsumer);
                 }
+            }
+            Route::Remote(w, bsid, proto) => {
+                frame.extend_from_slice(&r.held);
+                if let Some(bus) = self.bus.as_mut() {
+                    if let Some(mut e) = bus.msg(w, kind::DELIVER) {
+                        e.u64(bsid).bytes(&frame);
+                        e.finish();
+                    }
+                    if let Some(mut e) = bus.msg(w, kind::RESUMED) {
+                        e.u64(bsid).u64(sid.to_bits());
+                        e.finish();
+                    }
+                }
+                if r.overflow {
+                    let relay = Relay {
+                        worker: w,
+                        rsid: bsid,
+                        proto,
+                    };
+                    self.kick(relay, CloseReason::SlowConsumer);
+                }
+            }
+            Route::Hold(..) => {}
+        }
+    }
+
+    /// On a room's home: a session with seats here resumed (`REJOIN`). Its
+    /// shadow is attached again (`back` where it was away), in the
+    /// subprotocol of the new connection, and each room's replay goes back
+    /// in the answer.
+    pub(crate) fn on_rejoin(&mut self, p: u32, d: &mut Dec) -> Option<()> {
+        let (asid, epoch) = (d.u64()?, d.u32()?);
+        let proto = bus::proto_of(d.u8()?)?;
+        let budget = d.u32()? as usize;
+        let n = d.u32()?;
+        let mut last = Vec::with_capacity(n.min(1024) as usize);
+        for _ in 0..n {
+            last.push((d.str()?, d.u64()?));
+        }
+        let lookup = |name: &str| {
+            last.iter()
+                .find(|x| x.0 == name)
+                .map(|x| x.1)
+                .filter(|&l| l != u64::MAX)
+        };
+        let (mut frames, mut rooms, mut used) = (Vec::new(), Vec::new(), 0);
+        let shadow = self.shadows.get(&(p, asid)).copied();
+        if let Some(s) = shadow.and_then(|sid| self.sessions.get_mut(sid)) {
+            let (member, seats) = (s.member, s.seats.clone());
+            let was = s.shadow.as_ref().is_some_and(|sh| sh.attached);
+            if let Some(sh) = s.shadow.as_mut() {
+                sh.attached = true;
+                sh.proto = proto;
+            }
+            if !was {
+                for &rid in &seats {
+                    crate::handler::broadcast!(self, rid, Some(member), |room: &Room| {
+                        V::Map(vec![
+                            ("t", V::Str("presence")),
+                            ("room", V::Str(&room.name)),
+                            ("back", V::U(member)),
+                        ])
+                    });
+                }
+            }
+            for rid in seats {
+                if let Some(r) =
+                    self.replay_room(rid, &lookup, proto, budget, &mut used, &mut frames)
+                {
+                    rooms.push(r);
+                }
+            }
+        }
+        let mut e = self.bus.as_mut()?.msg(p, kind::REJOINED)?;
+        e.u64(asid).u32(epoch).u32(rooms.len() as u32);
+        for (name, rec) in &rooms {
+            e.bytes(name.as_bytes()).u8((*rec).into());
+        }
+        e.bytes(&frames);
+        e.finish();
+        Some(())
+    }
+
+    /// On the session's worker: one home's part of a resume.
+    pub(crate) fn on_rejoined(&mut self, p: u32, d: &mut Dec) -> Option<()> {
+        let (asid, epoch, n) = (d.u64()?, d.u32()?, d.u32()?);
+        let mut rooms = Vec::with_capacity(n.min(1024) as usize);
+        for _ in 0..n {
+            rooms.push((Box::<str>::from(d.str()?), d.u8()? != 0));
+        }
+        let frames = d.bytes()?;
+        let sid = SessionId::from_bits(asid);
+        let limit = self.conns.out_limit;
+        let Some(r) = self
+            .sessions
+            .get_mut(sid)
+            .and_then(|s| s.resuming.as_deref_mut())
+            .filter(|r| r.epoch == epoch && r.waiting.contains(&p))
+        else {
+            return Some(());
+        };
+        r.waiting.retain(|&w| w != p);
+        r.rooms.extend(rooms);
+        let done = r.waiting.is_empty();
+        crate::handler::hold(&mut self.sessions, sid, frames, limit);
+        if done {
+            self.resume_done(sid);
+        }
+        Some(())
+    }
+
+    /// Worker `p` is gone: a resume waiting for it goes on without it (its
+    /// rooms are lost, and their `closed` is held like the rest).
+    pub(crate) fn resume_peer_lost(&mut self, p: u32, sid: SessionId) {
+        let Some(r) = self
+            .sessions
+            .get_mut(sid)
+            .and_then(|s| s.resuming.as_deref_mut())
+        else {
+            return;
+        };
+        if r.waiting.contains(&p) {
+            r.waiting.retain(|&w| w != p);
+            if r.waiting.is_empty() {
+                self.resume_done(sid);
             }
         }
     }
@@ -246,6 +478,13 @@ impl Worker {
         self.forget_remote(sid, &s);
         self.unqueue(sid);
     }
+}
+
+fn resume_gone() -> Fail {
+    Fail::new(
+        Code::NotFound,
+        "unknown or expired session; a fresh session goes on",
+    )
 }
 
 #[cfg(test)]

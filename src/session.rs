@@ -3,10 +3,11 @@
 //! others see `away`), so rooms point at sessions, never at connections.
 //!
 //! Invariants: `seats` holds each room once and matches the rooms' member
-//! lists; `conn` is `Some` exactly while a connection is attached, and
-//! `grace` is `Some` exactly while it is not and seats are held. A shadow
-//! session (see `cluster`) never has a `conn`; its `grace` is armed only after
-//! its worker is lost.
+//! lists; a session is attached while `conn` (a connection here) or `relay`
+//! (a connection on another worker, see `relay`) is `Some`, never both, and
+//! `grace` is `Some` exactly while it is not attached and seats are held. A
+//! shadow session (see `cluster`) has neither; its `grace` is armed only
+//! after its worker is lost. `resuming` is `Some` only while attached.
 
 use crate::arena::Id;
 use crate::conn::ConnId;
@@ -42,6 +43,52 @@ pub struct Session {
     /// Set when this session stands, on a room's home worker, for a client
     /// session on another worker.
     pub shadow: Option<Box<Shadow>>,
+    /// On the session's own worker: its client resumed it on a connection
+    /// of another worker, which relays (see `relay`).
+    pub relay: Option<Relay>,
+    /// On a connection's worker: this session only stands in for a session
+    /// of another worker; the connection's requests go there.
+    pub proxy: Option<Proxy>,
+    /// A resume waiting for the homes of its rooms on other workers.
+    pub resuming: Option<Box<Resuming>>,
+}
+
+/// The connection of a session on another worker: its worker, the id of
+/// the session standing in for it there, and its subprotocol.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Relay {
+    pub worker: u32,
+    pub rsid: u64,
+    pub proto: Proto,
+}
+
+/// What a stand-in session stands in for (see `relay`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Proxy {
+    pub worker: u32,
+    /// The session's id there; `None` while the resume is being asked.
+    pub sid: Option<u64>,
+    /// The `rid` of the `hello` being asked about.
+    pub rid: Option<u32>,
+}
+
+/// A resume in progress (see `resume`): the `resumed` answer is sent once
+/// every home of a room elsewhere has sent its part, and everything for the
+/// session until then is held, so the answer comes first.
+pub struct Resuming {
+    /// Tells this resume's answers from an earlier one's.
+    pub epoch: u32,
+    pub rid: Option<u32>,
+    /// Homes that have not answered. Their frames for this session are
+    /// dropped until they do: their answer replays from the client's `last`.
+    pub waiting: Vec<u32>,
+    /// Every room of the answer so far, and whether it was recovered.
+    pub rooms: Vec<(Box<str>, bool)>,
+    /// Replays, then live frames, in the session's subprotocol.
+    pub held: Vec<u8>,
+    /// `held` would have passed `--out-buffer`: the client is closed 4001
+    /// once the answer is complete.
+    pub overflow: bool,
 }
 
 /// A session's ties to rooms homed on other workers.
@@ -65,6 +112,41 @@ pub struct Shadow {
 }
 
 impl Session {
+    /// A session as its connection's `welcome` starts it.
+    pub fn fresh(member: MemberId, token: Box<str>, conn: Option<(ConnId, Proto)>) -> Session {
+        Session {
+            member,
+            token,
+            meta: None,
+            conn,
+            seats: Vec::new(),
+            hello_done: false,
+            grant: None,
+            grace: None,
+            remote: None,
+            shadow: None,
+            relay: None,
+            proxy: None,
+            resuming: None,
+        }
+    }
+
+    /// The subprotocol its output is encoded in, wherever it goes.
+    pub fn proto(&self) -> Option<Proto> {
+        if let Some((_, p)) = self.conn {
+            return Some(p);
+        }
+        if let Some(r) = self.relay {
+            return Some(r.proto);
+        }
+        self.shadow.as_deref().map(|sh| sh.proto)
+    }
+
+    /// A client is connected to it, here or on another worker.
+    pub fn attached(&self) -> bool {
+        self.conn.is_some() || self.relay.is_some()
+    }
+
     /// Seats held here and on other workers.
     pub fn seat_count(&self) -> usize {
         self.seats.len() + self.remote.as_ref().map_or(0, |r| r.seats.len())

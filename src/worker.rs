@@ -125,6 +125,8 @@ pub struct Worker {
     /// the same counter as `lists`).
     pub(crate) api_waits: HashMap<u32, crate::admin::ApiWait>,
     pub(crate) next_list: u32,
+    /// The epoch of the latest resume (see `session::Resuming`).
+    pub(crate) next_resume: u32,
     ws_config: WebSocketConfig,
     draining: Option<Instant>,
     quit: bool,
@@ -192,6 +194,7 @@ impl Worker {
             lists: HashMap::new(),
             api_waits: HashMap::new(),
             next_list: 0,
+            next_resume: 0,
             ws_config,
             draining: None,
             quit: false,
@@ -433,8 +436,10 @@ impl Worker {
         let Some(c) = self.conns.arena.get(id) else {
             return;
         };
-        match c.phase {
+        match &c.phase {
             Phase::Http { .. } => self.read_head(id),
+            // Read again by `unpause`.
+            Phase::Ws(ws) if ws.paused => {}
             Phase::Ws(_) | Phase::Closing { ws: Some(_), .. } => self.read_ws(id),
             Phase::Closing { .. } => self.read_closing(id),
         }
@@ -612,24 +617,22 @@ impl Worker {
             self.respond(id, 503, "text/plain", b"no entropy\n");
             return;
         }
+        if self.bus.is_some() {
+            // With several workers the first byte names the session's
+            // worker, so a resume landing on another one finds it (120
+            // random bits are left).
+            raw[0] = self.id as u8;
+        }
         let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
         let member = self.next_member;
         self.next_member += 1;
-        let sid = self.sessions.insert(Session {
-            member,
-            token: token.into(),
-            meta: grant
-                .as_ref()
-                .and_then(|g| g.sub.as_deref())
-                .map(|s| s.as_bytes().into()),
-            conn: Some((id, up.proto)),
-            seats: Vec::new(),
-            hello_done: false,
-            grant,
-            grace: None,
-            remote: None,
-            shadow: None,
-        });
+        let mut session = Session::fresh(member, token.into(), Some((id, up.proto)));
+        session.meta = grant
+            .as_ref()
+            .and_then(|g| g.sub.as_deref())
+            .map(|s| s.as_bytes().into());
+        session.grant = grant;
+        let sid = self.sessions.insert(session);
         self.tokens.insert(u128::from_be_bytes(raw), sid);
         let ctx = if rest.is_empty() {
             WebSocketContext::new(Role::Server, Some(self.ws_config))
@@ -650,6 +653,7 @@ impl Worker {
             pub_bytes: Bucket::full(self.cfg.pub_bytes_rate, self.now),
             bad: 0,
             echo: up.echo,
+            paused: false,
         }));
         if let Some(t) = c.timer.take() {
             self.timers.cancel(t);
@@ -732,6 +736,23 @@ impl Worker {
         self.rbuf = rbuf;
     }
 
+    /// Pauses or resumes reading a connection's messages. Input that
+    /// arrived meanwhile is read next turn (edge-triggered: no new event
+    /// would say it is there).
+    pub(crate) fn set_paused(&mut self, id: ConnId, paused: bool) {
+        let Some(c) = self.conns.arena.get_mut(id) else {
+            return;
+        };
+        let Phase::Ws(ws) = &mut c.phase else {
+            return;
+        };
+        ws.paused = paused;
+        if !paused && !c.read_more {
+            c.read_more = true;
+            self.conns.read_more.push(id);
+        }
+    }
+
     fn read_ws_loop(&mut self, id: ConnId, rbuf: &mut [u8], st: &mut FeedState) {
         for _ in 0..READ_CAP {
             let (res, nread, echo) = {
@@ -739,6 +760,7 @@ impl Worker {
                     return;
                 };
                 let ws = match &mut c.phase {
+                    Phase::Ws(ws) if ws.paused => return,
                     Phase::Ws(ws) => ws,
                     Phase::Closing { ws: Some(ws), .. } => ws,
                     _ => return,
@@ -1124,9 +1146,11 @@ impl Worker {
         }
         debug_assert_eq!(seats, self.members);
         for (sid, s) in self.sessions.iter() {
+            debug_assert!(!(s.conn.is_some() && s.relay.is_some()));
+            debug_assert!(s.resuming.is_none() || s.attached());
             match s.shadow.as_deref() {
                 None => {
-                    debug_assert_eq!(s.conn.is_none(), s.grace.is_some(), "grace iff detached")
+                    debug_assert_eq!(!s.attached(), s.grace.is_some(), "grace iff detached")
                 }
                 Some(sh) => {
                     debug_assert!(s.conn.is_none());

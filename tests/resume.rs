@@ -314,6 +314,344 @@ fn a_seat_taken_before_the_resume_is_left() {
     b2.expect_err_rid("not_member", 3);
 }
 
+// ---------------------------------------------------------------------------
+// Several workers. A session lives on the worker that issued its token, its
+// rooms on their homes, and a new connection lands on any worker: a resume
+// works from every worker and recovers rooms homed on every worker.
+
+/// Reads `n` messages of type `msg` and returns each room's seqs in arrival
+/// order, checking each payload is its seq (see [`burst`]).
+#[track_caller]
+fn read_msgs(c: &mut Client, n: usize) -> BTreeMap<String, Vec<u64>> {
+    let mut by: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for _ in 0..n {
+        let m = c.expect("msg");
+        let seq = m["seq"].u();
+        assert_eq!(m["data"].b(), &seq.to_be_bytes(), "{m:?}");
+        by.entry(m["room"].s().to_string()).or_default().push(seq);
+    }
+    by
+}
+
+/// A JSON client whose connection landed on worker `k`.
+fn json_client_on(server: &Server, k: u32) -> Client {
+    for _ in 0..ATTEMPTS {
+        let c = server.client_json();
+        if worker_of(&c) == k {
+            return c;
+        }
+    }
+    panic!("no JSON connection landed on worker {k}");
+}
+
+/// Two workers; `a` on worker 1 owns `here` (homed on worker 0) and `there`
+/// (homed on worker 1); `b` on worker 0 sits in both, reads 5 messages of
+/// each, and drops. 5 more go to each room while it is away; `b2`, landing
+/// on worker `land`, resumes with `last` 5 in both, while 2 more go to each.
+/// Every message arrives once, in order, replayed or live.
+fn resume_lands_on(land: u32) {
+    let server = start_workers(2, &["--grace-ms", "5000", "--history", "100"]);
+    let here = name_on("here", 0, 2);
+    let there = name_on("there", 1, 2);
+    let mut a = client_on(&server, 1);
+    a.create(&here);
+    a.create(&there);
+    let mut b = client_on(&server, 0);
+    for r in [&here, &there] {
+        b.join(r);
+        assert_eq!(a.expect("presence")["join"]["id"].u(), b.id);
+    }
+    let (b_id, b_token) = (b.id, token(&b));
+    burst(&mut a, &here, 1, 5);
+    burst(&mut a, &there, 1, 5);
+    let want = |to: u64| {
+        BTreeMap::from([
+            (here.clone(), (1..=to).collect::<Vec<_>>()),
+            (there.clone(), (1..=to).collect::<Vec<_>>()),
+        ])
+    };
+    assert_eq!(read_msgs(&mut b, 10), want(5));
+    b.drop_tcp();
+    let mut away: Vec<String> = (0..2)
+        .map(|_| {
+            let p = a.expect("presence");
+            assert_eq!(p["away"].u(), b_id, "{p:?}");
+            p["room"].s().to_string()
+        })
+        .collect();
+    away.sort();
+    assert_eq!(away, vec![here.clone(), there.clone()]);
+    burst(&mut a, &here, 6, 5);
+    burst(&mut a, &there, 6, 5);
+
+    let mut b2 = client_on(&server, land);
+    let rid = hello_resume(
+        &mut b2,
+        &b_token,
+        msg! {here.as_str() => 5u64, there.as_str() => 5u64},
+    );
+    burst(&mut a, &here, 11, 2);
+    burst(&mut a, &there, 11, 2);
+    let r = b2.expect("resumed");
+    assert_eq!(r["rid"].u(), u64::from(rid), "{r:?}");
+    assert_eq!(r["id"].u(), b_id, "the same member: {r:?}");
+    let rooms: BTreeMap<String, bool> = r["rooms"]
+        .map()
+        .into_iter()
+        .map(|(k, v)| (k, v["recovered"].bool()))
+        .collect();
+    assert_eq!(
+        rooms,
+        BTreeMap::from([(here.clone(), true), (there.clone(), true)])
+    );
+    let got = read_msgs(&mut b2, 14);
+    let mut want = want(12);
+    for seqs in want.values_mut() {
+        seqs.drain(..5);
+    }
+    assert_eq!(got, want, "6 to 12 of each room, once, in order");
+    let mut back: Vec<String> = (0..2)
+        .map(|_| {
+            let p = a.expect("presence");
+            assert_eq!(p["back"].u(), b_id, "{p:?}");
+            p["room"].s().to_string()
+        })
+        .collect();
+    back.sort();
+    assert_eq!(back, vec![here.clone(), there.clone()]);
+
+    // b's seats, under b's id, in both rooms.
+    assert_eq!(b2.publish(&here, b"h"), 13);
+    assert_eq!(b2.publish(&there, b"t"), 13);
+    for _ in 0..2 {
+        let m = a.expect("msg");
+        assert_eq!(m["from"].u(), b_id, "{m:?}");
+    }
+    b2.expect_silence(SILENCE);
+}
+
+#[test]
+fn resume_on_the_same_worker_recovers_rooms_homed_on_both() {
+    resume_lands_on(0);
+}
+
+#[test]
+fn resume_on_another_worker_recovers_rooms_homed_on_both() {
+    resume_lands_on(1);
+}
+
+/// A session resumed on a worker other than its own is served in full
+/// from there: requests pipelined behind the `hello`, every request type,
+/// its subprotocol (JSON here, msgpack before), presence, and leaving.
+#[test]
+fn a_session_resumed_on_another_worker_is_served_in_full() {
+    let server = start_workers(2, &["--grace-ms", "400"]);
+    let here = name_on("here", 0, 2);
+    let there = name_on("there", 1, 2);
+    let mut a = client_on(&server, 1);
+    a.create(&here);
+    let mut b = client_on(&server, 0);
+    b.join(&here);
+    a.expect("presence");
+    let (b_id, b_token) = (b.id, token(&b));
+    b.drop_tcp();
+    assert_eq!(a.expect("presence")["away"].u(), b_id);
+
+    // Requests right behind the hello are b's, answered after `resumed`.
+    let mut b2 = json_client_on(&server, 1);
+    b2.send(msg! {"t" => "hello", "rid" => 1u32, "resume" => b_token.as_str(), "last" => msg! {here.as_str() => 0u64}});
+    b2.send(msg! {"t" => "pub", "rid" => 2u32, "room" => here.as_str(), "data" => "one"});
+    b2.send(msg! {"t" => "create", "rid" => 3u32, "room" => there.as_str()});
+    let r = b2.expect("resumed");
+    assert_eq!((r["rid"].u(), r["id"].u()), (1, b_id), "{r:?}");
+    let ok = b2.expect("ok");
+    assert_eq!((ok["rid"].u(), ok["seq"].u()), (2, 1), "{ok:?}");
+    assert_eq!(b2.expect("created")["rid"].u(), 3);
+    let joined = b2.expect("joined");
+    assert_eq!(member_ids(&joined), vec![b_id]);
+    assert_eq!(joined["owner"].u(), b_id);
+    assert_eq!(a.expect("presence")["back"].u(), b_id);
+    let m = a.expect("msg");
+    assert_eq!((m["from"].u(), m["data"].b()), (b_id, &b"one"[..]));
+
+    // Presence, unicast, props and state reach it; its own requests work.
+    a.join(&there);
+    let p = b2.expect("presence");
+    assert_eq!(p["join"]["id"].u(), a.id, "{p:?}");
+    b2.send(msg! {"t" => "send", "room" => there.as_str(), "to" => a.id, "data" => "psst"});
+    let m = a.expect("msg");
+    assert_eq!((m["from"].u(), m["to"].u()), (b_id, a.id), "{m:?}");
+    a.send(msg! {"t" => "send", "room" => here.as_str(), "to" => b_id, "data" => "hey"});
+    let m = b2.expect("msg");
+    assert_eq!((m["from"].u(), m["data"].s()), (a.id, "hey"), "{m:?}");
+    b2.send(msg! {"t" => "props", "rid" => 4u32, "room" => there.as_str(), "set" => msg! {"map" => "dust"}});
+    let (ok, props) = (b2.expect("ok"), b2.expect("props"));
+    assert_eq!(ok["rid"].u(), 4);
+    assert_eq!(props["set"]["map"].s(), "dust");
+    assert_eq!(a.expect("props")["set"]["map"].b(), b"dust");
+    b2.send(msg! {"t" => "state", "rid" => 5u32, "room" => there.as_str(), "to" => "playing"});
+    assert_eq!(b2.expect("ok")["rid"].u(), 5);
+    assert_eq!(b2.expect("state")["state"].s(), "playing");
+    assert_eq!(a.expect("state")["state"].s(), "playing");
+    let rid = b2.rid();
+    b2.send(msg! {"t" => "list", "rid" => rid});
+    let listed: Vec<String> = b2.expect("rooms")["rooms"]
+        .arr()
+        .iter()
+        .map(|r| r["room"].s().to_string())
+        .collect();
+    assert!(
+        listed.contains(&here) && listed.contains(&there),
+        "{listed:?}"
+    );
+    b2.send(msg! {"t" => "hello", "rid" => 6u32});
+    b2.expect_err_rid("bad_request", 6);
+    b2.roundtrip();
+
+    // Its connection drops: away, then leave after the grace period, in
+    // both rooms.
+    b2.drop_tcp();
+    let mut seen: Vec<(String, String)> = (0..4)
+        .map(|_| {
+            let p = a.expect("presence");
+            let kind = if p.has("away") { "away" } else { "leave" };
+            assert_eq!(p[kind].u(), b_id, "{p:?}");
+            if kind == "leave" {
+                assert_eq!(p["why"].s(), "disconnect", "{p:?}");
+            }
+            (kind.to_string(), p["room"].s().to_string())
+        })
+        .collect();
+    assert!(seen[..2].iter().all(|s| s.0 == "away"), "{seen:?}");
+    seen.sort();
+    let mut want = vec![
+        ("away".to_string(), here.clone()),
+        ("away".to_string(), there.clone()),
+        ("leave".to_string(), here.clone()),
+        ("leave".to_string(), there.clone()),
+    ];
+    want.sort();
+    assert_eq!(seen, want);
+}
+
+/// A relayed client that closes with 1000 leaves its rooms at once, as a
+/// local one does.
+#[test]
+fn a_relayed_clean_close_leaves_at_once() {
+    let server = start_workers(2, &["--grace-ms", "5000"]);
+    let room = name_on("room", 1, 2);
+    let mut a = client_on(&server, 1);
+    a.create(&room);
+    let mut b = client_on(&server, 0);
+    b.join(&room);
+    a.expect("presence");
+    let (b_id, b_token) = (b.id, token(&b));
+    b.drop_tcp();
+    assert_eq!(a.expect("presence")["away"].u(), b_id);
+    let mut b2 = client_on(&server, 1);
+    let rid = hello_resume(&mut b2, &b_token, msg! {room.as_str() => 0u64});
+    assert!(expect_resumed(&mut b2, rid)[&room]);
+    assert_eq!(a.expect("presence")["back"].u(), b_id);
+    b2.close(1000);
+    let p = a.expect("presence");
+    assert_eq!((p["leave"].u(), p["why"].s()), (b_id, "left"), "{p:?}");
+    // The session is gone: its token no longer resumes.
+    let mut b3 = client_on(&server, 0);
+    let rid = hello_resume(&mut b3, &b_token, msg! {room.as_str() => 0u64});
+    b3.expect_err_rid("not_found", rid);
+}
+
+/// The old connection (still open as far as the server knows) is closed
+/// with 4003 whichever worker it and the new one are on; the others see
+/// neither `away` nor `back`.
+#[test]
+fn takeover_across_workers_closes_the_old_connection_4003() {
+    let server = start_workers(2, &["--grace-ms", "5000"]);
+    let room = name_on("room", 0, 2);
+    let mut a = client_on(&server, 1);
+    a.create(&room);
+    let mut b = client_on(&server, 0);
+    b.join(&room);
+    a.expect("presence");
+    let (b_id, b_token) = (b.id, token(&b));
+    burst(&mut a, &room, 1, 3);
+    expect_msg(&mut b, &room, 1);
+
+    // From worker 0 (b's own) to worker 1, then back to worker 0.
+    let mut b2 = client_on(&server, 1);
+    let rid = hello_resume(&mut b2, &b_token, msg! {room.as_str() => 1u64});
+    assert!(expect_resumed(&mut b2, rid)[&room]);
+    expect_msg(&mut b2, &room, 2);
+    expect_msg(&mut b2, &room, 3);
+    let skipped = b.expect_close(4003);
+    assert!(skipped.iter().all(|m| m.t() == "msg"), "{skipped:?}");
+    burst(&mut a, &room, 4, 1);
+    expect_msg(&mut b2, &room, 4);
+
+    let mut b3 = client_on(&server, 0);
+    let rid = hello_resume(&mut b3, &b_token, msg! {room.as_str() => 3u64});
+    assert!(expect_resumed(&mut b3, rid)[&room]);
+    expect_msg(&mut b3, &room, 4);
+    b2.expect_close(4003);
+    burst(&mut a, &room, 5, 1);
+    expect_msg(&mut b3, &room, 5);
+    assert_eq!(b3.publish(&room, b"me"), 6);
+    let m = a.expect("msg");
+    assert_eq!(m["from"].u(), b_id);
+    // Neither away nor back, on any of the moves.
+    a.roundtrip();
+    a.expect_silence(SILENCE);
+}
+
+/// A token naming another worker that does not know it: `not_found`, and
+/// the fresh session goes on (requests behind the hello are its own).
+#[test]
+fn an_unknown_token_of_another_worker_is_not_found() {
+    let server = start_workers(2, &["--grace-ms", "5000"]);
+    let room = name_on("room", 1, 2);
+    let mut c = client_on(&server, 1);
+    c.create(&room);
+    // Worker 0's id in the first byte, then bits it never issued.
+    c.send(msg! {"t" => "hello", "rid" => 1u32, "resume" => "000123456789abcdef0123456789abcd"});
+    c.send(msg! {"t" => "pub", "rid" => 2u32, "room" => room.as_str(), "data" => bin(b"x")});
+    c.expect_err_rid("not_found", 1);
+    let ok = c.expect("ok");
+    assert_eq!((ok["rid"].u(), ok["seq"].u()), (2, 1), "{ok:?}");
+}
+
+/// A session resumed on another worker lives on with its own worker: when
+/// that worker dies, the connection is closed 1011 (the session is gone,
+/// a resume would be `not_found`).
+#[test]
+fn a_relayed_connection_closes_1011_when_its_sessions_worker_dies() {
+    let server = start_workers(2, &["--grace-ms", "1000"]);
+    let room = name_on("room", 1, 2);
+    let mut a = client_on(&server, 1);
+    a.create(&room);
+    let mut b = client_on(&server, 0);
+    b.join(&room);
+    a.expect("presence");
+    let victim = pid_serving(&server, &b);
+    let (b_id, b_token) = (b.id, token(&b));
+    b.drop_tcp();
+    assert_eq!(a.expect("presence")["away"].u(), b_id);
+    let mut b2 = client_on(&server, 1);
+    let rid = hello_resume(&mut b2, &b_token, msg! {room.as_str() => 0u64});
+    assert!(expect_resumed(&mut b2, rid)[&room]);
+    assert_eq!(a.expect("presence")["back"].u(), b_id);
+    // SAFETY: kill(2) on a worker process of the server under test.
+    assert_eq!(unsafe { libc::kill(victim, libc::SIGKILL) }, 0);
+    b2.expect_close(1011);
+    // The room, homed on the survivor, keeps b's seat for the grace period.
+    assert_eq!(a.expect("presence")["away"].u(), b_id);
+    let p = a.expect("presence");
+    assert_eq!(
+        (p["leave"].u(), p["why"].s()),
+        (b_id, "disconnect"),
+        "{p:?}"
+    );
+}
+
 /// The figure for the README: memory per room with a full history (64
 /// messages), from the server's RSS before and after filling the histories
 /// of 2,000 rooms, for 100-byte and 1 KiB messages. Run with

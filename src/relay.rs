@@ -1,0 +1,425 @@
+//! Relayed sessions: a client that resumes on a worker other than the one
+//! holding its session. The kernel spreads connections over workers, so a
+//! reconnect lands anywhere; the session (its seats, its grace period, its
+//! place in every room's member list) stays on its own worker, and the
+//! connection's worker relays.
+//!
+//! On the connection's worker (B) the connection keeps its fresh session as
+//! a stand-in (`Session::proxy`). A `hello` whose token names worker A is
+//! asked there (`RESUME`, with the `hello`'s fields and the connection's
+//! credential) while the connection is paused, so nothing the client sent
+//! after it runs on the wrong session. A answers with the `resumed` frames
+//! (`DELIVER`) then `RESUMED` with the session's id (or 0 and an `err`).
+//! From then on B sends every request of the connection to A as it came
+//! (`RREQ`), after its own rate limits; A runs it as the session's own and
+//! routes the session's output to B (`Relay`), which queues it on the
+//! connection. When the connection ends B tells A (`DETACH`), and the
+//! session goes through the grace period as usual; when the session is
+//! resumed elsewhere A tells B to close it 4003 (`KICK`).
+//!
+//! If A is lost, its sessions are gone: B closes their connections 1011. If
+//! B is lost, A's sessions relayed through it are disconnected (grace).
+//!
+//! Cost: a relayed client's traffic takes one more bus hop each way, until
+//! it reconnects and lands on its session's worker.
+
+use log::debug;
+
+use crate::auth::Grant;
+use crate::bus::{self, kind, Dec, Enc};
+use crate::conn::{CloseReason, ConnId};
+use crate::protocol::{self, err_v, Code, Fail, Proto, Req};
+use crate::resume::{Ask, Attach};
+use crate::room::Why;
+use crate::session::{Proxy, Relay, SessionId};
+use crate::worker::Worker;
+
+fn put_grant(e: &mut Enc, g: Option<&Grant>) {
+    let Some(g) = g else {
+        e.u8(0);
+        return;
+    };
+    e.u8(1);
+    match &g.sub {
+        Some(sub) => e.u8(1).bytes(sub.as_bytes()),
+        None => e.u8(0),
+    };
+    match &g.rooms {
+        Some(rooms) => {
+            e.u8(1).u32(rooms.len() as u32);
+            for r in rooms {
+                e.bytes(r.as_bytes());
+            }
+        }
+        None => {
+            e.u8(0);
+        }
+    }
+}
+
+fn get_grant(d: &mut Dec) -> Option<Option<Box<Grant>>> {
+    if d.u8()? == 0 {
+        return Some(None);
+    }
+    let sub = match d.u8()? {
+        0 => None,
+        _ => Some(d.str()?.to_owned()),
+    };
+    let rooms = match d.u8()? {
+        0 => None,
+        _ => {
+            let n = d.u32()?;
+            let mut v = Vec::with_capacity(n.min(1024) as usize);
+            for _ in 0..n {
+                v.push(d.str()?.to_owned());
+            }
+            Some(v)
+        }
+    };
+    Some(Some(Box::new(Grant { sub, rooms })))
+}
+
+impl Worker {
+    /// On B: `hello` with a token of worker `w`. Asks `w` and pauses the
+    /// connection until the answer.
+    pub(crate) fn ask_resume(
+        &mut self,
+        cid: ConnId,
+        sid: SessionId,
+        w: u32,
+        token: &str,
+        req: &Req,
+    ) -> Result<(), Fail> {
+        let gone = || {
+            Fail::new(
+                Code::NotFound,
+                "unknown or expired session; a fresh session goes on",
+            )
+        };
+        let Some(s) = self.sessions.get(sid) else {
+            return Ok(());
+        };
+        let Some((_, proto)) = s.conn else {
+            return Ok(());
+        };
+        let meta = req.meta.as_ref().and(s.meta.clone());
+        let grant = s.grant.clone();
+        let bus = self.bus.as_mut().ok_or_else(gone)?;
+        let mut e = bus.msg(w, kind::RESUME).ok_or_else(gone)?;
+        e.u64(sid.to_bits()).u8(bus::proto_byte(proto));
+        match req.rid {
+            Some(r) => e.u8(1).u32(r),
+            None => e.u8(0),
+        };
+        e.bytes(token.as_bytes());
+        match &meta {
+            Some(m) => e.u8(1).bytes(m),
+            None => e.u8(0),
+        };
+        put_grant(&mut e, grant.as_deref());
+        let last = req.last.as_ref();
+        e.u32(last.map_or(0, |l| l.len()) as u32);
+        for (room, seq) in last.into_iter().flatten() {
+            e.bytes(room.as_bytes()).u64(*seq);
+        }
+        e.finish();
+        if let Some(s) = self.sessions.get_mut(sid) {
+            s.proxy = Some(Proxy {
+                worker: w,
+                sid: None,
+                rid: req.rid,
+            });
+        }
+        self.set_paused(cid, true);
+        Ok(())
+    }
+
+    /// On A: a resume asked by worker `p` for its connection's session
+    /// `bsid`. A token not found here is answered with the `err` and id 0.
+    pub(crate) fn on_resume_ask(&mut self, p: u32, d: &mut Dec) -> Option<()> {
+        let bsid = d.u64()?;
+        let proto = bus::proto_of(d.u8()?)?;
+        let rid = match d.u8()? {
+            0 => None,
+            _ => Some(d.u32()?),
+        };
+        let token = d.str()?;
+        let meta = match d.u8()? {
+            0 => None,
+            _ => Some(Box::<[u8]>::from(d.bytes()?)),
+        };
+        let grant = get_grant(d)?;
+        let n = d.u32()?;
+        let mut last = Vec::with_capacity(n.min(1024) as usize);
+        for _ in 0..n {
+            last.push((d.str()?, d.u64()?));
+        }
+        let Some(old) = self.find_session(token) else {
+            let f = Fail::new(
+                Code::NotFound,
+                "unknown or expired session; a fresh session goes on",
+            );
+            self.metrics.error(f.code);
+            let frame = protocol::encode_frame(proto, &err_v(rid, &f));
+            let bus = self.bus.as_mut()?;
+            if let Some(mut e) = bus.msg(p, kind::DELIVER) {
+                e.u64(bsid).bytes(&frame);
+                e.finish();
+            }
+            let mut e = bus.msg(p, kind::RESUMED)?;
+            e.u64(bsid).u64(0);
+            e.finish();
+            return Some(());
+        };
+        let lookup = |name: &str| last.iter().find(|x| x.0 == name).map(|x| x.1);
+        let relay = Relay {
+            worker: p,
+            rsid: bsid,
+            proto,
+        };
+        debug!(
+            "w={} session of member={} resumed on worker {p}",
+            self.id,
+            self.sessions.get(old).map_or(0, |s| s.member)
+        );
+        self.resume_session(
+            old,
+            Attach::Relay(relay),
+            Ask {
+                rid,
+                meta,
+                grant,
+                last: &lookup,
+            },
+        );
+        Some(())
+    }
+
+    /// On B: worker `p`'s answer to the resume of `bsid`'s connection. On
+    /// success the fresh session lets its seats and places go and from now
+    /// on stands in for session `asid` of `p`.
+    pub(crate) fn on_resumed(&mut self, p: u32, bsid: u64, asid: u64) {
+        let sid = SessionId::from_bits(bsid);
+        let cid = self
+            .sessions
+            .get(sid)
+            .filter(|s| s.proxy.is_some_and(|x| x.worker == p && x.sid.is_none()))
+            .and_then(|s| s.conn)
+            .map(|c| c.0);
+        let Some(cid) = cid else {
+            // The connection ended while the resume was on its way.
+            if asid != 0 {
+                self.send_detach(p, asid, bsid, CloseReason::Dropped);
+            }
+            return;
+        };
+        if asid == 0 {
+            if let Some(s) = self.sessions.get_mut(sid) {
+                s.proxy = None;
+            }
+            self.set_paused(cid, false);
+            return;
+        }
+        let Some(s) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        if let Some(x) = s.proxy.as_mut() {
+            x.sid = Some(asid);
+        }
+        let seats = s.seats.clone();
+        if let Some(k) = crate::resume::token_key(&s.token) {
+            if self.tokens.get(&k) == Some(&sid) {
+                self.tokens.remove(&k);
+            }
+        }
+        for rid in seats {
+            self.remove_member(rid, sid, Why::Left);
+        }
+        self.tell_homes(sid, kind::RELEASE, Why::Left);
+        self.unqueue(sid);
+        self.set_paused(cid, false);
+    }
+
+    /// On B: the proxied session `asid` of worker `w`, if `sid` stands in
+    /// for one.
+    pub(crate) fn proxied(&self, sid: SessionId) -> Option<(u32, u64)> {
+        let x = self.sessions.get(sid)?.proxy?;
+        Some((x.worker, x.sid?))
+    }
+
+    /// On B: a request of a relayed connection, past the request rate: the
+    /// byte and creation rates are checked here, the rest runs on worker `w`.
+    pub(crate) fn relay_request(
+        &mut self,
+        cid: ConnId,
+        sid: SessionId,
+        (w, asid): (u32, u64),
+        proto: Proto,
+        payload: &[u8],
+    ) {
+        if let Ok(req) = protocol::decode(proto, payload) {
+            if let Err(f) = self.check_rates(cid, &req) {
+                self.fail(cid, req.rid, f);
+                return;
+            }
+        }
+        let sent = self
+            .bus
+            .as_mut()
+            .and_then(|b| b.msg(w, kind::RREQ))
+            .map(|mut e| {
+                e.u64(asid)
+                    .u64(sid.to_bits())
+                    .u8(bus::proto_byte(proto))
+                    .bytes(payload);
+                e.finish();
+            });
+        if sent.is_none() {
+            self.close_conn(cid, CloseReason::SessionLost);
+        }
+    }
+
+    /// On A: a request of relayed session `asid`, from its connection on
+    /// worker `p`; run as a local client's, with the outcome sent back for
+    /// the connection's bad-request count.
+    pub(crate) fn on_relayed_request(&mut self, p: u32, d: &mut Dec) -> Option<()> {
+        let (asid, bsid) = (d.u64()?, d.u64()?);
+        let proto = bus::proto_of(d.u8()?)?;
+        let payload = d.bytes()?;
+        let sid = SessionId::from_bits(asid);
+        let relay = self.sessions.get(sid).and_then(|s| s.relay);
+        if relay.is_none_or(|r| r.worker != p || r.rsid != bsid) {
+            // The session moved on (or ended) after this was sent.
+            return Some(());
+        }
+        let code = match protocol::decode(proto, payload) {
+            Err((rid, f)) => self.fail_remote(sid, rid, f),
+            Ok(req) => match self.remote_home(&req) {
+                // Its home answers the outcome, relayed on from here.
+                Some(home) => match self.forward(sid, home, &req, proto, payload) {
+                    Ok(()) => return Some(()),
+                    Err(f) => self.fail_remote(sid, req.rid, f),
+                },
+                None => match self.dispatch(None, sid, &req) {
+                    Ok(()) => 0,
+                    Err(f) => self.fail_remote(sid, req.rid, f),
+                },
+            },
+        };
+        let mut e = self.bus.as_mut()?.msg(p, kind::OUTCOME)?;
+        e.u64(bsid).u8(0).u8(code);
+        e.finish();
+        Some(())
+    }
+
+    fn send_detach(&mut self, w: u32, asid: u64, bsid: u64, reason: CloseReason) {
+        if let Some(mut e) = self.bus.as_mut().and_then(|b| b.msg(w, kind::DETACH)) {
+            e.u64(asid).u64(bsid).u8(reason.index() as u8);
+            e.finish();
+        }
+    }
+
+    /// On B: the connection of stand-in `sid` ended. Returns false when
+    /// `sid` stands in for nothing (it is an ordinary session, or its resume
+    /// is still being asked, which now will not take).
+    pub(crate) fn detach_proxy(&mut self, sid: SessionId, reason: CloseReason) -> bool {
+        let Some(s) = self.sessions.get_mut(sid) else {
+            return false;
+        };
+        match s.proxy {
+            None => false,
+            Some(Proxy { sid: None, .. }) => {
+                s.proxy = None;
+                false
+            }
+            Some(Proxy {
+                worker: w,
+                sid: Some(asid),
+                ..
+            }) => {
+                // A whole worker going away takes its clients with it, but
+                // the session lives on its own worker: a disconnect there.
+                let reason = match reason {
+                    CloseReason::Shutdown => CloseReason::Dropped,
+                    r => r,
+                };
+                if reason != CloseReason::Replaced {
+                    self.send_detach(w, asid, sid.to_bits(), reason);
+                }
+                self.free_session(sid);
+                true
+            }
+        }
+    }
+
+    /// On A: the connection of relayed session `asid` on worker `p` ended.
+    pub(crate) fn on_relay_detached(&mut self, p: u32, asid: u64, bsid: u64, reason: CloseReason) {
+        let sid = SessionId::from_bits(asid);
+        let Some(s) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        if s.relay.is_none_or(|r| r.worker != p || r.rsid != bsid) {
+            return;
+        }
+        s.relay = None;
+        self.detach(sid, reason);
+    }
+
+    /// On A: closes a relayed session's connection (4003 when the session
+    /// moved to another connection, 4001 when its resume overflowed).
+    pub(crate) fn kick(&mut self, r: Relay, reason: CloseReason) {
+        if let Some(mut e) = self.bus.as_mut().and_then(|b| b.msg(r.worker, kind::KICK)) {
+            e.u64(r.rsid).u8(reason.index() as u8);
+            e.finish();
+        }
+    }
+
+    /// On B: worker `p` closes the connection of stand-in `bsid`.
+    pub(crate) fn on_kick(&mut self, p: u32, bsid: u64, reason: CloseReason) {
+        let cid = self
+            .sessions
+            .get(SessionId::from_bits(bsid))
+            .filter(|s| s.proxy.is_some_and(|x| x.worker == p))
+            .and_then(|s| s.conn);
+        if let Some((cid, _)) = cid {
+            self.close_conn(cid, reason);
+        }
+    }
+
+    /// Worker `p` is gone. On A: a session relayed through it is
+    /// disconnected (grace). On B: a stand-in for one of its sessions is
+    /// closed 1011, or, while its resume was still being asked, answered
+    /// `not_found` and goes on as a fresh session.
+    pub(crate) fn relay_peer_lost(&mut self, p: u32, sid: SessionId) {
+        let Some(s) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        if s.relay.is_some_and(|r| r.worker == p) {
+            s.relay = None;
+            self.detach(sid, CloseReason::Dropped);
+            return;
+        }
+        let Some(cid) = s.conn.map(|c| c.0) else {
+            return;
+        };
+        match s.proxy {
+            Some(x) if x.worker == p && x.sid.is_some() => {
+                s.proxy = None;
+                self.close_conn(cid, CloseReason::SessionLost);
+            }
+            Some(x) if x.worker == p => {
+                s.proxy = None;
+                self.fail(
+                    cid,
+                    x.rid,
+                    Fail::new(
+                        Code::NotFound,
+                        "the session's worker is gone; a fresh session goes on",
+                    ),
+                );
+                self.set_paused(cid, false);
+            }
+            _ => {}
+        }
+    }
+}
