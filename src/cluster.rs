@@ -35,10 +35,10 @@ use mio::{Interest, Token};
 
 use crate::bus::{self, kind, Bus, Dec, Link, ReadEnd};
 use crate::conn::{CloseReason, ConnId};
-use crate::handler::{broadcast, ListedRoom};
+use crate::handler::ListedRoom;
 use crate::ipc::{Control, FromSupervisor, ToSupervisor};
 use crate::protocol::{self, err_v, Code, Fail, Proto, Req, V};
-use crate::room::{valid_name, Room, RoomState, Why};
+use crate::room::{valid_name, RoomState, Why};
 use crate::session::{Session, SessionId, Shadow, MEMBER_BITS};
 use crate::worker::{Timer, Worker};
 
@@ -660,7 +660,9 @@ impl Worker {
             }
             kind::AWAY => {
                 let rsid = d.u64()?;
-                self.on_away_back(p, rsid, false);
+                if let Some(&sid) = self.shadows.get(&(p, rsid)) {
+                    self.shadow_away(sid);
+                }
                 Some(())
             }
             kind::REJOIN => self.on_rejoin(p, &mut d),
@@ -909,30 +911,19 @@ impl Worker {
         }
     }
 
-    /// On a home: a remote session's connection went away or came back.
-    fn on_away_back(&mut self, p: u32, rsid: u64, back: bool) {
-        let Some(&sid) = self.shadows.get(&(p, rsid)) else {
-            return;
-        };
+    /// On a home: the connection of the session shadow `sid` stands for
+    /// went away (`back` comes with `REJOIN`, see `resume`).
+    fn shadow_away(&mut self, sid: SessionId) {
         let Some(s) = self.sessions.get_mut(sid) else {
             return;
         };
         let member = s.member;
         if let Some(sh) = s.shadow.as_mut() {
-            sh.attached = back;
+            sh.attached = false;
         }
         let seats = s.seats.clone();
-        if !back {
-            self.unqueue(sid);
-        }
-        let key = if back { "back" } else { "away" };
-        for rid in seats {
-            broadcast!(self, rid, Some(member), |room: &Room| V::Map(vec![
-                ("t", V::Str("presence")),
-                ("room", V::Str(&room.name)),
-                (key, V::U(member)),
-            ]));
-        }
+        self.unqueue(sid);
+        self.announce(&seats, member, "away");
     }
 
     /// Link `p` is gone. Rooms homed there are lost to members here;
@@ -993,7 +984,7 @@ impl Worker {
                 self.release_session(sid, Why::Disconnect);
                 continue;
             }
-            self.on_away_back_sid(sid);
+            self.shadow_away(sid);
             let t = self.timers.arm(self.now + grace, Timer::Grace(sid));
             if let Some(s) = self.sessions.get_mut(sid) {
                 s.grace = Some((t, Why::Disconnect));
@@ -1006,20 +997,6 @@ impl Worker {
         let qids: Vec<u32> = self.api_waits.keys().copied().collect();
         for qid in qids {
             self.api_answered(qid, p, None);
-        }
-    }
-
-    fn on_away_back_sid(&mut self, sid: SessionId) {
-        if let Some((w, rsid)) = self
-            .sessions
-            .get(sid)
-            .and_then(|s| s.shadow.as_deref())
-            .map(|sh| (sh.worker, sh.rsid))
-        {
-            // Index it again just for the presence, then drop it.
-            self.shadows.insert((w, rsid), sid);
-            self.on_away_back(w, rsid, false);
-            self.shadows.remove(&(w, rsid));
         }
     }
 

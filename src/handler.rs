@@ -164,7 +164,6 @@ macro_rules! broadcast {
         )
     };
 }
-pub(crate) use broadcast;
 
 fn meta_of(b: &Option<Blob>) -> Result<Option<Box<[u8]>>, Fail> {
     match b {
@@ -1079,14 +1078,21 @@ impl Worker {
         }
         let member = s.member;
         s.grace = Some((self.timers.arm(self.now + grace, Timer::Grace(sid)), why));
-        for rid in s.seats.clone() {
+        let seats = s.seats.clone();
+        self.announce(&seats, member, "away");
+        self.tell_homes(sid, crate::bus::kind::AWAY, why);
+    }
+
+    /// Tells the other members of each room in `seats` that `member` is
+    /// `away` or `back` (`key`). O(seats * members).
+    pub(crate) fn announce(&mut self, seats: &[RoomId], member: MemberId, key: &'static str) {
+        for &rid in seats {
             broadcast!(self, rid, Some(member), |room: &Room| V::Map(vec![
                 ("t", V::Str("presence")),
                 ("room", V::Str(&room.name)),
-                ("away", V::U(member)),
+                (key, V::U(member)),
             ]));
         }
-        self.tell_homes(sid, crate::bus::kind::AWAY, why);
     }
 
     pub(crate) fn grace_over(&mut self, sid: SessionId) {

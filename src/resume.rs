@@ -35,7 +35,7 @@ use crate::cluster::Route;
 use crate::conn::{CloseReason, ConnId};
 use crate::history;
 use crate::protocol::{self, reply, Code, Fail, Proto, Req, V};
-use crate::room::{Room, RoomId, Why};
+use crate::room::{RoomId, Why};
 use crate::session::{Relay, Resuming, SessionId};
 use crate::worker::Worker;
 
@@ -224,15 +224,7 @@ impl Worker {
             if was_away { "" } else { ", took over" }
         );
         if was_away {
-            for &rid in &seats {
-                crate::handler::broadcast!(self, rid, Some(member), |room: &Room| {
-                    V::Map(vec![
-                        ("t", V::Str("presence")),
-                        ("room", V::Str(&room.name)),
-                        ("back", V::U(member)),
-                    ])
-                });
-            }
+            self.announce(&seats, member, "back");
         }
         let share = u32::try_from(share).unwrap_or(u32::MAX);
         for &h in &homes {
@@ -387,15 +379,7 @@ impl Worker {
                 sh.proto = proto;
             }
             if !was {
-                for &rid in &seats {
-                    crate::handler::broadcast!(self, rid, Some(member), |room: &Room| {
-                        V::Map(vec![
-                            ("t", V::Str("presence")),
-                            ("room", V::Str(&room.name)),
-                            ("back", V::U(member)),
-                        ])
-                    });
-                }
+                self.announce(&seats, member, "back");
             }
             for rid in seats {
                 if let Some(r) =

@@ -440,6 +440,21 @@ fn resume_on_another_worker_recovers_rooms_homed_on_both() {
     resume_lands_on(1);
 }
 
+/// Two workers; `a` (on worker 1) creates `room`; `b` (on worker 0) joins
+/// it and its connection drops. Returns `a` (which has seen `away`), `b`'s
+/// member id and resume token.
+fn dropped_on_worker_0(server: &Server, room: &str) -> (Client, u64, String) {
+    let mut a = client_on(server, 1);
+    a.create(room);
+    let mut b = client_on(server, 0);
+    b.join(room);
+    a.expect("presence");
+    let (b_id, b_token) = (b.id, token(&b));
+    b.drop_tcp();
+    assert_eq!(a.expect("presence")["away"].u(), b_id);
+    (a, b_id, b_token)
+}
+
 /// A session resumed on a worker other than its own is served in full
 /// from there: requests pipelined behind the `hello`, every request type,
 /// its subprotocol (JSON here, msgpack before), presence, and leaving.
@@ -448,14 +463,7 @@ fn a_session_resumed_on_another_worker_is_served_in_full() {
     let server = start_workers(2, &["--grace-ms", "400"]);
     let here = name_on("here", 0, 2);
     let there = name_on("there", 1, 2);
-    let mut a = client_on(&server, 1);
-    a.create(&here);
-    let mut b = client_on(&server, 0);
-    b.join(&here);
-    a.expect("presence");
-    let (b_id, b_token) = (b.id, token(&b));
-    b.drop_tcp();
-    assert_eq!(a.expect("presence")["away"].u(), b_id);
+    let (mut a, b_id, b_token) = dropped_on_worker_0(&server, &here);
 
     // Requests right behind the hello are b's, answered after `resumed`.
     let mut b2 = json_client_on(&server, 1);
@@ -540,14 +548,7 @@ fn a_session_resumed_on_another_worker_is_served_in_full() {
 fn a_relayed_clean_close_leaves_at_once() {
     let server = start_workers(2, &["--grace-ms", "5000"]);
     let room = name_on("room", 1, 2);
-    let mut a = client_on(&server, 1);
-    a.create(&room);
-    let mut b = client_on(&server, 0);
-    b.join(&room);
-    a.expect("presence");
-    let (b_id, b_token) = (b.id, token(&b));
-    b.drop_tcp();
-    assert_eq!(a.expect("presence")["away"].u(), b_id);
+    let (mut a, b_id, b_token) = dropped_on_worker_0(&server, &room);
     let mut b2 = client_on(&server, 1);
     let rid = hello_resume(&mut b2, &b_token, msg! {room.as_str() => 0u64});
     assert!(expect_resumed(&mut b2, rid)[&room]);
