@@ -460,7 +460,7 @@ fn dropped_on_worker_0(server: &Server, room: &str) -> (Client, u64, String) {
 /// its subprotocol (JSON here, msgpack before), presence, and leaving.
 #[test]
 fn a_session_resumed_on_another_worker_is_served_in_full() {
-    let server = start_workers(2, &["--grace-ms", "400"]);
+    let server = start_workers(2, &["--grace-ms", "1000"]);
     let here = name_on("here", 0, 2);
     let there = name_on("there", 1, 2);
     let (mut a, b_id, b_token) = dropped_on_worker_0(&server, &here);
