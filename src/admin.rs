@@ -162,22 +162,13 @@ impl Worker {
 
     fn api_list_all(&mut self, conn: ConnId) {
         let rooms = self.api_rooms();
-        let qid = self.next_list;
-        let mut waiting = Vec::new();
-        if let Some(bus) = self.bus.as_mut() {
-            for p in 0..bus.n {
-                if let Some(mut e) = bus.msg(p, kind::API_REQ) {
-                    e.u32(qid).bytes(b"GET").bytes(b"/rooms").bytes(b"");
-                    e.finish();
-                    waiting.push(p);
-                }
-            }
-        }
+        let (qid, waiting) = self.ask_all(kind::API_REQ, |e| {
+            e.bytes(b"GET").bytes(b"/rooms").bytes(b"");
+        });
         if waiting.is_empty() {
             self.api_json(ApiTo::Conn(conn), 200, &json!({ "rooms": rooms }));
             return;
         }
-        self.next_list = self.next_list.wrapping_add(1);
         self.api_waits.insert(
             qid,
             ApiWait::List {
@@ -192,22 +183,11 @@ impl Worker {
     /// merged into one exposition (see `metrics::merge`).
     pub(crate) fn metrics_all(&mut self, conn: ConnId) {
         let text = self.metrics.render(&self.gauges());
-        let qid = self.next_list;
-        let mut waiting = Vec::new();
-        if let Some(bus) = self.bus.as_mut() {
-            for p in 0..bus.n {
-                if let Some(mut e) = bus.msg(p, kind::METRICS_REQ) {
-                    e.u32(qid);
-                    e.finish();
-                    waiting.push(p);
-                }
-            }
-        }
+        let (qid, waiting) = self.ask_all(kind::METRICS_REQ, |_| {});
         if waiting.is_empty() {
             self.respond(conn, 200, "text/plain; version=0.0.4", text.as_bytes());
             return;
         }
-        self.next_list = self.next_list.wrapping_add(1);
         self.api_waits.insert(
             qid,
             ApiWait::Metrics {

@@ -33,7 +33,7 @@ use log::{debug, info, warn};
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
 
-use crate::bus::{self, kind, Bus, Dec, Link, ReadEnd};
+use crate::bus::{self, kind, Bus, Dec, Enc, Link, ReadEnd};
 use crate::conn::{CloseReason, ConnId};
 use crate::handler::ListedRoom;
 use crate::ipc::{Control, FromSupervisor, ToSupervisor};
@@ -410,6 +410,29 @@ impl Worker {
         Ok(())
     }
 
+    /// Sends a query of kind `k` (its id, then what `fill` writes) to every
+    /// other worker with a link up. Returns the query id and the workers
+    /// asked; when none was, the caller answers at once and the id is not
+    /// used up. Ids come from one counter for every kind.
+    pub(crate) fn ask_all(&mut self, k: u8, fill: impl Fn(&mut Enc)) -> (u32, Vec<u32>) {
+        let qid = self.next_list;
+        let mut waiting = Vec::new();
+        if let Some(bus) = self.bus.as_mut() {
+            for p in 0..bus.n {
+                if let Some(mut e) = bus.msg(p, k) {
+                    e.u32(qid);
+                    fill(&mut e);
+                    e.finish();
+                    waiting.push(p);
+                }
+            }
+        }
+        if !waiting.is_empty() {
+            self.next_list = self.next_list.wrapping_add(1);
+        }
+        (qid, waiting)
+    }
+
     /// `list` with the rooms homed here in hand: asks the other workers and
     /// answers once all have (or were lost).
     pub(crate) fn gather_list(
@@ -421,22 +444,13 @@ impl Worker {
         limit: u16,
         rooms: Vec<ListedRoom>,
     ) {
-        let qid = self.next_list;
-        let mut waiting = Vec::new();
-        if let Some(bus) = self.bus.as_mut() {
-            for p in 0..bus.n {
-                if let Some(mut e) = bus.msg(p, kind::LIST_REQ) {
-                    e.u32(qid).u8(state_byte(want)).u8(space.into()).u16(limit);
-                    e.finish();
-                    waiting.push(p);
-                }
-            }
-        }
+        let (qid, waiting) = self.ask_all(kind::LIST_REQ, |e| {
+            e.u8(state_byte(want)).u8(space.into()).u16(limit);
+        });
         if waiting.is_empty() {
             self.send_list(sid, rid, &rooms);
             return;
         }
-        self.next_list = self.next_list.wrapping_add(1);
         self.lists.insert(
             qid,
             PendingList {

@@ -29,7 +29,7 @@ use crate::auth::Grant;
 use crate::bus::{self, kind, Dec, Enc};
 use crate::conn::{CloseReason, ConnId};
 use crate::protocol::{self, err_v, Code, Fail, Proto, Req};
-use crate::resume::{Ask, Attach};
+use crate::resume::{resume_gone, Ask, Attach};
 use crate::room::Why;
 use crate::session::{Proxy, Relay, SessionId};
 use crate::worker::Worker;
@@ -90,12 +90,6 @@ impl Worker {
         token: &str,
         req: &Req,
     ) -> Result<(), Fail> {
-        let gone = || {
-            Fail::new(
-                Code::NotFound,
-                "unknown or expired session; a fresh session goes on",
-            )
-        };
         let Some(s) = self.sessions.get(sid) else {
             return Ok(());
         };
@@ -104,8 +98,8 @@ impl Worker {
         };
         let meta = req.meta.as_ref().and(s.meta.clone());
         let grant = s.grant.clone();
-        let bus = self.bus.as_mut().ok_or_else(gone)?;
-        let mut e = bus.msg(w, kind::RESUME).ok_or_else(gone)?;
+        let bus = self.bus.as_mut().ok_or_else(resume_gone)?;
+        let mut e = bus.msg(w, kind::RESUME).ok_or_else(resume_gone)?;
         e.u64(sid.to_bits()).u8(bus::proto_byte(proto));
         match req.rid {
             Some(r) => e.u8(1).u32(r),
@@ -155,10 +149,7 @@ impl Worker {
             last.push((d.str()?, d.u64()?));
         }
         let Some(old) = self.find_session(token) else {
-            let f = Fail::new(
-                Code::NotFound,
-                "unknown or expired session; a fresh session goes on",
-            );
+            let f = resume_gone();
             self.metrics.error(f.code);
             let frame = protocol::encode_frame(proto, &err_v(rid, &f));
             let bus = self.bus.as_mut()?;

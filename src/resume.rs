@@ -464,7 +464,8 @@ impl Worker {
     }
 }
 
-fn resume_gone() -> Fail {
+/// The answer to a token that names no live session.
+pub(crate) fn resume_gone() -> Fail {
     Fail::new(
         Code::NotFound,
         "unknown or expired session; a fresh session goes on",

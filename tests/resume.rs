@@ -333,6 +333,21 @@ fn read_msgs(c: &mut Client, n: usize) -> BTreeMap<String, Vec<u64>> {
     by
 }
 
+/// The next `n` messages, each a `presence` with `kind` (`away`, `back`)
+/// for member `id`: their rooms, sorted.
+#[track_caller]
+fn presence_rooms(c: &mut Client, kind: &str, id: u64, n: usize) -> Vec<String> {
+    let mut rooms: Vec<String> = (0..n)
+        .map(|_| {
+            let p = c.expect("presence");
+            assert_eq!(p[kind].u(), id, "{p:?}");
+            p["room"].s().to_string()
+        })
+        .collect();
+    rooms.sort();
+    rooms
+}
+
 /// A JSON client whose connection landed on worker `k`.
 fn json_client_on(server: &Server, k: u32) -> Client {
     for _ in 0..ATTEMPTS {
@@ -372,15 +387,10 @@ fn resume_lands_on(land: u32) {
     };
     assert_eq!(read_msgs(&mut b, 10), want(5));
     b.drop_tcp();
-    let mut away: Vec<String> = (0..2)
-        .map(|_| {
-            let p = a.expect("presence");
-            assert_eq!(p["away"].u(), b_id, "{p:?}");
-            p["room"].s().to_string()
-        })
-        .collect();
-    away.sort();
-    assert_eq!(away, vec![here.clone(), there.clone()]);
+    assert_eq!(
+        presence_rooms(&mut a, "away", b_id, 2),
+        vec![here.clone(), there.clone()]
+    );
     burst(&mut a, &here, 6, 5);
     burst(&mut a, &there, 6, 5);
 
@@ -410,15 +420,10 @@ fn resume_lands_on(land: u32) {
         seqs.drain(..5);
     }
     assert_eq!(got, want, "6 to 12 of each room, once, in order");
-    let mut back: Vec<String> = (0..2)
-        .map(|_| {
-            let p = a.expect("presence");
-            assert_eq!(p["back"].u(), b_id, "{p:?}");
-            p["room"].s().to_string()
-        })
-        .collect();
-    back.sort();
-    assert_eq!(back, vec![here.clone(), there.clone()]);
+    assert_eq!(
+        presence_rooms(&mut a, "back", b_id, 2),
+        vec![here.clone(), there.clone()]
+    );
 
     // b's seats, under b's id, in both rooms.
     assert_eq!(b2.publish(&here, b"h"), 13);
