@@ -632,15 +632,13 @@ fn an_unknown_token_of_another_worker_is_not_found() {
 fn a_relayed_connection_closes_1011_when_its_sessions_worker_dies() {
     let server = start_workers(2, &["--grace-ms", "1000"]);
     let room = name_on("room", 1, 2);
-    let mut a = client_on(&server, 1);
-    a.create(&room);
-    let mut b = client_on(&server, 0);
-    b.join(&room);
-    a.expect("presence");
-    let victim = pid_serving(&server, &b);
-    let (b_id, b_token) = (b.id, token(&b));
-    b.drop_tcp();
-    assert_eq!(a.expect("presence")["away"].u(), b_id);
+    let (mut a, b_id, b_token) = dropped_on_worker_0(&server, &room);
+    // Worker 0: the process that does not serve `a`.
+    let serving_a = pid_serving(&server, &a);
+    let victim = worker_pids(&server)
+        .into_iter()
+        .find(|&p| p != serving_a)
+        .expect("worker 0's process");
     let mut b2 = client_on(&server, 1);
     let rid = hello_resume(&mut b2, &b_token, msg! {room.as_str() => 0u64});
     assert!(expect_resumed(&mut b2, rid)[&room]);
