@@ -1111,6 +1111,14 @@ impl Worker {
 
     /// Frees a session and every seat it holds (others see `leave`).
     pub(crate) fn release_session(&mut self, sid: SessionId, why: Why) {
+        self.release_seats(sid, why);
+        self.free_session(sid);
+    }
+
+    /// Lets every seat of a session go (others see `leave` with `why`),
+    /// here and on other workers, and ends its grace period; the session
+    /// itself stays.
+    pub(crate) fn release_seats(&mut self, sid: SessionId, why: Why) {
         let Some(s) = self.sessions.get_mut(sid) else {
             return;
         };
@@ -1121,7 +1129,6 @@ impl Worker {
             self.remove_member(rid, sid, why);
         }
         self.tell_homes(sid, crate::bus::kind::RELEASE, why);
-        self.free_session(sid);
     }
 
     pub(crate) fn idle_over(&mut self, rid: RoomId) {

@@ -217,16 +217,9 @@ impl Worker {
         if let Some(x) = s.proxy.as_mut() {
             x.sid = Some(asid);
         }
-        let seats = s.seats.clone();
-        if let Some(k) = crate::resume::token_key(&s.token) {
-            if self.tokens.get(&k) == Some(&sid) {
-                self.tokens.remove(&k);
-            }
-        }
-        for rid in seats {
-            self.remove_member(rid, sid, Why::Left);
-        }
-        self.tell_homes(sid, kind::RELEASE, Why::Left);
+        let token = std::mem::take(&mut s.token);
+        self.forget_token(sid, &token);
+        self.release_seats(sid, Why::Left);
         self.unqueue(sid);
         self.set_paused(cid, false);
     }
@@ -278,8 +271,7 @@ impl Worker {
         let proto = bus::proto_of(d.u8()?)?;
         let payload = d.bytes()?;
         let sid = SessionId::from_bits(asid);
-        let relay = self.sessions.get(sid).and_then(|s| s.relay);
-        if relay.is_none_or(|r| r.worker != p || r.rsid != bsid) {
+        if !self.relayed_via(sid, p, bsid) {
             // The session moved on (or ended) after this was sent.
             return Some(());
         }
@@ -301,6 +293,15 @@ impl Worker {
         e.u64(bsid).u8(0).u8(code);
         e.finish();
         Some(())
+    }
+
+    /// On A: `sid` is relayed through worker `p`'s stand-in `bsid` (a
+    /// message about an earlier connection of the session is not).
+    fn relayed_via(&self, sid: SessionId, p: u32, bsid: u64) -> bool {
+        self.sessions
+            .get(sid)
+            .and_then(|s| s.relay)
+            .is_some_and(|r| r.worker == p && r.rsid == bsid)
     }
 
     fn send_detach(&mut self, w: u32, asid: u64, bsid: u64, reason: CloseReason) {
@@ -346,13 +347,12 @@ impl Worker {
     /// On A: the connection of relayed session `asid` on worker `p` ended.
     pub(crate) fn on_relay_detached(&mut self, p: u32, asid: u64, bsid: u64, reason: CloseReason) {
         let sid = SessionId::from_bits(asid);
-        let Some(s) = self.sessions.get_mut(sid) else {
-            return;
-        };
-        if s.relay.is_none_or(|r| r.worker != p || r.rsid != bsid) {
+        if !self.relayed_via(sid, p, bsid) {
             return;
         }
-        s.relay = None;
+        if let Some(s) = self.sessions.get_mut(sid) {
+            s.relay = None;
+        }
         self.detach(sid, reason);
     }
 

@@ -454,13 +454,18 @@ impl Worker {
         if let Some((t, _)) = s.grace {
             self.timers.cancel(t);
         }
-        if let Some(k) = token_key(&s.token) {
+        self.forget_token(sid, &s.token);
+        self.forget_remote(sid, &s);
+        self.unqueue(sid);
+    }
+
+    /// Takes `token` out of the index if it names `sid` there.
+    pub(crate) fn forget_token(&mut self, sid: SessionId, token: &str) {
+        if let Some(k) = token_key(token) {
             if self.tokens.get(&k) == Some(&sid) {
                 self.tokens.remove(&k);
             }
         }
-        self.forget_remote(sid, &s);
-        self.unqueue(sid);
     }
 }
 
