@@ -87,6 +87,8 @@ pub mod kind {
     pub const DETACH: u8 = 19;
     /// Close a relayed session's connection (with a close reason).
     pub const KICK: u8 = 20;
+    /// How many queue places a session holds in queues homed on the sender.
+    pub const PLACES: u8 = 21;
 }
 
 /// Appends one message to a buffer.

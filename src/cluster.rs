@@ -39,7 +39,7 @@ use crate::handler::ListedRoom;
 use crate::ipc::{Control, FromSupervisor, ToSupervisor};
 use crate::protocol::{self, err_v, Code, Fail, Proto, Req, V};
 use crate::room::{valid_name, RoomState, Why};
-use crate::session::{Session, SessionId, Shadow, MEMBER_BITS};
+use crate::session::{Part, Session, SessionId, Shadow, MEMBER_BITS};
 use crate::worker::{Timer, Worker};
 
 pub(crate) const CONTROL: Token = Token(usize::MAX - 3);
@@ -231,8 +231,9 @@ impl Worker {
         self.push_route(r, &frame)
     }
 
-    /// A session with nothing left to wait for: a detached one with no
-    /// seats anywhere, or a shadow with no seats and no queue places.
+    /// A session with nothing left to wait for: a shadow with no seats and
+    /// no queue places, or a detached one out of its grace period (a
+    /// session in its grace period stays resumable, seats or not).
     pub(crate) fn disposable(&self, sid: SessionId) -> bool {
         let Some(s) = self.sessions.get(sid) else {
             return false;
@@ -240,23 +241,44 @@ impl Worker {
         if s.shadow.is_some() {
             s.seats.is_empty() && self.lobby.matcher.queued(sid) == 0
         } else {
-            !s.attached() && s.seat_count() == 0
+            !s.attached() && s.grace.is_none()
         }
     }
 
-    /// On a room's home: tells a shadow's worker its session got or lost a
-    /// seat.
-    pub(crate) fn tell_seat(&mut self, sid: SessionId, name: &str, on: bool) {
-        let Some((w, rsid)) = self
-            .sessions
+    /// The worker and remote session id a shadow stands for.
+    fn shadow_of(&self, sid: SessionId) -> Option<(u32, u64)> {
+        self.sessions
             .get(sid)
             .and_then(|s| s.shadow.as_deref())
             .map(|sh| (sh.worker, sh.rsid))
-        else {
+    }
+
+    /// On a room's home: tells a shadow's worker its session got or lost a
+    /// seat; `closed` is the room's `why` when it lost it because the room
+    /// closed.
+    pub(crate) fn tell_seat(&mut self, sid: SessionId, name: &str, on: bool, closed: Option<&str>) {
+        let Some((w, rsid)) = self.shadow_of(sid) else {
             return;
         };
         if let Some(mut e) = self.bus.as_mut().and_then(|b| b.msg(w, kind::SEAT)) {
             e.u64(rsid).u8(on.into()).bytes(name.as_bytes());
+            match closed {
+                Some(why) => e.u8(1).bytes(why.as_bytes()),
+                None => e.u8(0),
+            };
+            e.finish();
+        }
+    }
+
+    /// On a queue's home: tells a shadow's worker how many queue places its
+    /// session holds here, so they count against its seat limit there.
+    pub(crate) fn tell_places(&mut self, sid: SessionId) {
+        let Some((w, rsid)) = self.shadow_of(sid) else {
+            return;
+        };
+        let n = self.lobby.matcher.queued(sid) as u32;
+        if let Some(mut e) = self.bus.as_mut().and_then(|b| b.msg(w, kind::PLACES)) {
+            e.u64(rsid).u32(n);
             e.finish();
         }
     }
@@ -268,7 +290,17 @@ impl Worker {
         let Some(r) = self.sessions.get_mut(sid).and_then(|s| s.remote.as_mut()) else {
             return;
         };
-        let mut homes: Vec<u32> = r.seats.iter().map(|x| x.0).collect();
+        // Either ends the session's queue places there.
+        let mut homes: Vec<u32> = r
+            .seats
+            .iter()
+            .map(|x| x.0)
+            .chain(r.places.drain(..).map(|x| x.0))
+            .collect();
+        if k == kind::AWAY {
+            // A `match` on its way is queued before this arrives.
+            homes.extend_from_slice(&r.inflight);
+        }
         if k == kind::RELEASE {
             // A join still on its way is answered before this arrives.
             homes.append(&mut r.inflight);
@@ -306,6 +338,7 @@ impl Worker {
             .iter()
             .map(|x| x.0)
             .chain(r.inflight.iter().copied())
+            .chain(r.places.iter().map(|x| x.0))
             .collect();
         homes.sort_unstable();
         homes.dedup();
@@ -669,13 +702,25 @@ impl Worker {
             }
             kind::SEAT => {
                 let (rsid, on, name) = (d.u64()?, d.u8()? != 0, d.str()?);
-                self.on_seat(p, rsid, on, name);
+                let closed = match d.u8()? {
+                    0 => None,
+                    _ => Some(d.str()?),
+                };
+                self.on_seat(p, rsid, on, name, closed);
+                Some(())
+            }
+            kind::PLACES => {
+                let (rsid, n) = (d.u64()?, d.u32()?);
+                self.on_places(p, rsid, n);
                 Some(())
             }
             kind::AWAY => {
                 let rsid = d.u64()?;
                 if let Some(&sid) = self.shadows.get(&(p, rsid)) {
                     self.shadow_away(sid);
+                    if self.disposable(sid) {
+                        self.free_session(sid);
+                    }
                 }
                 Some(())
             }
@@ -792,10 +837,16 @@ impl Worker {
         let payload = d.bytes()?;
         let sid = self.shadow_for(p, rsid, member, proto, meta);
         let code = match protocol::decode(payload_proto, payload) {
-            Ok(req) => match self.dispatch(None, sid, &req) {
-                Ok(()) => 0,
-                Err(f) => self.fail_remote(sid, req.rid, f),
-            },
+            Ok(req) => {
+                let code = match self.dispatch(None, sid, &req) {
+                    Ok(()) => 0,
+                    Err(f) => self.fail_remote(sid, req.rid, f),
+                };
+                if matches!(req.t.as_deref(), Some("match" | "unmatch")) {
+                    self.tell_places(sid);
+                }
+                code
+            }
             Err((rid, f)) => self.fail_remote(sid, rid, f),
         };
         if let Some(mut e) = self.bus.as_mut().and_then(|b| b.msg(p, kind::OUTCOME)) {
@@ -893,35 +944,78 @@ impl Worker {
         }
     }
 
-    /// On a session's worker: a home seated it or let it go.
-    fn on_seat(&mut self, p: u32, rsid: u64, on: bool, name: &str) {
-        let sid = SessionId::from_bits(rsid);
-        let Some(s) = self
-            .sessions
+    /// A local session that can hold seats and places elsewhere: not one
+    /// that only stands in for a resumed session of another worker.
+    fn holder_mut(&mut self, sid: SessionId) -> Option<&mut Session> {
+        self.sessions
             .get_mut(sid)
             .filter(|s| s.proxy.is_none_or(|x| x.sid.is_none()))
-        else {
+    }
+
+    /// The session ended (or now only stands in for a resumed one) while
+    /// a join or a queue place of it was on its way to home `p`: let it go.
+    fn release_stray(&mut self, p: u32, rsid: u64) {
+        if let Some(mut e) = self.bus.as_mut().and_then(|b| b.msg(p, kind::RELEASE)) {
+            e.u64(rsid).u8(why_byte(Why::Left));
+            e.finish();
+        }
+    }
+
+    /// On a session's worker: a home seated it or let it go (`closed`: the
+    /// room closed; a session away hears of it when it resumes).
+    fn on_seat(&mut self, p: u32, rsid: u64, on: bool, name: &str, closed: Option<&str>) {
+        let sid = SessionId::from_bits(rsid);
+        let Some(s) = self.holder_mut(sid) else {
             if on {
-                // The session ended (or now only stands in for a resumed
-                // one) while its join was on the way.
-                if let Some(mut e) = self.bus.as_mut().and_then(|b| b.msg(p, kind::RELEASE)) {
-                    e.u64(rsid).u8(why_byte(Why::Left));
-                    e.finish();
-                }
+                self.release_stray(p, rsid);
             }
             return;
         };
+        let attached = s.attached();
         let r = s.remote.get_or_insert_with(Default::default);
         let at = r.seats.iter().position(|(h, n)| *h == p && &**n == name);
         match (on, at) {
             (true, None) => r.seats.push((p, name.into())),
             (false, Some(i)) => {
                 r.seats.swap_remove(i);
+                if let Some(why) = closed {
+                    match s.resuming.as_deref_mut() {
+                        // Its `closed` frame is dropped until `p` answers
+                        // the resume, which will not list the room.
+                        Some(rs) if rs.waiting.contains(&p) => {
+                            rs.rooms.push((name.into(), Part::Closed(why.into())));
+                        }
+                        _ if !attached => s.closed.push((name.into(), why.into())),
+                        _ => {}
+                    }
+                }
             }
             _ => {}
         }
         if !on && self.disposable(sid) {
             self.free_session(sid);
+        }
+    }
+
+    /// On a session's worker: a home's count of the session's queue
+    /// places there.
+    fn on_places(&mut self, p: u32, rsid: u64, n: u32) {
+        let sid = SessionId::from_bits(rsid);
+        let Some(s) = self.holder_mut(sid) else {
+            if n > 0 {
+                self.release_stray(p, rsid);
+            }
+            return;
+        };
+        if !s.attached() {
+            // Its connection ended after this was sent: the `AWAY` on its
+            // way there ends those places.
+            return;
+        }
+        let r = s.remote.get_or_insert_with(Default::default);
+        r.places.retain(|x| x.0 != p);
+        if n > 0 {
+            r.places.push((p, n));
         }
     }
 
@@ -960,8 +1054,10 @@ impl Worker {
         for sid in self.sessions.ids() {
             self.relay_peer_lost(p, sid);
             let mut lost = Vec::new();
+            let attached = self.sessions.get(sid).is_some_and(|s| s.attached());
             if let Some(r) = self.sessions.get_mut(sid).and_then(|s| s.remote.as_mut()) {
                 r.inflight.retain(|&h| h != p);
+                r.places.retain(|x| x.0 != p);
                 r.seats.retain(|(h, n)| {
                     if *h == p {
                         lost.push(n.clone());
@@ -970,6 +1066,11 @@ impl Worker {
                 });
             }
             for name in lost {
+                if !attached {
+                    if let Some(s) = self.sessions.get_mut(sid) {
+                        s.closed.push((name.clone(), "lost".into()));
+                    }
+                }
                 self.send_to(
                     sid,
                     &V::Map(vec![

@@ -446,16 +446,19 @@ impl Worker {
         }
     }
 
-    /// Seats plus places in matchmaking queues (a match brings a seat).
+    /// Seats plus places in matchmaking queues (a match brings a seat), on
+    /// this worker and on every other.
     pub(crate) fn check_seat_limit(&self, sid: SessionId) -> Result<(), Fail> {
-        let n = self.sessions.get(sid).map_or(0, |s| {
-            s.seat_count() + s.remote.as_ref().map_or(0, |r| r.inflight.len())
-        }) + self.lobby.matcher.queued(sid);
+        let n = self
+            .sessions
+            .get(sid)
+            .map_or(0, |s| s.seats.len() + s.remote_held())
+            + self.lobby.matcher.queued(sid);
         if n >= self.cfg.max_rooms_per_conn as usize {
             return Err(Fail::new(
                 Code::Forbidden,
                 format!(
-                    "room limit per connection ({}) reached",
+                    "room limit per connection ({}) reached, queues included",
                     self.cfg.max_rooms_per_conn
                 ),
             ));
@@ -656,7 +659,7 @@ impl Worker {
             if let Some(s) = self.sessions.get_mut(sid) {
                 s.seats.push(rid);
             }
-            self.tell_seat(sid, name, true);
+            self.tell_seat(sid, name, true, None);
         }
         // The snapshot for the joiner.
         let Some(route) = self.route(sid) else {
@@ -752,7 +755,7 @@ impl Worker {
         }
         let empty = room.members.is_empty();
         let name = room.name.clone();
-        self.tell_seat(sid, &name, false);
+        self.tell_seat(sid, &name, false, None);
         broadcast!(self, rid, None, |room: &Room| V::Map(vec![
             ("t", V::Str("presence")),
             ("room", V::Str(&room.name)),
@@ -1032,7 +1035,10 @@ impl Worker {
                 continue;
             };
             s.seats.retain(|&r| r != rid);
-            self.tell_seat(m.session, &room.name, false);
+            if s.shadow.is_none() && !s.attached() {
+                s.closed.push((room.name.clone(), why.into()));
+            }
+            self.tell_seat(m.session, &room.name, false, Some(why));
             // A detached session (or a shadow) with no seats left has nothing
             // to wait for.
             if self.disposable(m.session) {
@@ -1043,12 +1049,14 @@ impl Worker {
     }
 
     /// The connection of `sid` is gone. A clean close (1000) releases the
-    /// seats at once; any other end keeps them for the grace period while
-    /// the other members see `away`.
+    /// session at once; any other end keeps it (and its seats) for the
+    /// grace period while the other members see `away`, seats or not, so
+    /// it can be resumed. Queue places end either way.
     pub(crate) fn detach(&mut self, sid: SessionId, reason: CloseReason) {
-        if self.detach_proxy(sid, reason) {
-            return;
-        }
+        let reason = match self.detach_proxy(sid, reason) {
+            Some(r) => r,
+            None => return,
+        };
         if reason == CloseReason::Shutdown || reason == CloseReason::Replaced {
             // Shutdown: the process is going away; rooms go with it.
             // Replaced: the session lives on, on the connection that resumed it.
@@ -1067,7 +1075,7 @@ impl Worker {
         s.conn = None;
         s.relay = None;
         s.resuming = None;
-        if reason == CloseReason::ClientNormal || grace.is_zero() || s.seat_count() == 0 {
+        if reason == CloseReason::ClientNormal || grace.is_zero() {
             let why = if reason == CloseReason::ClientNormal {
                 Why::Left
             } else {

@@ -89,17 +89,7 @@ impl Worker {
                 format!("size must be 1 to {}", self.cfg.max_members),
             ));
         }
-        let held =
-            self.sessions.get(sid).map_or(0, |s| s.seat_count()) + self.lobby.matcher.queued(sid);
-        if held >= self.cfg.max_rooms_per_conn as usize {
-            return Err(Fail::new(
-                Code::Forbidden,
-                format!(
-                    "room limit per connection ({}) reached, queues included",
-                    self.cfg.max_rooms_per_conn
-                ),
-            ));
-        }
+        self.check_seat_limit(sid)?;
         let wait = req
             .wait_ms
             .unwrap_or(self.cfg.match_wait_ms)
@@ -162,7 +152,12 @@ impl Worker {
         self.lobby.matcher.run(now, &mut events);
         for ev in events.drain(..) {
             match ev {
-                Event::Matched { queue, players } => self.start_match(&queue, &players),
+                Event::Matched { queue, players } => {
+                    self.start_match(&queue, &players);
+                    for &p in &players {
+                        self.tell_places(p);
+                    }
+                }
                 Event::Timeout { queue, owner } => {
                     self.send_to(
                         owner,
@@ -171,6 +166,10 @@ impl Worker {
                             ("queue", V::Str(&queue)),
                         ]),
                     );
+                    self.tell_places(owner);
+                    if self.disposable(owner) {
+                        self.free_session(owner);
+                    }
                 }
             }
         }

@@ -34,6 +34,10 @@ pub struct Gauges {
     pub worker: u32,
     pub connections: usize,
     pub sessions: usize,
+    /// Sessions a `resume` can find (entries of the token index).
+    pub tokens: usize,
+    /// Places in matchmaking queues homed on this worker.
+    pub places: usize,
     pub rooms: usize,
     pub members: usize,
     pub timers: usize,
@@ -133,6 +137,18 @@ impl Metrics {
             "roomd_sessions",
             "Sessions, attached or within their grace period.",
             g.sessions as u64,
+        );
+        gauge(
+            &mut s,
+            "roomd_resume_tokens",
+            "Resume tokens that name a live session (attached or within grace).",
+            g.tokens as u64,
+        );
+        gauge(
+            &mut s,
+            "roomd_queue_places",
+            "Places in matchmaking queues homed on this worker.",
+            g.places as u64,
         );
         gauge(
             &mut s,
@@ -299,6 +315,8 @@ mod tests {
             worker: 0,
             connections: 1,
             sessions: 0,
+            tokens: 0,
+            places: 0,
             rooms: 0,
             members: 0,
             timers: 0,

@@ -311,18 +311,28 @@ impl Worker {
         }
     }
 
-    /// On B: the connection of stand-in `sid` ended. Returns false when
-    /// `sid` stands in for nothing (it is an ordinary session, or its resume
-    /// is still being asked, which now will not take).
-    pub(crate) fn detach_proxy(&mut self, sid: SessionId, reason: CloseReason) -> bool {
+    /// On B: the connection of stand-in `sid` ended. `None` when that is
+    /// all there is to it; else the reason its own session ends for: it
+    /// stands in for nothing (an ordinary session), or its resume is still
+    /// being asked, which now will not take. A connection closed 4003
+    /// then lost that resume to a later one, and its own fresh session
+    /// ends as a dropped one does.
+    pub(crate) fn detach_proxy(
+        &mut self,
+        sid: SessionId,
+        reason: CloseReason,
+    ) -> Option<CloseReason> {
         let Some(s) = self.sessions.get_mut(sid) else {
-            return false;
+            return Some(reason);
         };
         match s.proxy {
-            None => false,
+            None => Some(reason),
             Some(Proxy { sid: None, .. }) => {
                 s.proxy = None;
-                false
+                Some(match reason {
+                    CloseReason::Replaced => CloseReason::Dropped,
+                    r => r,
+                })
             }
             Some(Proxy {
                 worker: w,
@@ -339,7 +349,7 @@ impl Worker {
                     self.send_detach(w, asid, sid.to_bits(), reason);
                 }
                 self.free_session(sid);
-                true
+                None
             }
         }
     }

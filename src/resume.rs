@@ -36,7 +36,7 @@ use crate::conn::{CloseReason, ConnId};
 use crate::history;
 use crate::protocol::{self, reply, Code, Fail, Proto, Req, V};
 use crate::room::{RoomId, Why};
-use crate::session::{Relay, Resuming, SessionId};
+use crate::session::{Part, Relay, Resuming, SessionId};
 use crate::worker::Worker;
 
 /// The index key of a resume token (its 128 bits); `None` for anything that
@@ -197,6 +197,7 @@ impl Worker {
         homes.sort_unstable();
         homes.dedup();
         // The replay budget, split evenly between here and each home.
+        let closed = std::mem::take(&mut s.closed);
         let share = self.cfg.out_buffer as usize / 2 / (homes.len() + 1);
         let (mut held, mut rooms, mut used) = (Vec::new(), Vec::new(), 0);
         for &rid in &seats {
@@ -204,6 +205,11 @@ impl Worker {
                 rooms.push(r);
             }
         }
+        rooms.extend(
+            closed
+                .into_iter()
+                .map(|(name, why)| (name, Part::Closed(why))),
+        );
         self.next_resume = self.next_resume.wrapping_add(1);
         let epoch = self.next_resume;
         if let Some(s) = self.sessions.get_mut(old) {
@@ -261,7 +267,7 @@ impl Worker {
         budget: usize,
         used: &mut usize,
         out: &mut Vec<u8>,
-    ) -> Option<(Box<str>, bool)> {
+    ) -> Option<(Box<str>, Part)> {
         let room = self.rooms.get(rid)?;
         let recovered = last(&room.name).filter(|&last| {
             let Some(missed) = history::since(room.history.as_deref(), last, room.seq) else {
@@ -291,7 +297,7 @@ impl Worker {
                 ));
             }
         }
-        Some((room.name.clone(), recovered.is_some()))
+        Some((room.name.clone(), Part::Recovered(recovered.is_some())))
     }
 
     /// Every part of a resume is in: sends `resumed` and then what was held
@@ -311,7 +317,13 @@ impl Worker {
         let rooms = r
             .rooms
             .iter()
-            .map(|(name, rec)| (&**name, V::Map(vec![("recovered", V::Bool(*rec))])))
+            .map(|(name, part)| {
+                let v = match part {
+                    Part::Recovered(rec) => ("recovered", V::Bool(*rec)),
+                    Part::Closed(why) => ("closed", V::Str(why)),
+                };
+                (&**name, V::Map(vec![v]))
+            })
             .collect();
         let mut m = reply("resumed", r.rid);
         m.push(("id", V::U(member)));
@@ -391,8 +403,9 @@ impl Worker {
         }
         let mut e = self.bus.as_mut()?.msg(p, kind::REJOINED)?;
         e.u64(asid).u32(epoch).u32(rooms.len() as u32);
-        for (name, rec) in &rooms {
-            e.bytes(name.as_bytes()).u8((*rec).into());
+        for (name, part) in &rooms {
+            e.bytes(name.as_bytes())
+                .u8(matches!(part, Part::Recovered(true)).into());
         }
         e.bytes(&frames);
         e.finish();
@@ -404,7 +417,7 @@ impl Worker {
         let (asid, epoch, n) = (d.u64()?, d.u32()?, d.u32()?);
         let mut rooms = Vec::with_capacity(n.min(1024) as usize);
         for _ in 0..n {
-            rooms.push((Box::<str>::from(d.str()?), d.u8()? != 0));
+            rooms.push((Box::<str>::from(d.str()?), Part::Recovered(d.u8()? != 0)));
         }
         let frames = d.bytes()?;
         let sid = SessionId::from_bits(asid);

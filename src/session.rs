@@ -51,6 +51,9 @@ pub struct Session {
     pub proxy: Option<Proxy>,
     /// A resume waiting for the homes of its rooms on other workers.
     pub resuming: Option<Box<Resuming>>,
+    /// Rooms that closed while the session was away, with the `why`: the
+    /// resume reports them (`{"closed": why}`). At most one per seat it had.
+    pub closed: Vec<(Box<str>, Box<str>)>,
 }
 
 /// The connection of a session on another worker: its worker, the id of
@@ -82,13 +85,22 @@ pub struct Resuming {
     /// Homes that have not answered. Their frames for this session are
     /// dropped until they do: their answer replays from the client's `last`.
     pub waiting: Vec<u32>,
-    /// Every room of the answer so far, and whether it was recovered.
-    pub rooms: Vec<(Box<str>, bool)>,
+    /// Every room of the answer so far, and what became of it.
+    pub rooms: Vec<(Box<str>, Part)>,
     /// Replays, then live frames, in the session's subprotocol.
     pub held: Vec<u8>,
     /// `held` would have passed `--out-buffer`: the client is closed 4001
     /// once the answer is complete.
     pub overflow: bool,
+}
+
+/// One room's part of a `resumed` answer.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Part {
+    /// Re-attached; whether its missed messages were replayed.
+    Recovered(bool),
+    /// It closed while the session was away (`why`); not re-attached.
+    Closed(Box<str>),
 }
 
 /// A session's ties to rooms homed on other workers.
@@ -99,6 +111,9 @@ pub struct RemoteSeats {
     /// Home workers of forwarded join/create/match requests not yet done;
     /// they count against the seat limit.
     pub inflight: Vec<u32>,
+    /// (home worker, number of queue places held there), as each home last
+    /// told (`PLACES`); they count against the seat limit.
+    pub places: Vec<(u32, u32)>,
 }
 
 /// The session on another worker a shadow session stands for.
@@ -128,6 +143,7 @@ impl Session {
             relay: None,
             proxy: None,
             resuming: None,
+            closed: Vec::new(),
         }
     }
 
@@ -150,5 +166,13 @@ impl Session {
     /// Seats held here and on other workers.
     pub fn seat_count(&self) -> usize {
         self.seats.len() + self.remote.as_ref().map_or(0, |r| r.seats.len())
+    }
+
+    /// Seats, places in queues and joins on their way, on other workers
+    /// (each counts against `--max-rooms-per-conn`).
+    pub fn remote_held(&self) -> usize {
+        self.remote.as_ref().map_or(0, |r| {
+            r.seats.len() + r.inflight.len() + r.places.iter().map(|p| p.1 as usize).sum::<usize>()
+        })
     }
 }

@@ -589,6 +589,8 @@ impl Worker {
             worker: self.id,
             connections: self.conns.arena.len(),
             sessions: self.sessions.len(),
+            tokens: self.tokens.len(),
+            places: self.lobby.matcher.len(),
             rooms: self.rooms.len(),
             members: self.members,
             timers: self.timers.len(),

@@ -314,6 +314,75 @@ fn a_seat_taken_before_the_resume_is_left() {
     b2.expect_err_rid("not_member", 3);
 }
 
+/// The `resumed` reply to `rid`, as room -> its part (`{"recovered"}` or
+/// `{"closed"}`), with the member id it answers for.
+#[track_caller]
+fn resumed_parts(c: &mut Client, rid: u32) -> (u64, BTreeMap<String, Value>) {
+    let r = c.expect("resumed");
+    assert_eq!(r["rid"].u(), u64::from(rid), "{r:?}");
+    (r["id"].u(), r["rooms"].map())
+}
+
+/// PROTOCOL.md "Reconnect and recovery": a session is resumable within the
+/// grace period whether or not it holds seats.
+#[test]
+fn a_session_with_no_seats_is_resumed_within_grace() {
+    let server = Server::start(&["--grace-ms", "3000"]);
+    let c = server.client();
+    let (id, tok) = (c.id, token(&c));
+    c.drop_tcp();
+    server.await_metric(
+        "/metrics",
+        "roomd_closes_total{worker=\"0\",reason=\"dropped\"}",
+        |n| n >= 1,
+    );
+    let mut c2 = server.client();
+    assert_ne!(c2.id, id);
+    let rid = hello_resume(&mut c2, &tok, msg! {});
+    let (resumed_id, rooms) = resumed_parts(&mut c2, rid);
+    assert_eq!(resumed_id, id, "the same member id");
+    assert!(rooms.is_empty(), "{rooms:?}");
+    // It goes on as that member.
+    let joined = c2.create("r");
+    assert_eq!(member_ids(&joined), vec![id]);
+}
+
+/// PROTOCOL.md "Reconnect and recovery": a room that closed while the
+/// session was away is listed as `{"closed": why}` and not re-attached.
+#[test]
+fn a_room_closed_while_away_is_reported_when_the_session_resumes() {
+    let server = Server::start(&["--grace-ms", "5000"]);
+    let mut o = server.client();
+    o.create("x");
+    o.create("y");
+    let mut m = server.client();
+    m.join("x");
+    m.join("y");
+    o.expect("presence");
+    o.expect("presence");
+    let (m_id, tok) = (m.id, token(&m));
+    m.drop_tcp();
+    for _ in 0..2 {
+        assert_eq!(o.expect("presence")["away"].u(), m_id);
+    }
+    o.send(msg! {"t" => "state", "rid" => 7u32, "room" => "x", "to" => "closed"});
+    o.recv_type("closed");
+
+    let mut m2 = server.client();
+    let rid = hello_resume(&mut m2, &tok, msg! {"x" => 0u64, "y" => 0u64});
+    let (id, rooms) = resumed_parts(&mut m2, rid);
+    assert_eq!(id, m_id);
+    assert_eq!(rooms.len(), 2, "{rooms:?}");
+    assert_eq!(rooms["x"]["closed"].s(), "owner", "{rooms:?}");
+    assert!(!rooms["x"].has("recovered"), "{rooms:?}");
+    assert!(rooms["y"]["recovered"].bool(), "{rooms:?}");
+    // Not re-attached: x is gone, y is held.
+    m2.send(msg! {"t" => "pub", "rid" => 9u32, "room" => "x", "data" => bin(b"x")});
+    assert_eq!(m2.expect("err")["rid"].u(), 9);
+    assert_eq!(m2.publish("y", b"back"), 1);
+    assert_eq!(o.recv_type("msg")["from"].u(), m_id);
+}
+
 // ---------------------------------------------------------------------------
 // Several workers. A session lives on the worker that issued its token, its
 // rooms on their homes, and a new connection lands on any worker: a resume
@@ -703,4 +772,123 @@ fn measure_history_memory_per_room() {
             per_room / (64 * size) as f64
         );
     }
+}
+
+/// A room homed on another worker than the session's closes while the
+/// session is away: the resume reports it, landing on either worker.
+#[test]
+fn a_room_closed_while_away_is_reported_across_workers() {
+    for land in 0..2 {
+        let server = start_workers(2, &["--grace-ms", "5000"]);
+        let (x, y) = (name_on("gone", 1, 2), name_on("kept", 0, 2));
+        let mut o = client_on(&server, 1);
+        o.create(&x);
+        o.create(&y);
+        let mut m = client_on(&server, 0);
+        m.join(&x);
+        m.join(&y);
+        o.expect("presence");
+        o.expect("presence");
+        let (m_id, tok) = (m.id, token(&m));
+        m.drop_tcp();
+        for _ in 0..2 {
+            assert_eq!(o.expect("presence")["away"].u(), m_id);
+        }
+        o.send(msg! {"t" => "state", "rid" => 7u32, "room" => x.as_str(), "to" => "closed"});
+        o.recv_type("closed");
+        // The close reaches m's worker before the resume does: a round trip
+        // through a worker-0 room, which m's worker serves.
+        o.publish(&y, b"after");
+
+        let mut m2 = client_on(&server, land);
+        let rid = hello_resume(&mut m2, &tok, msg! {x.as_str() => 0u64, y.as_str() => 0u64});
+        let (id, rooms) = resumed_parts(&mut m2, rid);
+        assert_eq!(id, m_id, "landing on worker {land}");
+        assert_eq!(rooms[&x]["closed"].s(), "owner", "on {land}: {rooms:?}");
+        assert!(rooms[&y]["recovered"].bool(), "on {land}: {rooms:?}");
+        assert_eq!(rooms.len(), 2, "on {land}: {rooms:?}");
+    }
+}
+
+/// Two connections resume one session while the first one's resume is
+/// still waiting for a room's home (worker 2, stopped): the later one wins,
+/// the earlier is closed 4003, and the earlier connection's own fresh
+/// session ends as a dropped one does (`away`, then `leave` after grace;
+/// its token `not_found` after that).
+#[test]
+fn racing_resumes_release_the_losers_own_session() {
+    let server = start_workers(3, &["--grace-ms", "1000"]);
+    let q = name_on("race-q", 0, 3);
+    let r = name_on("race-r", 2, 3);
+    let p = name_on("race-p", 1, 3);
+    let mut o = client_on(&server, 1);
+    o.create(&q);
+    o.create(&p);
+    // The session: on worker 0, seated in q (homed there) and r (on 2).
+    let mut a = client_on(&server, 0);
+    a.join(&q);
+    a.create(&r);
+    assert_eq!(o.expect("presence")["join"]["id"].u(), a.id);
+    let (a_id, a_token) = (a.id, token(&a));
+    // The two that will race: c1 on worker 1, seated in p; c2 on worker 0.
+    let mut c1 = client_on(&server, 1);
+    c1.join(&p);
+    assert_eq!(o.expect("presence")["join"]["id"].u(), c1.id);
+    let (c1_id, c1_token) = (c1.id, token(&c1));
+    let mut c2 = client_on(&server, 0);
+    let stopped = pid_serving(&server, &client_on(&server, 2));
+    a.drop_tcp();
+    assert_eq!(o.expect("presence")["away"].u(), a_id);
+
+    // SAFETY: kill(2) on a worker process of the server under test.
+    assert_eq!(unsafe { libc::kill(stopped, libc::SIGSTOP) }, 0);
+    struct Cont(i32);
+    impl Drop for Cont {
+        fn drop(&mut self) {
+            // SAFETY: as above.
+            unsafe { libc::kill(self.0, libc::SIGCONT) };
+        }
+    }
+    let cont = Cont(stopped);
+    // c1's resume takes the session (`back` in q) and waits for worker 2.
+    hello_resume(
+        &mut c1,
+        &a_token,
+        msg! {q.as_str() => 0u64, r.as_str() => 0u64},
+    );
+    let back = o.expect("presence");
+    assert_eq!(
+        (back["room"].s(), back["back"].u()),
+        (q.as_str(), a_id),
+        "{back:?}"
+    );
+    // c2's takes it from c1.
+    let rid = hello_resume(
+        &mut c2,
+        &a_token,
+        msg! {q.as_str() => 0u64, r.as_str() => 0u64},
+    );
+    c1.expect_close(4003);
+    // c1's own fresh session is dropped: away in p, then leave after grace.
+    let away = o.expect("presence");
+    assert_eq!(
+        (away["room"].s(), away["away"].u()),
+        (p.as_str(), c1_id),
+        "{away:?}"
+    );
+    let leave = o.expect("presence");
+    assert_eq!(
+        (leave["room"].s(), leave["leave"].u(), leave["why"].s()),
+        (p.as_str(), c1_id, "disconnect"),
+        "{leave:?}"
+    );
+    drop(cont);
+    let (id, rooms) = resumed_parts(&mut c2, rid);
+    assert_eq!(id, a_id);
+    assert_eq!(rooms.len(), 2, "{rooms:?}");
+    // Past grace c1's token names nothing.
+    let mut c3 = client_on(&server, 1);
+    let rid = hello_resume(&mut c3, &c1_token, msg! {});
+    c3.expect_err_rid("not_found", rid);
+    o.expect_silence(SILENCE);
 }

@@ -986,3 +986,48 @@ fn worker_loss_closes_its_rooms_and_its_clients_go_through_grace() {
     assert_eq!(a.expect("msg")["seq"].u(), 2);
     assert_eq!(d.expect("msg")["data"].b(), b"hello");
 }
+
+/// Queue places count against `--max-rooms-per-conn` wherever the queue is
+/// homed (README "Matchmaking"): two places in queues homed on the other
+/// worker fill a limit of 2, and so do a seat and one far place. The counts
+/// come back down as places end (`unmatch`, `match_timeout`).
+#[test]
+fn queue_places_on_another_worker_count_against_the_room_limit() {
+    let server = start_workers(2, &["--max-rooms-per-conn", "2"]);
+    let far: Vec<String> = (0..)
+        .map(|i| format!("far-queue-{i}"))
+        .filter(|q| home(q, 2) == 1)
+        .take(3)
+        .collect();
+    let mut a = client_on(&server, 0);
+    enqueue(&mut a, &far[0], 2, 1500, 60_000);
+    enqueue(&mut a, &far[1], 2, 1500, 60_000);
+    for room in [name_on("places-here", 0, 2), name_on("places-there", 1, 2)] {
+        let rid = a.rid();
+        a.send(msg! {"t" => "create", "rid" => rid, "room" => room.as_str()});
+        a.expect_err_rid("forbidden", rid);
+    }
+    let rid = a.rid();
+    a.send(msg! {"t" => "match", "rid" => rid, "queue" => far[2].as_str(), "size" => 2u16});
+    a.expect_err_rid("forbidden", rid);
+    // Leaving one place frees it.
+    let rid = a.rid();
+    a.send(msg! {"t" => "unmatch", "rid" => rid, "queue" => far[0].as_str()});
+    assert_eq!(a.expect("ok")["rid"].u(), u64::from(rid));
+    a.create(&name_on("places-seat", 0, 2));
+
+    // A seat and one far place: a second far place is over the limit.
+    let mut b = client_on(&server, 0);
+    b.create(&name_on("places-b", 0, 2));
+    enqueue(&mut b, &far[0], 2, 9000, 60_000);
+    let rid = b.rid();
+    b.send(msg! {"t" => "match", "rid" => rid, "queue" => far[1].as_str(), "size" => 2u16, "rating" => 9000});
+    b.expect_err_rid("forbidden", rid);
+
+    // A place that times out frees its count too.
+    let mut c = client_on(&server, 0);
+    c.create(&name_on("places-c", 0, 2));
+    enqueue(&mut c, &far[2], 2, -9000, 100);
+    assert_eq!(c.expect("match_timeout")["queue"].s(), far[2]);
+    enqueue(&mut c, &far[2], 2, -9000, 60_000);
+}

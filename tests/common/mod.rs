@@ -247,6 +247,38 @@ impl Server {
     }
 
     /// The server's resident memory (VmRSS), in KiB.
+    /// The sum of every sample of `family` (a metric name, or a name with
+    /// the start of its labels, e.g. `roomd_closes_total{worker="0",`) in
+    /// `path` (`/metrics` or `/metrics/all`).
+    pub fn metric(&self, path: &str, family: &str) -> u64 {
+        let text = self.get(path).text();
+        text.lines()
+            .filter(|l| {
+                l.starts_with(family)
+                    && (family.ends_with(',') || l[family.len()..].starts_with(['{', ' ']))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    /// Scrapes `path` until `family` (see [`Server::metric`]) satisfies
+    /// `ok`, for at most [`WATCHDOG`]; returns the last value.
+    #[track_caller]
+    pub fn await_metric(&self, path: &str, family: &str, ok: impl Fn(u64) -> bool) -> u64 {
+        let deadline = Instant::now() + WATCHDOG;
+        loop {
+            let v = self.metric(path, family);
+            if ok(v) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{family} in {path} still {v} after {WATCHDOG:?}"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     pub fn rss_kib(&self) -> u64 {
         let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("status");
         s.lines()
