@@ -231,15 +231,15 @@ impl Worker {
         self.push_route(r, &frame)
     }
 
-    /// A session with nothing left to wait for: a shadow with no seats and
-    /// no queue places, or a detached one out of its grace period (a
+    /// A session with nothing left to wait for: a shadow with no seats, no
+    /// rooms it watches and no queue places, or a detached one out of its grace period (a
     /// session in its grace period stays resumable, seats or not).
     pub(crate) fn disposable(&self, sid: SessionId) -> bool {
         let Some(s) = self.sessions.get(sid) else {
             return false;
         };
         if s.shadow.is_some() {
-            s.seats.is_empty() && self.lobby.matcher.queued(sid) == 0
+            s.seats.is_empty() && s.watching.is_empty() && self.lobby.matcher.queued(sid) == 0
         } else {
             !s.attached() && s.grace.is_none()
         }
@@ -358,7 +358,7 @@ impl Worker {
     pub(crate) fn remote_home(&self, req: &Req) -> Option<u32> {
         let bus = self.bus.as_ref()?;
         let key = match req.t.as_deref()? {
-            "join" | "leave" | "pub" | "send" | "props" | "state" | "create" => {
+            "join" | "leave" | "pub" | "send" | "props" | "state" | "create" | "kick" => {
                 req.room.as_deref()?
             }
             "match" | "unmatch" => req.queue.as_deref()?,
@@ -764,7 +764,8 @@ impl Worker {
                     e.bytes(r.name.as_bytes())
                         .u32(r.members)
                         .u16(r.max)
-                        .u8(state_byte(Some(r.state)));
+                        .u8(state_byte(Some(r.state)))
+                        .u32(r.watchers);
                 }
                 e.finish();
                 Some(())
@@ -778,6 +779,7 @@ impl Worker {
                         members: d.u32()?,
                         max: d.u16()?,
                         state: *STATES.get(d.u8()? as usize)?,
+                        watchers: d.u32()?,
                     });
                 }
                 self.list_answered(qid, p, rooms);
@@ -1026,10 +1028,14 @@ impl Worker {
             return;
         };
         let member = s.member;
+        let was = s.shadow.as_ref().is_some_and(|sh| sh.attached);
         if let Some(sh) = s.shadow.as_mut() {
             sh.attached = false;
         }
         let seats = s.seats.clone();
+        if was {
+            self.watch_attach(sid, false);
+        }
         self.unqueue(sid);
         self.announce(&seats, member, "away");
     }

@@ -10,7 +10,9 @@ pub mod bus;
 mod cluster;
 pub mod config;
 pub mod conn;
+#[macro_use]
 mod handler;
+mod audience;
 pub mod history;
 pub mod http;
 pub mod ipc;

@@ -285,6 +285,12 @@ pub struct Req<'a> {
     pub resume: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub last: Option<HashMap<Cow<'a, str>, u64>>,
+    /// `join`: as a watcher (PROTOCOL.md "Watchers").
+    pub watch: Option<bool>,
+    /// `kick`: the member (or watcher) id.
+    pub id: Option<u64>,
+    /// `kick`: may not join this room again.
+    pub ban: Option<bool>,
 }
 
 /// Minimal view used to recover `rid` from a request that failed to decode.

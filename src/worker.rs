@@ -84,6 +84,8 @@ pub enum Timer {
     Match,
     /// Time to tell the supervisor this worker is alive.
     Alive,
+    /// A room's `watchers` update is due (see `audience`).
+    Watchers(RoomId),
 }
 
 pub struct Worker {
@@ -1035,6 +1037,7 @@ impl Worker {
                 }
                 Timer::Grace(sid) => self.grace_over(sid),
                 Timer::Idle(rid) => self.idle_over(rid),
+                Timer::Watchers(rid) => self.watchers_due(rid),
                 Timer::AcceptRetry => self.accept_more = true,
                 Timer::Match => self.match_due(),
                 Timer::Alive => self.alive(),
@@ -1145,6 +1148,15 @@ impl Worker {
                 debug_assert!(s.is_some_and(|s| s.seats.contains(&rid) && s.member == m.id));
             }
             seats += room.members.len();
+            if let Some(x) = room.extra.as_deref() {
+                let mut live = 0;
+                for w in &x.watchers {
+                    let s = self.sessions.get(w.session);
+                    debug_assert!(s.is_some_and(|s| s.watching.contains(&rid) && s.member == w.id));
+                    live += u32::from(s.is_some_and(|s| s.live()));
+                }
+                debug_assert_eq!(live, x.attached, "attached watchers of {:?}", room.name);
+            }
         }
         debug_assert_eq!(seats, self.members);
         for (sid, s) in self.sessions.iter() {
