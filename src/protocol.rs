@@ -297,10 +297,12 @@ fn b64() -> &'static base64::engine::GeneralPurpose {
     &base64::engine::general_purpose::STANDARD
 }
 
-/// Deepest nesting of maps and arrays a message may have, the request map
-/// itself being level 1. A request needs 3 (request, `props`, a value); the
-/// rest is room for unknown keys. rmp-serde's own limit of 1024 levels costs
-/// up to 4 MiB of stack (debug build) on input the client chooses.
+/// Deepest nesting of maps and arrays a message may have, in either
+/// subprotocol, the request map itself being level 1 (`bad_request` past
+/// it). A request needs 3 (request, `props`, a value); the rest is room for
+/// unknown keys. rmp-serde's own limit of 1024 levels costs up to 4 MiB of
+/// stack (debug build) on input the client chooses; serde_json stops at 128
+/// levels in what it deserializes but skips an ignored value at any depth.
 pub const MAX_DEPTH: usize = 32;
 
 /// Why [`scan_msgpack`] refused a message.
@@ -409,6 +411,49 @@ fn from_msgpack<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, String> 
 /// What a message nested past [`MAX_DEPTH`] gets (rmp-serde's words).
 const DEPTH_MSG: &str = "depth limit exceeded";
 
+/// Whether JSON text nests objects and arrays deeper than [`MAX_DEPTH`]:
+/// brackets are counted outside strings. Nothing is validated here (a
+/// malformed text is serde_json's to report). Cost: one pass over the bytes,
+/// and a second only for a text with more than [`MAX_DEPTH`] brackets.
+fn json_too_deep(b: &[u8]) -> bool {
+    // Most texts hold fewer brackets than the limit in all. `[` and `{`
+    // differ only in bit 0x20; a count per chunk in a `u8` is vectorized.
+    let brackets: usize = b
+        .chunks(128)
+        .map(|ch| usize::from(ch.iter().fold(0u8, |n, &c| n + u8::from(c | 0x20 == b'{'))))
+        .sum();
+    if brackets <= MAX_DEPTH {
+        return false;
+    }
+    let mut depth = 0usize;
+    let mut in_str = false;
+    let mut escaped = false;
+    for &c in b {
+        if in_str {
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                in_str = false;
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_str = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Decodes one request. On failure returns the `rid` (when it could still be
 /// read) and a `bad_request` describing the problem.
 pub fn decode(proto: Proto, payload: &[u8]) -> Result<Req<'_>, (Option<u32>, Fail)> {
@@ -423,6 +468,14 @@ pub fn decode(proto: Proto, payload: &[u8]) -> Result<Req<'_>, (Option<u32>, Fai
         return Err((
             None,
             Fail::new(Code::BadRequest, "a message must be a map with key \"t\""),
+        ));
+    }
+    // The same limit and words as for MessagePack (from_msgpack), and as
+    // there no `rid` is read from such a message.
+    if proto == Proto::Json && json_too_deep(payload) {
+        return Err((
+            None,
+            Fail::new(Code::BadRequest, format!("malformed message: {DEPTH_MSG}")),
         ));
     }
     let res: Result<Req<'_>, String> = match proto {
@@ -798,6 +851,44 @@ mod tests {
         ];
         assert_eq!(decode(Proto::Msgpack, &ok).unwrap().rid, Some(5));
         assert_eq!(peek_rid(Proto::Msgpack, &[0x81, 0x00, 0x05]), None);
+    }
+
+    #[test]
+    fn one_depth_limit_for_both_subprotocols() {
+        // {"t":"ping","zz":[[...]]}, `depth` levels in all.
+        let mp = |depth: usize| {
+            let mut b = vec![
+                0x82, 0xa1, b't', 0xa4, b'p', b'i', b'n', b'g', 0xa2, b'z', b'z',
+            ];
+            b.extend(std::iter::repeat_n(0x91, depth - 2));
+            b.push(0x90);
+            b
+        };
+        let js = |depth: usize| {
+            format!(
+                "{{\"t\":\"ping\",\"zz\":{}{}}}",
+                "[".repeat(depth - 1),
+                "]".repeat(depth - 1)
+            )
+            .into_bytes()
+        };
+        for (proto, enc) in [
+            (Proto::Msgpack, &mp as &dyn Fn(usize) -> Vec<u8>),
+            (Proto::Json, &js),
+        ] {
+            assert!(decode(proto, &enc(MAX_DEPTH)).is_ok(), "{proto:?}");
+            for depth in [MAX_DEPTH + 1, 200_000] {
+                let (rid, f) = decode(proto, &enc(depth)).unwrap_err();
+                assert_eq!((rid, f.code), (None, Code::BadRequest), "{proto:?} {depth}");
+                assert_eq!(
+                    f.msg, "malformed message: depth limit exceeded",
+                    "{proto:?}"
+                );
+            }
+        }
+        // Brackets in strings, escaped quotes included, are not nesting.
+        let s = format!(r#"{{"t":"ping","zz":"\"{}","a":[{{}}]}}"#, "[".repeat(100));
+        assert!(decode(Proto::Json, s.as_bytes()).is_ok(), "{s}");
     }
 
     #[test]

@@ -278,3 +278,62 @@ fn fragmented_message_is_reassembled() {
     c.write_raw_bytes(&encode_client_frame(0x80, tail));
     assert_eq!(c.expect("pong")["rid"].u(), 3);
 }
+
+/// The nesting limit of README "Limits": maps and arrays nest at most this
+/// many levels, the request map itself being the first.
+const MAX_DEPTH: usize = 32;
+
+/// `{"t":"ping","rid":rid,"zz":[[...]]}` nested `depth` levels in all, in the
+/// client's encoding (`zz` is a key the server ignores).
+fn nested_ping(json: bool, rid: u32, depth: usize) -> Vec<u8> {
+    let arrays = depth - 1;
+    if json {
+        let mut b = format!("{{\"t\":\"ping\",\"rid\":{rid},\"zz\":").into_bytes();
+        b.extend(std::iter::repeat_n(b'[', arrays));
+        b.extend(std::iter::repeat_n(b']', arrays));
+        b.push(b'}');
+        b
+    } else {
+        let mut b = msg! {"t" => "ping", "rid" => rid}.to_msgpack();
+        b[0] += 1; // one more entry in the fixmap
+        b.extend_from_slice(&[0xa2, b'z', b'z']);
+        // Arrays of one element, the innermost empty.
+        b.extend(std::iter::repeat_n(0x91u8, arrays - 1));
+        b.push(0x90);
+        b
+    }
+}
+
+/// MessagePack stopped at about 32 levels while JSON accepted a request
+/// nested 200,000 levels deep; both subprotocols now share one limit, and
+/// past it a request is `bad_request` on a connection that goes on.
+#[test]
+fn nesting_deeper_than_the_limit_is_bad_request_in_both_subprotocols() {
+    let server = Server::start(&["--max-message", "1048576"]);
+    for mut c in [server.client(), server.client_json()] {
+        let send = |c: &mut Client, rid: u32, depth: usize| {
+            let bytes = nested_ping(c.json, rid, depth);
+            if c.json {
+                c.send_text_bytes(&bytes);
+            } else {
+                c.send_binary(&bytes);
+            }
+        };
+        for depth in [MAX_DEPTH + 1, MAX_DEPTH + 2, 200_000] {
+            send(&mut c, 1, depth);
+            let err = c.expect_err("bad_request");
+            assert!(
+                err["msg"].s().contains("depth limit exceeded"),
+                "json {} depth {depth}: {err:?}",
+                c.json
+            );
+            c.roundtrip();
+        }
+        for depth in [2, MAX_DEPTH - 1, MAX_DEPTH] {
+            send(&mut c, 2, depth);
+            let pong = c.expect("pong");
+            assert_eq!(pong["rid"].u(), 2, "json {} depth {depth}", c.json);
+        }
+    }
+    server.assert_alive();
+}
