@@ -928,13 +928,23 @@ impl Worker {
                 return Err(f);
             }
         }
-        if set.is_empty() {
+        // Only keys whose value moves count: deleting an absent key or
+        // setting the value a key has changes nothing (PROTOCOL.md), and a
+        // request of only such keys answers the current `ver` and is not
+        // announced.
+        let changed: Vec<_> = set
+            .iter()
+            .filter(|(k, v)| {
+                room.props.get(&***k).map(|b| &**b) != v.as_ref().map(|v| v.0.as_ref())
+            })
+            .collect();
+        if changed.is_empty() {
             let ver = room.ver;
             self.ok(sid, req.rid, vec![("ver", V::U(ver))]);
             return Ok(());
         }
         let mut size = room.props_bytes;
-        for (k, v) in set {
+        for &(k, v) in &changed {
             if let Some(old) = room.props.get(&**k) {
                 size -= k.len() + old.len();
             }
@@ -948,7 +958,7 @@ impl Worker {
                 format!("props would be {size} bytes; at most {max}"),
             ));
         }
-        for (k, v) in set {
+        for &(k, v) in &changed {
             match v {
                 Some(v) => {
                     room.props.insert((&**k).into(), v.0.as_ref().into());
@@ -962,14 +972,16 @@ impl Worker {
         room.ver += 1;
         let ver = room.ver;
         self.ok(sid, req.rid, vec![("ver", V::U(ver))]);
+        // The broadcast carries the changed keys only.
         broadcast!(self, rid, None, |room: &Room| V::Map(vec![
             ("t", V::Str("props")),
             ("room", V::Str(&room.name)),
             (
                 "set",
                 V::Map(
-                    set.iter()
-                        .map(|(k, v)| {
+                    changed
+                        .iter()
+                        .map(|&(k, v)| {
                             (&**k, v.as_ref().map_or(V::Nil, |v| V::Bin(v.0.as_ref())))
                         })
                         .collect(),

@@ -203,14 +203,41 @@ fn upgrade(req: &httparse::Request, method: &str, query: &str, echo: bool) -> Ro
     })
 }
 
+/// The room API's body framing. RFC 9112 6.3: a message with differing
+/// `Content-Length` values, or one that is not a number, "is unrecoverable"
+/// (400; every `Route::Error` closes the connection); identical duplicates
+/// are one length. A `POST` must say how long its body is (411 without
+/// `Content-Length`), and `Transfer-Encoding` (chunked) is not supported
+/// (411 too: send a `Content-Length` instead).
 fn api(req: &httparse::Request, method: &str, path: &str) -> Route {
     if header(req, "transfer-encoding").is_some() {
         return Route::Error(411, "send a Content-Length body, not chunked\n");
     }
-    let body_len = match header(req, "content-length").map(|v| v.trim().parse::<usize>()) {
+    let mut len = None;
+    for h in req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
+    {
+        let v = h.value.trim_ascii();
+        let n = match std::str::from_utf8(v) {
+            Ok(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => v.parse().ok(),
+            _ => None,
+        };
+        match (n, len) {
+            (None, _) => return Route::Error(400, "bad Content-Length\n"),
+            (Some(n), Some(m)) if n != m => {
+                return Route::Error(400, "conflicting Content-Length headers\n")
+            }
+            (n, _) => len = n,
+        }
+    }
+    let body_len = match len {
+        Some(n) => n,
+        None if method == "POST" => {
+            return Route::Error(411, "POST needs Content-Length (0 for no body)\n")
+        }
         None => 0,
-        Some(Ok(n)) => n,
-        Some(Err(_)) => return Route::Error(400, "bad Content-Length\n"),
     };
     Route::Api(ApiReq {
         method: method.to_owned(),
@@ -373,6 +400,42 @@ mod tests {
         assert!(matches!(
             parse(&[b'a'; MAX_HEAD]),
             Parse::Done(Route::Error(_, _), _)
+        ));
+    }
+
+    #[test]
+    fn api_body_framing() {
+        let post = |headers: &str| {
+            let r = format!("POST /rooms HTTP/1.1\r\nHost: x\r\n{headers}\r\n");
+            match parse(r.as_bytes()) {
+                Parse::Done(Route::Api(a), _) => Ok(a.body_len),
+                Parse::Done(Route::Error(status, _), _) => Err(status),
+                other => panic!("{headers:?}: {other:?}"),
+            }
+        };
+        assert_eq!(post("Content-Length: 12\r\n"), Ok(12));
+        assert_eq!(post("Content-Length: 0\r\n"), Ok(0));
+        assert_eq!(post("Content-Length: 5\r\ncontent-length:  5 \r\n"), Ok(5));
+        assert_eq!(post(""), Err(411));
+        assert_eq!(post("Transfer-Encoding: chunked\r\n"), Err(411));
+        for bad in [
+            "50\r\nContent-Length: 5",
+            "5\r\nContent-Length: 50",
+            "x",
+            "+5",
+            "-1",
+            "",
+            "5, 5",
+        ] {
+            assert_eq!(
+                post(&format!("Content-Length: {bad}\r\n")),
+                Err(400),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            parse(b"GET /rooms HTTP/1.1\r\n\r\n"),
+            Parse::Done(Route::Api(ApiReq { body_len: 0, .. }), _)
         ));
     }
 
