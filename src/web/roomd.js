@@ -556,10 +556,17 @@ export class Client extends Emitter {
 
   _transmit(e) {
     e.sent = true;
+    this._sendRaw(e.msg);
+  }
+
+  /** Sends `msg` on the current connection; a connection going down (its
+   * close event settles what was sent) or gone (after close()) takes
+   * nothing. */
+  _sendRaw(msg) {
     try {
-      this._ws.send(JSON.stringify(e.msg));
+      this._ws?.send(JSON.stringify(msg));
     } catch {
-      // The connection is going down; its close event settles `e`.
+      // Closing.
     }
   }
 
@@ -748,7 +755,7 @@ export class Client extends Emitter {
     if (this._meta !== undefined) {
       const hello = { t: "hello" };
       putBytes(hello, "meta", this._meta);
-      this._ws.send(JSON.stringify(hello));
+      this._sendRaw(hello);
     }
     this._connected();
     const c = this._connecting;
@@ -809,11 +816,16 @@ export class Client extends Emitter {
           } else {
             // A create or join whose reply was lost with the connection (its
             // promise rejected "disconnected"): give the seat back.
-            this._ws.send(JSON.stringify({ t: "leave", room: name }));
+            this._sendRaw({ t: "leave", room: name });
           }
         }
       }
-      this._connected();
+      // A match whose room did not come back with the session.
+      for (const e of this._matched.values()) {
+        e.done(new RoomdError("disconnected", "the connection dropped before the match's room was joined"));
+      }
+      this._matched.clear();
+      if (this._ws === ws) this._connected();
     });
   }
 
@@ -826,6 +838,10 @@ export class Client extends Emitter {
       msg,
       (err, m) => {
         if (this._ws !== ws || this.rooms.get(room.name) !== room) return;
+        if (err && err.code === "timeout") {
+          this._lose(ws, "no answer to a rejoin");
+          return;
+        }
         if (err) {
           this._forget(room);
           room.state = "closed";
@@ -890,6 +906,7 @@ export class Client extends Emitter {
       return;
     }
     this._setState("reconnecting", info);
+    if (this.state !== "reconnecting") return; // a listener called close()
     let delay;
     if (code === 1001 && this._retryMs != null) {
       // The server is shutting down and said when to come back; a little
