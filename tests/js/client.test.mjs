@@ -451,6 +451,29 @@ describe("reconnect", () => {
     }
   });
 
+  test("heartbeat: an idle connection is kept, a silent one is dropped and resumed", async () => {
+    const fast = await startServer(["--hb-ms", "100", "--hb-misses", "50"]);
+    try {
+      const proxy = await proxyTo(fast);
+      const c = await connected(proxy.url);
+      const room = await c.create("silent-1");
+      const id = c.id;
+      await quiet(500);
+      assert.equal(c.state, "connected", "the library's pings keep an idle connection");
+      assert.equal(proxy.accepted, 1);
+
+      const down = next(c, "state", (s) => s === "reconnecting");
+      const recovered = next(room, "recovered");
+      proxy.freeze();
+      const [, info] = await down;
+      assert.match(info.reason, /no traffic for three heartbeat intervals/);
+      assert.deepEqual(await recovered, { recovered: true });
+      assert.equal(c.id, id, "the same session, taken over from the frozen connection");
+    } finally {
+      await fast.stop();
+    }
+  });
+
   test("close 4003: another connection took the session; no retry", async () => {
     const proxy = await proxyTo(server);
     const c = await connected(proxy.url);

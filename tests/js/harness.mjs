@@ -72,8 +72,10 @@ export function startServer(args = []) {
 /** A TCP proxy on 127.0.0.1 in front of `targetPort`. `cut()` destroys every
  * connection it carries (both sides see the TCP connection end), `block()`
  * makes it drop new connections at once until `unblock()`, `stall()` stops
- * forwarding from clients to the server until `unstall()`. Emits
- * "connection" for every connection it accepted. */
+ * forwarding from clients to the server until `unstall()`, and `freeze()`
+ * stops the connections it carries now in both directions (a dead route:
+ * nobody sees an end). Emits "connection" for every connection it
+ * accepted. */
 export async function startProxy(targetPort) {
   const events = new EventEmitter();
   const pairs = new Set();
@@ -130,6 +132,12 @@ export async function startProxy(targetPort) {
     unstall() {
       stalled = false;
       for (const { client } of pairs) client.resume();
+    },
+    freeze() {
+      for (const { client, upstream } of pairs) {
+        client.pause();
+        upstream.pause();
+      }
     },
     retarget(p) {
       target = p;
