@@ -412,10 +412,24 @@ export class Client extends Emitter {
   /** Opens the connection; resolves to the `welcome` message. Rejects with
    * code "unauthorized" (HTTP 401), "refused" (close 1008) or
    * "connect_failed" when the first connection fails: a first connection is
-   * not retried. */
+   * not retried. While reconnecting, resolves once connected again. */
   connect() {
     if (this.state === "connected") return Promise.resolve(this._welcome);
     if (this._connecting) return this._connecting.promise;
+    if (this.state === "reconnecting") {
+      // Already on its way back: wait for it rather than start over.
+      return new Promise((resolve, reject) => {
+        const off = this.on("state", (state) => {
+          if (state === "connected") {
+            off();
+            resolve(this._welcome);
+          } else if (state === "closed") {
+            off();
+            reject(new RoomdError("closed", "the client stopped reconnecting"));
+          }
+        });
+      });
+    }
     let resolve, reject;
     const promise = new Promise((res, rej) => {
       resolve = res;

@@ -373,7 +373,10 @@ describe("reconnect", () => {
     const published = rb.publish("sent while away");
     const back = next(ra, "presence", (p) => p.back === bobId);
     const recovered = next(rb, "recovered");
+    const reconnected = b.connect();
     proxy.unblock();
+    await reconnected;
+    assert.equal(b.state, "connected", "connect() while reconnecting waits for it");
     await back;
     assert.deepEqual(await recovered, { recovered: true });
     assert.equal(b.id, bobId, "the session and its id survive");
