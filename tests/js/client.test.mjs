@@ -472,6 +472,7 @@ describe("reconnect", () => {
       assert.match(info.reason, /no traffic for three heartbeat intervals/);
       assert.deepEqual(await recovered, { recovered: true });
       assert.equal(c.id, id, "the same session, taken over from the frozen connection");
+      proxy.cut(); // the frozen connection would hold the server's drain
     } finally {
       await fast.stop();
     }
