@@ -1,6 +1,7 @@
 //! The HTTP side of the one port: parsing a request head (httparse),
-//! deciding the route (WebSocket upgrade on `/ws`, `/healthz`, `/metrics`),
-//! and writing responses. Plain HTTP responses close the connection.
+//! deciding the route (WebSocket upgrade on `/ws`, `/healthz`, `/metrics`,
+//! the embedded demo page and client library of [`crate::web`]), and
+//! writing responses. Plain HTTP responses close the connection.
 //!
 //! Costs: parsing is incremental over the bytes read so far and bounded by
 //! [`MAX_HEAD`]; nothing here allocates more than the head's size.
@@ -22,6 +23,13 @@ pub enum Route {
     MetricsAll,
     /// The HTTP room API under `/rooms` (answered only with `--admin-key`).
     Api(ApiReq),
+    /// An embedded file (`/`, `/roomd.js`): `fresh` when the request's
+    /// `If-None-Match` names its ETag (answer 304), `head` for `HEAD`.
+    Static {
+        asset: &'static crate::web::Asset,
+        fresh: bool,
+        head: bool,
+    },
     /// An HTTP error to answer with, then close.
     Error(u16, &'static str),
 }
@@ -119,7 +127,18 @@ fn route(req: &httparse::Request, echo_path: Option<&str>) -> Route {
         p if Some(p) == echo_path => upgrade(req, method, query, true),
         "/rooms" => api(req, method, path),
         p if p.starts_with("/rooms/") => api(req, method, path),
-        _ => Route::Error(404, "not found\n"),
+        p => match crate::web::asset(p) {
+            Some(_) if method != "GET" && method != "HEAD" => {
+                Route::Error(405, "method not allowed\n")
+            }
+            Some(asset) => Route::Static {
+                asset,
+                fresh: header(req, "if-none-match")
+                    .is_some_and(|v| crate::web::matches(v, asset.etag)),
+                head: method == "HEAD",
+            },
+            None => Route::Error(404, "not found\n"),
+        },
     }
 }
 
@@ -436,6 +455,35 @@ mod tests {
         assert!(matches!(
             parse(b"GET /rooms HTTP/1.1\r\n\r\n"),
             Parse::Done(Route::Api(ApiReq { body_len: 0, .. }), _)
+        ));
+    }
+
+    #[test]
+    fn embedded_files() {
+        let js = crate::web::CLIENT_JS.etag;
+        assert!(matches!(
+            parse(b"GET /roomd.js HTTP/1.1\r\n\r\n"),
+            Parse::Done(
+                Route::Static {
+                    fresh: false,
+                    head: false,
+                    ..
+                },
+                _
+            )
+        ));
+        let cond = format!("GET /roomd.js HTTP/1.1\r\nIf-None-Match: {js}\r\n\r\n");
+        assert!(matches!(
+            parse(cond.as_bytes()),
+            Parse::Done(Route::Static { fresh: true, .. }, _)
+        ));
+        assert!(matches!(
+            parse(b"HEAD / HTTP/1.1\r\n\r\n"),
+            Parse::Done(Route::Static { head: true, .. }, _)
+        ));
+        assert!(matches!(
+            parse(b"POST / HTTP/1.1\r\n\r\n"),
+            Parse::Done(Route::Error(405, _), _)
         ));
     }
 

@@ -26,6 +26,7 @@ pub mod room;
 pub mod session;
 pub mod supervisor;
 pub mod timer;
+pub mod web;
 pub mod worker;
 
 pub use config::Config;

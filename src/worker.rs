@@ -510,6 +510,11 @@ impl Worker {
                 self.respond(id, 200, "text/plain; version=0.0.4", body.as_bytes());
             }
             Route::MetricsAll => self.metrics_all(id),
+            Route::Static { asset, fresh, head } => {
+                self.conns
+                    .push_raw(id, &crate::web::response(asset, fresh, head));
+                self.close_conn(id, CloseReason::Http);
+            }
             Route::Api(api) => {
                 let n = api.body_len.min(rest.len());
                 self.api(id, api, &rest[..n]);

@@ -123,7 +123,7 @@ fn metrics_move_with_traffic() {
 #[test]
 fn unknown_path_is_404() {
     let server = Server::start(&[]);
-    for path in ["/", "/nope", "/healthz/extra", "/rooms"] {
+    for path in ["/nope", "/healthz/extra", "/rooms", "/roomd.js/x"] {
         let resp = server.get(path);
         assert_eq!(resp.status, 404, "{path}: {resp:?}");
     }
