@@ -56,6 +56,8 @@ pub struct Session {
     /// Rooms that closed while the session was away, with the `why`: the
     /// resume reports them (`{"closed": why}`). At most one per seat it had.
     pub closed: Vec<(Box<str>, Box<str>)>,
+    /// Its lobby subscription (see `lobby`).
+    pub lobby: Option<Box<crate::lobby::Sub>>,
 }
 
 /// The connection of a session on another worker: its worker, the id of
@@ -147,6 +149,7 @@ impl Session {
             proxy: None,
             resuming: None,
             closed: Vec::new(),
+            lobby: None,
         }
     }
 
