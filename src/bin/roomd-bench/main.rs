@@ -15,6 +15,7 @@ mod fanout;
 mod findmax;
 mod frames;
 mod idle;
+mod lobby;
 mod opts;
 mod pace;
 mod report;
@@ -22,6 +23,7 @@ mod rooms;
 mod stats;
 mod summary;
 mod sys;
+mod watch;
 mod wire;
 
 use std::collections::BTreeMap;
@@ -104,6 +106,8 @@ fn make_worker(sc: &Scenario, index: usize, procs: usize) -> Result<Box<dyn Work
         Scenario::Idle(a) => Box::new(idle::IdleWorker::new(a, index, procs)?),
         Scenario::Rooms(a) => Box::new(rooms::RoomsWorker::new(a, index, procs, rid)?),
         Scenario::Churn(a) => Box::new(churn::ChurnWorker::new(a, index, procs, rid)?),
+        Scenario::Watch(a) => Box::new(watch::WatchWorker::new(a, index, procs, rid)?),
+        Scenario::Lobby(a) => Box::new(lobby::LobbyWorker::new(a, rid)?),
     })
 }
 
@@ -121,6 +125,8 @@ fn fleet(sc: &Scenario) -> Result<Fleet, String> {
 fn make_worker_check(sc: &Scenario, procs: usize) -> Result<(), String> {
     match sc {
         Scenario::Fanout(a) => fanout::Plan::new(a, 0, procs, 0).map(|_| ()),
+        Scenario::Watch(a) => watch::check(a),
+        Scenario::Lobby(a) => lobby::check(a),
         _ => Ok(()),
     }
 }
@@ -157,6 +163,8 @@ fn controller(sc: &Scenario) -> Result<Report, String> {
         Scenario::Idle(a) => a.conns,
         Scenario::Rooms(a) => rooms::conns_needed(a),
         Scenario::Churn(a) => a.conns,
+        Scenario::Watch(a) => a.watchers + 1,
+        Scenario::Lobby(a) => lobby::conns_needed(a),
     };
     check_common(c, conns.div_ceil(c.procs.max(1)) + 1)?;
     if c.server_pid.is_some() && rss(c).is_none() {
@@ -175,6 +183,8 @@ fn controller(sc: &Scenario) -> Result<Report, String> {
         Scenario::Idle(a) => idle::control(a, &mut fleet, &mut report)?,
         Scenario::Rooms(a) => rooms::control(a, &mut fleet, &mut report)?,
         Scenario::Churn(a) => churn::control(a, &mut fleet, &mut report)?,
+        Scenario::Watch(a) => watch::control(a, &mut fleet, &mut report)?,
+        Scenario::Lobby(a) => lobby::control(a, &mut fleet, &mut report)?,
     }
     let _ = fleet.phase(Cmd::Exit, "exit", true);
     report.steal_pct = sys::steal_pct(steal0, sys::cpu_steal());
