@@ -73,7 +73,7 @@ pub fn check(a: &LobbyArgs) -> Result<(), String> {
         return Err("--rooms (below 2^30), --creators and --changers must be at least 1".into());
     }
     let rate = cycle_rate(a);
-    if !(rate > 0.0) || a.duration <= 0.0 {
+    if rate.is_nan() || rate <= 0.0 || a.duration <= 0.0 {
         return Err("--change-pct and --duration must be > 0".into());
     }
     // Seats busy at once: a change holds one for --hold-ms plus two round trips.
