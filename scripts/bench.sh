@@ -187,8 +187,8 @@ args_for() {
             idle)  echo "idle --conns 300 --hold 1" ;;
             rooms) if [ "$proto" = raw ]; then echo "rooms --rooms 100 --members 2 --hold 0.3"; else echo "rooms --rooms 2000 --members 2 --hold 0.3"; fi ;;
             churn) echo "churn --conns 20 --rate 100 --duration 1 --drain 1" ;;
-            watch) echo "watch --watchers 200 --rate 20 --duration 1 --warmup 0.3 --drain 1 --settle 1.2" ;;
-            lobby) echo "lobby --rooms 2000 --changers 8 --hold-ms 400 --duration 1 --warmup 0.5 --drain 0.5" ;;
+            watch) echo "watch --watchers 200 --rate 40 --duration 0.5 --warmup 0.2 --drain 1 --settle 1.2" ;;
+            lobby) echo "lobby --rooms 2000 --changers 8 --hold-ms 300 --duration 0.7 --warmup 0.3 --drain 0.3" ;;
         esac
         return
     fi
