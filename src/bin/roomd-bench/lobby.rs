@@ -866,3 +866,21 @@ pub fn control(a: &LobbyArgs, fleet: &mut Fleet, report: &mut Report) -> Result<
     fleet.phase(Cmd::Teardown, "teardown", true)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stride_visits_every_room_once() {
+        for n in [1u64, 2, 3, 10, 2000, 100_000, 65_536, 999_983] {
+            let s = coprime_stride(n);
+            let mut seen = vec![false; n as usize];
+            for c in 0..n {
+                let r = ((c * s + 7919) % n) as usize;
+                assert!(!seen[r], "n={n}: room {r} twice");
+                seen[r] = true;
+            }
+        }
+    }
+}
