@@ -794,7 +794,10 @@ pub fn control(a: &WatchArgs, fleet: &mut Fleet, report: &mut Report) -> Result<
     let found = findmax::search(&search, fleet, report, broken, rebuild, run)?;
     report.server_rss_after = c.server_pid.and_then(crate::sys::tree_rss);
     fleet.phase(Cmd::Teardown, "teardown", true)?;
-    report.conns = found.best.as_ref().map_or(0, |(_, r)| r.stats.conns);
+    report.conns = match (&found.best, &found.last) {
+        (Some((_, r)), _) | (None, Some(r)) => r.stats.conns,
+        (None, None) => 0,
+    };
     found.fill(report, a.duration);
     add_errors(report, &errors);
     Ok(())
