@@ -1,5 +1,6 @@
 //! The HTTP room API (PROTOCOL.md "Server API"), present only with
-//! `--admin-key`: list, inspect, create, publish to and close rooms. Every
+//! `--admin-key`: list, inspect, create, publish to, kick from and close
+//! rooms. Every
 //! call needs `Authorization: Bearer <admin key>`; answers are JSON, errors
 //! too (`{"error": code, "msg": text}`), and bodies are bounded by
 //! `--max-message`.
@@ -275,7 +276,8 @@ impl Worker {
             ("GET", room, "") => self.api_get(id, room),
             ("DELETE", room, "") => self.api_close(id, room),
             ("POST", room, "publish") => self.api_publish(id, room, body),
-            (_, _, "" | "publish") => {
+            ("POST", room, "kick") => self.api_kick(id, room, body),
+            (_, _, "" | "publish" | "kick") => {
                 self.api_fail(id, &Fail::new(Code::BadRequest, "method not allowed here"));
             }
             _ => self.api_fail(id, &Fail::new(Code::NotFound, "no such API path")),
@@ -287,7 +289,8 @@ impl Worker {
             .iter()
             .map(|(_, r)| {
                 json!({"room": &*r.name, "members": r.members.len(), "max": r.max,
-                       "state": r.state.as_str(), "private": r.private})
+                       "state": r.state.as_str(), "private": r.private,
+                       "watchers": r.watchers()})
             })
             .collect()
     }
@@ -317,7 +320,8 @@ impl Worker {
             .collect();
         let v = json!({"room": &*room.name, "members": members, "max": room.max,
             "private": room.private, "state": room.state.as_str(), "owner": room.owner,
-            "props": props, "ver": room.ver, "seq": room.seq});
+            "props": props, "ver": room.ver, "seq": room.seq,
+            "watchers": room.watchers()});
         self.api_json(id, 200, &v);
     }
 
@@ -348,6 +352,28 @@ impl Worker {
         };
         let seq = self.publish(rid, 0, body, None);
         self.api_json(id, 200, &json!({ "room": name, "seq": seq }));
+    }
+
+    /// `POST /rooms/{room}/kick` with `{"id","ban"?}`: as `kick` from the
+    /// room's owner.
+    fn api_kick(&mut self, id: ApiTo, name: &str, body: &[u8]) {
+        let Some(&rid) = self.names.get(name) else {
+            self.api_fail(id, &Fail::new(Code::NotFound, format!("no room {name:?}")));
+            return;
+        };
+        let res = match protocol::decode(Proto::Json, body) {
+            Ok(req) => match req.id {
+                Some(who) => self
+                    .kick_from(rid, who, req.ban.unwrap_or(false))
+                    .map(|()| who),
+                None => Err(Fail::new(Code::BadRequest, "missing \"id\"")),
+            },
+            Err((_, f)) => Err(f),
+        };
+        match res {
+            Ok(who) => self.api_json(id, 200, &json!({ "room": name, "kicked": who })),
+            Err(f) => self.api_fail(id, &f),
+        }
     }
 
     fn api_close(&mut self, id: ApiTo, name: &str) {

@@ -74,6 +74,8 @@ impl Route {
 pub(crate) struct PendingList {
     sid: SessionId,
     rid: Option<u32>,
+    /// The snapshot of a `lobby` subscription.
+    lobby: bool,
     limit: u16,
     waiting: Vec<u32>,
     rooms: Vec<ListedRoom>,
@@ -88,7 +90,11 @@ const STATES: [RoomState; 5] = [
 ];
 const WHYS: [Why; 4] = [Why::Left, Why::Disconnect, Why::Timeout, Why::Kicked];
 
-fn state_byte(s: Option<RoomState>) -> u8 {
+pub(crate) fn state_of(b: u8) -> Option<RoomState> {
+    STATES.get(b as usize).copied()
+}
+
+pub(crate) fn state_byte(s: Option<RoomState>) -> u8 {
     s.and_then(|s| STATES.iter().position(|&x| x == s))
         .map_or(u8::MAX, |i| i as u8)
 }
@@ -231,15 +237,15 @@ impl Worker {
         self.push_route(r, &frame)
     }
 
-    /// A session with nothing left to wait for: a shadow with no seats and
-    /// no queue places, or a detached one out of its grace period (a
+    /// A session with nothing left to wait for: a shadow with no seats, no
+    /// rooms it watches and no queue places, or a detached one out of its grace period (a
     /// session in its grace period stays resumable, seats or not).
     pub(crate) fn disposable(&self, sid: SessionId) -> bool {
         let Some(s) = self.sessions.get(sid) else {
             return false;
         };
         if s.shadow.is_some() {
-            s.seats.is_empty() && self.lobby.matcher.queued(sid) == 0
+            s.seats.is_empty() && s.watching.is_empty() && self.lobby.matcher.queued(sid) == 0
         } else {
             !s.attached() && s.grace.is_none()
         }
@@ -358,7 +364,7 @@ impl Worker {
     pub(crate) fn remote_home(&self, req: &Req) -> Option<u32> {
         let bus = self.bus.as_ref()?;
         let key = match req.t.as_deref()? {
-            "join" | "leave" | "pub" | "send" | "props" | "state" | "create" => {
+            "join" | "leave" | "pub" | "send" | "props" | "state" | "create" | "kick" => {
                 req.room.as_deref()?
             }
             "match" | "unmatch" => req.queue.as_deref()?,
@@ -466,22 +472,20 @@ impl Worker {
         (qid, waiting)
     }
 
-    /// `list` with the rooms homed here in hand: asks the other workers and
-    /// answers once all have (or were lost).
+    /// `list` (or a `lobby` snapshot) with the rooms homed here in hand:
+    /// asks the other workers for theirs with the filter `(state,
+    /// has_space, limit)`, and answers once all have (or were lost).
     pub(crate) fn gather_list(
         &mut self,
-        sid: SessionId,
-        rid: Option<u32>,
-        want: Option<RoomState>,
-        space: bool,
-        limit: u16,
+        (sid, rid, lobby): (SessionId, Option<u32>, bool),
+        (want, space, limit): (Option<RoomState>, bool, u16),
         rooms: Vec<ListedRoom>,
     ) {
         let (qid, waiting) = self.ask_all(kind::LIST_REQ, |e| {
             e.u8(state_byte(want)).u8(space.into()).u16(limit);
         });
         if waiting.is_empty() {
-            self.send_list(sid, rid, &rooms);
+            self.list_done(sid, rid, &rooms, lobby);
             return;
         }
         self.lists.insert(
@@ -489,11 +493,20 @@ impl Worker {
             PendingList {
                 sid,
                 rid,
+                lobby,
                 limit,
                 waiting,
                 rooms,
             },
         );
+    }
+
+    /// The merged answer is in: `rooms`, and for a lobby, what it held.
+    fn list_done(&mut self, sid: SessionId, rid: Option<u32>, rooms: &[ListedRoom], lobby: bool) {
+        self.send_list(sid, rid, rooms);
+        if lobby {
+            self.lobby_snapshot_sent(sid);
+        }
     }
 
     fn list_answered(&mut self, qid: u32, p: u32, rooms: Vec<ListedRoom>) {
@@ -505,7 +518,7 @@ impl Worker {
         l.rooms.extend(rooms.into_iter().take(room));
         if l.waiting.is_empty() {
             if let Some(l) = self.lists.remove(&qid) {
-                self.send_list(l.sid, l.rid, &l.rooms);
+                self.list_done(l.sid, l.rid, &l.rooms, l.lobby);
             }
         }
     }
@@ -554,8 +567,9 @@ impl Worker {
             }
             self.peer_lost(p, "replaced");
         }
-        if let Err(e) = self.install_link(p, sock) {
-            warn!("w={} link to worker {p}: {e}", self.id);
+        match self.install_link(p, sock) {
+            Ok(()) => self.lobby_link_up(p),
+            Err(e) => warn!("w={} link to worker {p}: {e}", self.id),
         }
     }
 
@@ -709,6 +723,12 @@ impl Worker {
                 self.on_seat(p, rsid, on, name, closed);
                 Some(())
             }
+            kind::LOBBY_UPD => self.on_lobby_upd(&mut d),
+            kind::LOBBY_INTEREST => {
+                let on = d.u8()? != 0;
+                self.on_lobby_interest(p, on);
+                Some(())
+            }
             kind::PLACES => {
                 let (rsid, n) = (d.u64()?, d.u32()?);
                 self.on_places(p, rsid, n);
@@ -764,7 +784,8 @@ impl Worker {
                     e.bytes(r.name.as_bytes())
                         .u32(r.members)
                         .u16(r.max)
-                        .u8(state_byte(Some(r.state)));
+                        .u8(state_byte(Some(r.state)))
+                        .u32(r.watchers);
                 }
                 e.finish();
                 Some(())
@@ -778,6 +799,7 @@ impl Worker {
                         members: d.u32()?,
                         max: d.u16()?,
                         state: *STATES.get(d.u8()? as usize)?,
+                        watchers: d.u32()?,
                     });
                 }
                 self.list_answered(qid, p, rooms);
@@ -1026,10 +1048,14 @@ impl Worker {
             return;
         };
         let member = s.member;
+        let was = s.shadow.as_ref().is_some_and(|sh| sh.attached);
         if let Some(sh) = s.shadow.as_mut() {
             sh.attached = false;
         }
         let seats = s.seats.clone();
+        if was {
+            self.watch_attach(sid, false);
+        }
         self.unqueue(sid);
         self.announce(&seats, member, "away");
     }
@@ -1045,6 +1071,7 @@ impl Worker {
             return;
         };
         bus.peers_lost += 1;
+        self.lobby_list.peers &= !(1u64 << p);
         let _ = self.poll.registry().deregister(&mut link.sock);
         drop(link);
         warn!("w={} lost worker {p} ({why})", self.id);

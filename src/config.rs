@@ -49,9 +49,15 @@ pub struct Config {
     #[arg(long, env = "ROOMD_MAX_MESSAGE", default_value_t = 65536, value_parser = clap::value_parser!(u32).range(256..=16_777_216))]
     pub max_message: u32,
 
-    /// Rooms one connection may sit in at once (`forbidden` past it).
+    /// Rooms one connection may sit in at once (`forbidden` past it):
+    /// seats, rooms it watches and matchmaking places together, on every
+    /// worker.
     #[arg(long, env = "ROOMD_MAX_ROOMS_PER_CONN", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_rooms_per_conn: u32,
+
+    /// Watchers one room may have (`join` with `watch`; `full` past it).
+    #[arg(long, env = "ROOMD_MAX_WATCHERS", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
+    pub max_watchers: u32,
 
     /// Bytes of unsent output a connection may hold before it is closed with
     /// 4001 (slow consumer).

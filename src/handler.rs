@@ -72,16 +72,22 @@ fn collect_targets(
     t.local.clear();
     t.remote.clear();
     t.held.clear();
-    for m in &room.members {
-        if Some(m.id) == except {
+    let watchers = room.extra.as_ref().map_or(&[][..], |x| &x.watchers[..]);
+    let everyone = room
+        .members
+        .iter()
+        .map(|m| (m.id, m.session))
+        .chain(watchers.iter().map(|w| (w.id, w.session)));
+    for (id, session) in everyone {
+        if Some(id) == except {
             continue;
         }
-        let Some(s) = sessions.get(m.session) else {
+        let Some(s) = sessions.get(session) else {
             continue;
         };
         if s.resuming.is_some() {
             if let Some(p) = s.proto() {
-                t.held.push((m.session, p));
+                t.held.push((session, p));
             }
         } else if let Some(conn) = s.conn {
             t.local.push(conn);
@@ -176,7 +182,7 @@ fn meta_of(b: &Option<Blob>) -> Result<Option<Box<[u8]>>, Fail> {
     }
 }
 
-fn room_name<'a>(req: &'a Req) -> Result<&'a str, Fail> {
+pub(crate) fn room_name<'a>(req: &'a Req) -> Result<&'a str, Fail> {
     match req.room.as_deref() {
         None => Err(Fail::new(Code::BadRequest, "missing \"room\"")),
         Some(n) if !valid_name(n) => Err(Fail::new(
@@ -194,7 +200,7 @@ fn data<'a>(req: &'a Req) -> Result<&'a [u8], Fail> {
         .ok_or_else(|| Fail::new(Code::BadRequest, "missing \"data\""))
 }
 
-fn member_v(m: &Member) -> V<'_> {
+pub(crate) fn member_v(m: &Member) -> V<'_> {
     let mut kv = vec![("id", V::U(m.id))];
     if let Some(meta) = &m.meta {
         kv.push(("meta", V::Bin(meta)));
@@ -208,6 +214,7 @@ pub(crate) struct ListedRoom {
     pub(crate) members: u32,
     pub(crate) max: u16,
     pub(crate) state: RoomState,
+    pub(crate) watchers: u32,
 }
 
 fn props_v(props: &BTreeMap<Box<str>, Box<[u8]>>) -> V<'_> {
@@ -322,8 +329,14 @@ impl Worker {
             Some("send") => self.op_send(sid, req),
             Some("join") => {
                 let name = room_name(req)?.to_owned();
-                self.op_join(sid, rid, &name, req.meta.as_ref())
+                if req.watch == Some(true) {
+                    self.check_grant(sid, &name)?;
+                    self.op_watch(sid, rid, &name)
+                } else {
+                    self.op_join(sid, rid, &name, req.meta.as_ref())
+                }
             }
+            Some("kick") => self.op_kick(sid, req),
             Some("leave") => self.op_leave(sid, req),
             Some("create") => self.op_create(sid, req),
             Some("props") => self.op_props(sid, req),
@@ -339,6 +352,8 @@ impl Worker {
                 Ok(())
             }
             Some("match") => self.op_match(sid, req),
+            Some("lobby") => self.op_lobby(sid, req),
+            Some("unlobby") => self.op_unlobby(sid, req),
             Some("unmatch") => self.op_unmatch(sid, req),
             Some(t) => Err(Fail::new(Code::UnknownType, format!("unknown type {t:?}"))),
         }
@@ -381,12 +396,12 @@ impl Worker {
         }
     }
 
-    fn member_id(&self, sid: SessionId) -> MemberId {
+    pub(crate) fn member_id(&self, sid: SessionId) -> MemberId {
         self.sessions.get(sid).map_or(0, |s| s.member)
     }
 
     /// The room by name, and whether this session sits in it.
-    fn seated(&self, sid: SessionId, name: &str) -> Result<(RoomId, bool), Fail> {
+    pub(crate) fn seated(&self, sid: SessionId, name: &str) -> Result<(RoomId, bool), Fail> {
         let rid = *self
             .names
             .get(name)
@@ -402,6 +417,17 @@ impl Worker {
         let name = room_name(req)?;
         match self.seated(sid, name)? {
             (rid, true) => Ok(rid),
+            (rid, false)
+                if self
+                    .rooms
+                    .get(rid)
+                    .is_some_and(|r| r.watcher(sid).is_some()) =>
+            {
+                Err(Fail::new(
+                    Code::Forbidden,
+                    format!("a watcher of {name:?} may only watch"),
+                ))
+            }
             (_, false) => Err(Fail::new(
                 Code::NotMember,
                 format!("not a member of {name:?}"),
@@ -452,7 +478,7 @@ impl Worker {
         let n = self
             .sessions
             .get(sid)
-            .map_or(0, |s| s.seats.len() + s.remote_held())
+            .map_or(0, |s| s.seats.len() + s.watching.len() + s.remote_held())
             + self.lobby.matcher.queued(sid);
         if n >= self.cfg.max_rooms_per_conn as usize {
             return Err(Fail::new(
@@ -571,9 +597,13 @@ impl Worker {
             members: Vec::new(),
             idle: None,
             history: None,
+            extra: None,
+            shown: None,
+            lobby_dirty: false,
         });
         self.names.insert(name.as_str().into(), rid);
         self.arm_idle(rid);
+        self.lobby_touch(rid);
         Ok((rid, name))
     }
 
@@ -634,55 +664,20 @@ impl Worker {
                     format!("room {name:?} is full ({} members)", room.max),
                 ));
             }
-            self.check_seat_limit(sid)?;
-            let meta = match meta_of(&meta.cloned())? {
-                Some(m) => Some(m),
-                None => self.sessions.get(sid).and_then(|s| s.meta.clone()),
-            };
-            let member = self.member_id(sid);
-            let Some(room) = self.rooms.get_mut(rid) else {
-                return Ok(());
-            };
-            room.members.push(Member {
-                id: member,
-                session: sid,
-                meta,
-            });
-            if let Some(t) = room.idle.take() {
-                self.timers.cancel(t);
+            if room.is_banned(self.member_id(sid)) {
+                return Err(Fail::new(
+                    Code::Forbidden,
+                    format!("you are banned from {name:?}"),
+                ));
             }
-            if room.state == RoomState::Created {
-                room.state = RoomState::Waiting;
-                room.ver += 1;
+            let meta = meta_of(&meta.cloned())?;
+            // A watcher taking a seat stops watching.
+            if !self.remove_watcher(rid, sid) {
+                self.check_seat_limit(sid)?;
             }
-            self.members += 1;
-            if let Some(s) = self.sessions.get_mut(sid) {
-                s.seats.push(rid);
-            }
-            self.tell_seat(sid, name, true, None);
+            self.seat(sid, rid, meta);
         }
-        // The snapshot for the joiner.
-        let Some(route) = self.route(sid) else {
-            return Ok(());
-        };
-        let frame = {
-            let Some(room) = self.rooms.get(rid) else {
-                return Ok(());
-            };
-            let mut m = reply("joined", rid_req);
-            m.push(("room", V::Str(&room.name)));
-            m.push((
-                "members",
-                V::Arr(room.members.iter().map(member_v).collect()),
-            ));
-            m.push(("state", V::Str(room.state.as_str())));
-            m.push(("props", props_v(&room.props)));
-            m.push(("ver", V::U(room.ver)));
-            m.push(("seq", V::U(room.seq)));
-            m.push(("owner", V::U(room.owner)));
-            protocol::encode_frame(route.proto(), &V::Map(m))
-        };
-        self.push_route(route, &frame);
+        self.send_joined(sid, rid, rid_req, false);
         if seated {
             return Ok(());
         }
@@ -695,6 +690,12 @@ impl Worker {
                 ("join", m),
             ])
         });
+        self.autostart(rid);
+        Ok(())
+    }
+
+    /// With `autostart`, a room that just filled up starts `playing`.
+    pub(crate) fn autostart(&mut self, rid: RoomId) {
         let start = self
             .rooms
             .get(rid)
@@ -702,17 +703,81 @@ impl Worker {
         if start {
             self.set_state(rid, RoomState::Playing);
         }
-        Ok(())
+    }
+
+    /// Seats session `sid` in room `rid`, every check done: it joins the
+    /// member list (with `meta`, else the session's), the room leaves
+    /// `created`, and a shadow's worker is told. Announces nothing.
+    pub(crate) fn seat(&mut self, sid: SessionId, rid: RoomId, meta: Option<Box<[u8]>>) {
+        let meta = meta.or_else(|| self.sessions.get(sid).and_then(|s| s.meta.clone()));
+        let member = self.member_id(sid);
+        let Some(room) = self.rooms.get_mut(rid) else {
+            return;
+        };
+        room.members.push(Member {
+            id: member,
+            session: sid,
+            meta,
+        });
+        if let Some(t) = room.idle.take() {
+            self.timers.cancel(t);
+        }
+        if room.state == RoomState::Created {
+            room.state = RoomState::Waiting;
+            room.ver += 1;
+        }
+        let name = room.name.clone();
+        self.members += 1;
+        if let Some(s) = self.sessions.get_mut(sid) {
+            s.seats.push(rid);
+        }
+        self.tell_seat(sid, &name, true, None);
+        self.lobby_touch(rid);
+    }
+
+    /// The `joined` snapshot of room `rid` for session `sid` (a watcher's
+    /// carries `watch`).
+    pub(crate) fn send_joined(
+        &mut self,
+        sid: SessionId,
+        rid: RoomId,
+        rid_req: Option<u32>,
+        watch: bool,
+    ) {
+        let Some(route) = self.route(sid) else {
+            return;
+        };
+        let Some(room) = self.rooms.get(rid) else {
+            return;
+        };
+        let mut m = reply("joined", rid_req);
+        m.push(("room", V::Str(&room.name)));
+        m.push((
+            "members",
+            V::Arr(room.members.iter().map(member_v).collect()),
+        ));
+        m.push(("state", V::Str(room.state.as_str())));
+        m.push(("props", props_v(&room.props)));
+        m.push(("ver", V::U(room.ver)));
+        m.push(("seq", V::U(room.seq)));
+        m.push(("owner", V::U(room.owner)));
+        m.push(("watchers", V::U(room.watchers().into())));
+        if watch {
+            m.push(("watch", V::Bool(true)));
+        }
+        let frame = protocol::encode_frame(route.proto(), &V::Map(m));
+        self.push_route(route, &frame);
     }
 
     /// Moves a room to `to` (already checked legal) and tells every member.
-    fn set_state(&mut self, rid: RoomId, to: RoomState) -> u64 {
+    pub(crate) fn set_state(&mut self, rid: RoomId, to: RoomState) -> u64 {
         let Some(room) = self.rooms.get_mut(rid) else {
             return 0;
         };
         room.state = to;
         room.ver += 1;
         let ver = room.ver;
+        self.lobby_touch(rid);
         broadcast!(self, rid, None, |room: &Room| V::Map(vec![
             ("t", V::Str("state")),
             ("room", V::Str(&room.name)),
@@ -723,8 +788,12 @@ impl Worker {
     }
 
     fn op_leave(&mut self, sid: SessionId, req: &Req) -> Result<(), Fail> {
-        let rid = self.member_room(sid, req)?;
-        self.remove_member(rid, sid, Why::Left);
+        let (rid, seated) = self.seated(sid, room_name(req)?)?;
+        if seated {
+            self.remove_member(rid, sid, Why::Left);
+        } else if !self.remove_watcher(rid, sid) {
+            self.member_room(sid, req)?;
+        }
         let mut m = reply("left", req.rid);
         m.push(("room", V::Str(room_name(req)?)));
         self.send_to(sid, &V::Map(m));
@@ -765,6 +834,7 @@ impl Worker {
         if empty {
             self.arm_idle(rid);
         }
+        self.lobby_touch(rid);
     }
 
     fn op_pub(&mut self, sid: SessionId, req: &Req) -> Result<(), Fail> {
@@ -866,13 +936,23 @@ impl Worker {
                 return Err(f);
             }
         }
-        if set.is_empty() {
+        // Only keys whose value moves count: deleting an absent key or
+        // setting the value a key has changes nothing (PROTOCOL.md), and a
+        // request of only such keys answers the current `ver` and is not
+        // announced.
+        let changed: Vec<_> = set
+            .iter()
+            .filter(|(k, v)| {
+                room.props.get(&***k).map(|b| &**b) != v.as_ref().map(|v| v.0.as_ref())
+            })
+            .collect();
+        if changed.is_empty() {
             let ver = room.ver;
             self.ok(sid, req.rid, vec![("ver", V::U(ver))]);
             return Ok(());
         }
         let mut size = room.props_bytes;
-        for (k, v) in set {
+        for &(k, v) in &changed {
             if let Some(old) = room.props.get(&**k) {
                 size -= k.len() + old.len();
             }
@@ -886,7 +966,7 @@ impl Worker {
                 format!("props would be {size} bytes; at most {max}"),
             ));
         }
-        for (k, v) in set {
+        for &(k, v) in &changed {
             match v {
                 Some(v) => {
                     room.props.insert((&**k).into(), v.0.as_ref().into());
@@ -900,14 +980,16 @@ impl Worker {
         room.ver += 1;
         let ver = room.ver;
         self.ok(sid, req.rid, vec![("ver", V::U(ver))]);
+        // The broadcast carries the changed keys only.
         broadcast!(self, rid, None, |room: &Room| V::Map(vec![
             ("t", V::Str("props")),
             ("room", V::Str(&room.name)),
             (
                 "set",
                 V::Map(
-                    set.iter()
-                        .map(|(k, v)| {
+                    changed
+                        .iter()
+                        .map(|&(k, v)| {
                             (&**k, v.as_ref().map_or(V::Nil, |v| V::Bin(v.0.as_ref())))
                         })
                         .collect(),
@@ -963,7 +1045,7 @@ impl Worker {
         let space = req.has_space.unwrap_or(false);
         let mut rooms = Vec::new();
         self.list_rooms(want, space, limit, &mut rooms);
-        self.gather_list(sid, req.rid, want, space, limit, rooms);
+        self.gather_list((sid, req.rid, false), (want, space, limit), rooms);
         Ok(())
     }
 
@@ -988,6 +1070,7 @@ impl Worker {
                 members: r.members.len() as u32,
                 max: r.max,
                 state: r.state,
+                watchers: r.watchers(),
             });
         out.extend(room_entries);
     }
@@ -1002,6 +1085,7 @@ impl Worker {
                     ("members", V::U(r.members.into())),
                     ("max", V::U(r.max.into())),
                     ("state", V::Str(r.state.as_str())),
+                    ("watchers", V::U(r.watchers.into())),
                 ])
             })
             .collect();
@@ -1029,21 +1113,31 @@ impl Worker {
         if let Some(t) = room.idle {
             self.timers.cancel(t);
         }
+        self.lobby_closed(&room.name, room.max, room.shown, room.private);
         self.members -= room.members.len();
-        for m in &room.members {
-            let Some(s) = self.sessions.get_mut(m.session) else {
+        let watchers = room.extra.as_ref().map_or(&[][..], |x| &x.watchers[..]);
+        let everyone = room
+            .members
+            .iter()
+            .map(|m| m.session)
+            .chain(watchers.iter().map(|w| w.session));
+        for sid in everyone {
+            let Some(s) = self.sessions.get_mut(sid) else {
                 continue;
             };
             s.seats.retain(|&r| r != rid);
+            s.watching.retain(|&r| r != rid);
             if s.shadow.is_none() && !s.attached() {
                 s.closed.push((room.name.clone(), why.into()));
             }
-            self.tell_seat(m.session, &room.name, false, Some(why));
-            // A detached session (or a shadow) with no seats left has nothing
-            // to wait for.
-            if self.disposable(m.session) {
-                self.free_session(m.session);
+            self.tell_seat(sid, &room.name, false, Some(why));
+            // A shadow with no seats left has nothing to wait for.
+            if self.disposable(sid) {
+                self.free_session(sid);
             }
+        }
+        if let Some(t) = room.extra.as_ref().and_then(|x| x.timer) {
+            self.timers.cancel(t);
         }
         debug!("w={} room {:?} closed ({why})", self.id, room.name);
     }
@@ -1075,6 +1169,11 @@ impl Worker {
         s.conn = None;
         s.relay = None;
         s.resuming = None;
+        self.watch_attach(sid, false);
+        self.lobby_end(sid);
+        let Some(s) = self.sessions.get_mut(sid) else {
+            return;
+        };
         if reason == CloseReason::ClientNormal || grace.is_zero() {
             let why = if reason == CloseReason::ClientNormal {
                 Why::Left
@@ -1133,8 +1232,12 @@ impl Worker {
         if let Some((t, _)) = s.grace.take() {
             self.timers.cancel(t);
         }
+        let watching = s.watching.clone();
         for rid in s.seats.clone() {
             self.remove_member(rid, sid, why);
+        }
+        for rid in watching {
+            self.remove_watcher(rid, sid);
         }
         self.tell_homes(sid, crate::bus::kind::RELEASE, why);
     }

@@ -1,6 +1,7 @@
 //! The HTTP side of the one port: parsing a request head (httparse),
-//! deciding the route (WebSocket upgrade on `/ws`, `/healthz`, `/metrics`),
-//! and writing responses. Plain HTTP responses close the connection.
+//! deciding the route (WebSocket upgrade on `/ws`, `/healthz`, `/metrics`,
+//! the embedded demo page and client library of [`crate::web`]), and
+//! writing responses. Plain HTTP responses close the connection.
 //!
 //! Costs: parsing is incremental over the bytes read so far and bounded by
 //! [`MAX_HEAD`]; nothing here allocates more than the head's size.
@@ -22,6 +23,13 @@ pub enum Route {
     MetricsAll,
     /// The HTTP room API under `/rooms` (answered only with `--admin-key`).
     Api(ApiReq),
+    /// An embedded file (`/`, `/roomd.js`): `fresh` when the request's
+    /// `If-None-Match` names its ETag (answer 304), `head` for `HEAD`.
+    Static {
+        asset: &'static crate::web::Asset,
+        fresh: bool,
+        head: bool,
+    },
     /// An HTTP error to answer with, then close.
     Error(u16, &'static str),
 }
@@ -119,7 +127,18 @@ fn route(req: &httparse::Request, echo_path: Option<&str>) -> Route {
         p if Some(p) == echo_path => upgrade(req, method, query, true),
         "/rooms" => api(req, method, path),
         p if p.starts_with("/rooms/") => api(req, method, path),
-        _ => Route::Error(404, "not found\n"),
+        p => match crate::web::asset(p) {
+            Some(_) if method != "GET" && method != "HEAD" => {
+                Route::Error(405, "method not allowed\n")
+            }
+            Some(asset) => Route::Static {
+                asset,
+                fresh: header(req, "if-none-match")
+                    .is_some_and(|v| crate::web::matches(v, asset.etag)),
+                head: method == "HEAD",
+            },
+            None => Route::Error(404, "not found\n"),
+        },
     }
 }
 
@@ -203,14 +222,41 @@ fn upgrade(req: &httparse::Request, method: &str, query: &str, echo: bool) -> Ro
     })
 }
 
+/// The room API's body framing. RFC 9112 6.3: a message with differing
+/// `Content-Length` values, or one that is not a number, "is unrecoverable"
+/// (400; every `Route::Error` closes the connection); identical duplicates
+/// are one length. A `POST` must say how long its body is (411 without
+/// `Content-Length`), and `Transfer-Encoding` (chunked) is not supported
+/// (411 too: send a `Content-Length` instead).
 fn api(req: &httparse::Request, method: &str, path: &str) -> Route {
     if header(req, "transfer-encoding").is_some() {
         return Route::Error(411, "send a Content-Length body, not chunked\n");
     }
-    let body_len = match header(req, "content-length").map(|v| v.trim().parse::<usize>()) {
+    let mut len = None;
+    for h in req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
+    {
+        let v = h.value.trim_ascii();
+        let n = match std::str::from_utf8(v) {
+            Ok(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => v.parse().ok(),
+            _ => None,
+        };
+        match (n, len) {
+            (None, _) => return Route::Error(400, "bad Content-Length\n"),
+            (Some(n), Some(m)) if n != m => {
+                return Route::Error(400, "conflicting Content-Length headers\n")
+            }
+            (n, _) => len = n,
+        }
+    }
+    let body_len = match len {
+        Some(n) => n,
+        None if method == "POST" => {
+            return Route::Error(411, "POST needs Content-Length (0 for no body)\n")
+        }
         None => 0,
-        Some(Ok(n)) => n,
-        Some(Err(_)) => return Route::Error(400, "bad Content-Length\n"),
     };
     Route::Api(ApiReq {
         method: method.to_owned(),
@@ -373,6 +419,71 @@ mod tests {
         assert!(matches!(
             parse(&[b'a'; MAX_HEAD]),
             Parse::Done(Route::Error(_, _), _)
+        ));
+    }
+
+    #[test]
+    fn api_body_framing() {
+        let post = |headers: &str| {
+            let r = format!("POST /rooms HTTP/1.1\r\nHost: x\r\n{headers}\r\n");
+            match parse(r.as_bytes()) {
+                Parse::Done(Route::Api(a), _) => Ok(a.body_len),
+                Parse::Done(Route::Error(status, _), _) => Err(status),
+                other => panic!("{headers:?}: {other:?}"),
+            }
+        };
+        assert_eq!(post("Content-Length: 12\r\n"), Ok(12));
+        assert_eq!(post("Content-Length: 0\r\n"), Ok(0));
+        assert_eq!(post("Content-Length: 5\r\ncontent-length:  5 \r\n"), Ok(5));
+        assert_eq!(post(""), Err(411));
+        assert_eq!(post("Transfer-Encoding: chunked\r\n"), Err(411));
+        for bad in [
+            "50\r\nContent-Length: 5",
+            "5\r\nContent-Length: 50",
+            "x",
+            "+5",
+            "-1",
+            "",
+            "5, 5",
+        ] {
+            assert_eq!(
+                post(&format!("Content-Length: {bad}\r\n")),
+                Err(400),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            parse(b"GET /rooms HTTP/1.1\r\n\r\n"),
+            Parse::Done(Route::Api(ApiReq { body_len: 0, .. }), _)
+        ));
+    }
+
+    #[test]
+    fn embedded_files() {
+        let js = crate::web::CLIENT_JS.etag;
+        assert!(matches!(
+            parse(b"GET /roomd.js HTTP/1.1\r\n\r\n"),
+            Parse::Done(
+                Route::Static {
+                    fresh: false,
+                    head: false,
+                    ..
+                },
+                _
+            )
+        ));
+        let cond = format!("GET /roomd.js HTTP/1.1\r\nIf-None-Match: {js}\r\n\r\n");
+        assert!(matches!(
+            parse(cond.as_bytes()),
+            Parse::Done(Route::Static { fresh: true, .. }, _)
+        ));
+        assert!(matches!(
+            parse(b"HEAD / HTTP/1.1\r\n\r\n"),
+            Parse::Done(Route::Static { head: true, .. }, _)
+        ));
+        assert!(matches!(
+            parse(b"POST / HTTP/1.1\r\n\r\n"),
+            Parse::Done(Route::Error(405, _), _)
         ));
     }
 

@@ -10,10 +10,13 @@ pub mod bus;
 mod cluster;
 pub mod config;
 pub mod conn;
+#[macro_use]
 mod handler;
+mod audience;
 pub mod history;
 pub mod http;
 pub mod ipc;
+mod lobby;
 pub mod matcher;
 mod matchmaking;
 pub mod metrics;
@@ -24,6 +27,7 @@ pub mod room;
 pub mod session;
 pub mod supervisor;
 pub mod timer;
+pub mod web;
 pub mod worker;
 
 pub use config::Config;

@@ -193,8 +193,10 @@ impl Worker {
         self.lobby.timer = Some((self.timers.arm(when, Timer::Match), next));
     }
 
-    /// A group formed: creates its room and seats the players in arrival
-    /// order, each told `matched` before its `joined`.
+    /// A group formed: creates its room and seats every player at once.
+    /// Each gets `matched` listing the whole group, then `joined` (which
+    /// lists it too; no `presence` join for each other), then `state`
+    /// `playing` once the room is full. O(k^2) for k players.
     fn start_match(&mut self, queue: &str, players: &[SessionId]) {
         let Some(owner) = players.first().and_then(|&s| self.sessions.get(s)) else {
             return;
@@ -206,7 +208,7 @@ impl Worker {
             private: Some(true),
             ..Req::default()
         };
-        let (_, name) = match self.create_room(&req, owner, None) {
+        let (rid, name) = match self.create_room(&req, owner, None) {
             Ok(r) => r,
             Err(f) => {
                 log::error!(
@@ -226,22 +228,36 @@ impl Worker {
             self.id,
             players.len()
         );
-        for &sid in players {
-            if self.route(sid).is_none() {
+        let seated: Vec<SessionId> = players
+            .iter()
+            .copied()
+            .filter(|&sid| self.route(sid).is_some())
+            .collect();
+        for &sid in &seated {
+            self.seat(sid, rid, None);
+        }
+        for &sid in &seated {
+            let Some(room) = self.rooms.get(rid) else {
+                return;
+            };
+            let Some(route) = self.route(sid) else {
                 continue;
-            }
-            self.send_to(
-                sid,
+            };
+            let frame = crate::protocol::encode_frame(
+                route.proto(),
                 &V::Map(vec![
                     ("t", V::Str("matched")),
                     ("queue", V::Str(queue)),
                     ("room", V::Str(&name)),
+                    (
+                        "players",
+                        V::Arr(room.members.iter().map(crate::handler::member_v).collect()),
+                    ),
                 ]),
             );
-            if let Err(f) = self.join_room(sid, None, &name, None) {
-                self.metrics.error(f.code);
-                self.send_to(sid, &crate::protocol::err_v(None, &f));
-            }
+            self.push_route(route, &frame);
+            self.send_joined(sid, rid, None, false);
         }
+        self.autostart(rid);
     }
 }

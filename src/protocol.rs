@@ -285,6 +285,12 @@ pub struct Req<'a> {
     pub resume: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub last: Option<HashMap<Cow<'a, str>, u64>>,
+    /// `join`: as a watcher (PROTOCOL.md "Watchers").
+    pub watch: Option<bool>,
+    /// `kick`: the member (or watcher) id.
+    pub id: Option<u64>,
+    /// `kick`: may not join this room again.
+    pub ban: Option<bool>,
 }
 
 /// Minimal view used to recover `rid` from a request that failed to decode.
@@ -297,17 +303,161 @@ fn b64() -> &'static base64::engine::GeneralPurpose {
     &base64::engine::general_purpose::STANDARD
 }
 
-/// Deepest nesting of maps and arrays a MessagePack message may have. A
-/// request needs 3 (request, `props`, a value); the rest is room for unknown
-/// keys. rmp-serde's own limit of 1024 levels costs up to 4 MiB of stack
-/// (debug build) on input the client chooses; serde_json stops at 128.
-const MAX_DEPTH: usize = 32;
+/// Deepest nesting of maps and arrays a message may have, in either
+/// subprotocol, the request map itself being level 1 (`bad_request` past
+/// it). A request needs 3 (request, `props`, a value); the rest is room for
+/// unknown keys. rmp-serde's own limit of 1024 levels costs up to 4 MiB of
+/// stack (debug build) on input the client chooses; serde_json stops at 128
+/// levels in what it deserializes but skips an ignored value at any depth.
+pub const MAX_DEPTH: usize = 32;
 
-/// `rmp_serde::from_slice` with the nesting limit [`MAX_DEPTH`].
-fn from_msgpack<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, rmp_serde::decode::Error> {
+/// Why [`scan_msgpack`] refused a message.
+#[derive(Debug, PartialEq, Eq)]
+enum Scan {
+    /// Nested deeper than [`MAX_DEPTH`].
+    TooDeep,
+    /// A map key that is not a string.
+    Key,
+    /// Truncated or invalid MessagePack: the deserializer says what.
+    Malformed,
+}
+
+/// Walks one MessagePack value without building anything: every map key
+/// must be a `str` (rmp-serde would take an integer key for the struct field
+/// at that position, and a `bin` key for the field it spells), and maps and
+/// arrays nest at most [`MAX_DEPTH`] levels. Cost: O(number of items);
+/// strings and bytes are skipped by their length; no allocation, no
+/// recursion (the open containers are counted in a fixed array).
+fn scan_msgpack(mut b: &[u8]) -> Result<(), Scan> {
+    const _: () = assert!(MAX_DEPTH <= 64, "one bit of `maps` per level");
+    // Items still to read in each open container (a map has two per entry;
+    // every item takes a byte at least, so a count past the bytes left is
+    // malformed), and one bit per level for "this container is a map",
+    // whose next item is a key when an even number is left.
+    let mut left = [0usize; MAX_DEPTH];
+    let mut maps = 0u64;
+    let mut depth = 0;
+    loop {
+        let is_key = depth > 0 && maps >> (depth - 1) & 1 == 1 && left[depth - 1] % 2 == 0;
+        let (&m, rest) = b.split_first().ok_or(Scan::Malformed)?;
+        b = rest;
+        if is_key && !matches!(m, 0xa0..=0xbf | 0xd9..=0xdb) {
+            return Err(Scan::Key);
+        }
+        // A big-endian length of `n` bytes at the start of `b`.
+        let len = |b: &[u8], n: usize| -> Result<usize, Scan> {
+            let x = b.get(..n).ok_or(Scan::Malformed)?;
+            Ok(x.iter().fold(0usize, |acc, &d| acc << 8 | usize::from(d)))
+        };
+        // A container (its items, whether a map) or bytes to skip.
+        let (open, skip) = match m {
+            0x00..=0x7f | 0xc0 | 0xc2 | 0xc3 | 0xe0..=0xff => (None, 0),
+            0x80..=0x8f => (Some((2 * usize::from(m & 0x0f), true)), 0),
+            0x90..=0x9f => (Some((usize::from(m & 0x0f), false)), 0),
+            0xa0..=0xbf => (None, usize::from(m & 0x1f)),
+            0xc4 | 0xd9 => (None, 1 + len(b, 1)?),
+            0xc5 | 0xda => (None, 2 + len(b, 2)?),
+            0xc6 | 0xdb => (None, 4 + len(b, 4)?),
+            0xc7 => (None, 2 + len(b, 1)?),
+            0xc8 => (None, 3 + len(b, 2)?),
+            0xc9 => (None, 5 + len(b, 4)?),
+            0xcc | 0xd0 => (None, 1),
+            0xcd | 0xd1 => (None, 2),
+            0xca | 0xce | 0xd2 => (None, 4),
+            0xcb | 0xcf | 0xd3 => (None, 8),
+            0xd4..=0xd8 => (None, 1 + (1 << (m - 0xd4))),
+            0xdc => (Some((len(b, 2)?, false)), 2),
+            0xdd => (Some((len(b, 4)?, false)), 4),
+            0xde => (Some((2 * len(b, 2)?, true)), 2),
+            0xdf => (Some((2 * len(b, 4)?, true)), 4),
+            0xc1 => return Err(Scan::Malformed),
+        };
+        b = b.get(skip..).ok_or(Scan::Malformed)?;
+        if let Some((n, is_map)) = open {
+            if depth == MAX_DEPTH {
+                return Err(Scan::TooDeep);
+            }
+            if n > b.len() {
+                return Err(Scan::Malformed);
+            }
+            if n > 0 {
+                left[depth] = n;
+                maps = maps & !(1 << depth) | u64::from(is_map) << depth;
+                depth += 1;
+                continue;
+            }
+        }
+        // One item done: close every container it completes.
+        loop {
+            if depth == 0 {
+                return Ok(());
+            }
+            left[depth - 1] -= 1;
+            if left[depth - 1] > 0 {
+                break;
+            }
+            depth -= 1;
+        }
+    }
+}
+
+/// `rmp_serde::from_slice` after [`scan_msgpack`]. rmp-serde's own depth
+/// limit stays as a backstop, above the scan's (it also counts `ext`).
+fn from_msgpack<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, String> {
+    match scan_msgpack(payload) {
+        Ok(()) | Err(Scan::Malformed) => {}
+        Err(Scan::TooDeep) => return Err(DEPTH_MSG.into()),
+        Err(Scan::Key) => return Err("map keys must be strings".into()),
+    }
     let mut de = rmp_serde::Deserializer::from_read_ref(payload);
-    de.set_max_depth(MAX_DEPTH);
-    T::deserialize(&mut de)
+    de.set_max_depth(MAX_DEPTH + 2);
+    T::deserialize(&mut de).map_err(|e| e.to_string())
+}
+
+/// What a message nested past [`MAX_DEPTH`] gets (rmp-serde's words).
+const DEPTH_MSG: &str = "depth limit exceeded";
+
+/// Whether JSON text nests objects and arrays deeper than [`MAX_DEPTH`]:
+/// brackets are counted outside strings. Nothing is validated here (a
+/// malformed text is serde_json's to report). Cost: one pass over the bytes,
+/// and a second only for a text with more than [`MAX_DEPTH`] brackets.
+fn json_too_deep(b: &[u8]) -> bool {
+    // Most texts hold fewer brackets than the limit in all. `[` and `{`
+    // differ only in bit 0x20; a count per chunk in a `u8` is vectorized.
+    let brackets: usize = b
+        .chunks(128)
+        .map(|ch| usize::from(ch.iter().fold(0u8, |n, &c| n + u8::from(c | 0x20 == b'{'))))
+        .sum();
+    if brackets <= MAX_DEPTH {
+        return false;
+    }
+    let mut depth = 0usize;
+    let mut in_str = false;
+    let mut escaped = false;
+    for &c in b {
+        if in_str {
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                in_str = false;
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_str = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Decodes one request. On failure returns the `rid` (when it could still be
@@ -326,8 +476,16 @@ pub fn decode(proto: Proto, payload: &[u8]) -> Result<Req<'_>, (Option<u32>, Fai
             Fail::new(Code::BadRequest, "a message must be a map with key \"t\""),
         ));
     }
+    // The same limit and words as for MessagePack (from_msgpack), and as
+    // there no `rid` is read from such a message.
+    if proto == Proto::Json && json_too_deep(payload) {
+        return Err((
+            None,
+            Fail::new(Code::BadRequest, format!("malformed message: {DEPTH_MSG}")),
+        ));
+    }
     let res: Result<Req<'_>, String> = match proto {
-        Proto::Msgpack => from_msgpack(payload).map_err(|e| e.to_string()),
+        Proto::Msgpack => from_msgpack(payload),
         Proto::Json => serde_json::from_slice(payload).map_err(|e| e.to_string()),
     };
     match res {
@@ -664,6 +822,79 @@ mod tests {
         let (rid, f) = decode(Proto::Json, br#"{"t":"join","rid":4,"room":5}"#).unwrap_err();
         assert_eq!(rid, Some(4));
         assert_eq!(f.code, Code::BadRequest);
+    }
+
+    #[test]
+    fn msgpack_map_keys_must_be_strings() {
+        // {0:"ping"}: rmp-serde took key 0 for the first field, `t`.
+        let (rid, f) =
+            decode(Proto::Msgpack, &[0x81, 0x00, 0xa4, b'p', b'i', b'n', b'g']).unwrap_err();
+        assert_eq!((rid, f.code), (None, Code::BadRequest));
+        assert_eq!(f.msg, "malformed message: map keys must be strings");
+        // {bin "t": "ping"}
+        let bin_key = [0x81, 0xc4, 0x01, b't', 0xa4, b'p', b'i', b'n', b'g'];
+        assert!(decode(Proto::Msgpack, &bin_key).is_err());
+        // A key in a map inside an array inside the request, after str8,
+        // bin, ext and float values that the scan must step over.
+        let mut m = vec![0x83, 0xa1, b't', 0xd9, 0x04];
+        m.extend_from_slice(b"ping");
+        m.extend_from_slice(&[
+            0xa1, b'a', 0x93, 0xc4, 0x02, 1, 2, 0xd6, 7, 0, 0, 0, 0, 0xcb,
+        ]);
+        m.extend_from_slice(&1.5f64.to_be_bytes());
+        m.extend_from_slice(&[0xa1, b'b', 0x91, 0x81, 0xa1, b'k', 0x80]);
+        assert_eq!(
+            decode(Proto::Msgpack, &m).unwrap().t.as_deref(),
+            Some("ping")
+        );
+        let n = m.len();
+        m[n - 3] = 0x05; // the key "k" becomes fixint 5 ...
+        m.remove(n - 2); // ... with nothing left of the string
+        assert!(decode(Proto::Msgpack, &m).is_err());
+        // Integer values, and integer keys nowhere, are fine.
+        let ok = [
+            0x82, 0xa1, b't', 0xa4, b'p', b'i', b'n', b'g', 0xa3, b'r', b'i', b'd', 0x05,
+        ];
+        assert_eq!(decode(Proto::Msgpack, &ok).unwrap().rid, Some(5));
+        assert_eq!(peek_rid(Proto::Msgpack, &[0x81, 0x00, 0x05]), None);
+    }
+
+    #[test]
+    fn one_depth_limit_for_both_subprotocols() {
+        // {"t":"ping","zz":[[...]]}, `depth` levels in all.
+        let mp = |depth: usize| {
+            let mut b = vec![
+                0x82, 0xa1, b't', 0xa4, b'p', b'i', b'n', b'g', 0xa2, b'z', b'z',
+            ];
+            b.extend(std::iter::repeat_n(0x91, depth - 2));
+            b.push(0x90);
+            b
+        };
+        let js = |depth: usize| {
+            format!(
+                "{{\"t\":\"ping\",\"zz\":{}{}}}",
+                "[".repeat(depth - 1),
+                "]".repeat(depth - 1)
+            )
+            .into_bytes()
+        };
+        for (proto, enc) in [
+            (Proto::Msgpack, &mp as &dyn Fn(usize) -> Vec<u8>),
+            (Proto::Json, &js),
+        ] {
+            assert!(decode(proto, &enc(MAX_DEPTH)).is_ok(), "{proto:?}");
+            for depth in [MAX_DEPTH + 1, 200_000] {
+                let (rid, f) = decode(proto, &enc(depth)).unwrap_err();
+                assert_eq!((rid, f.code), (None, Code::BadRequest), "{proto:?} {depth}");
+                assert_eq!(
+                    f.msg, "malformed message: depth limit exceeded",
+                    "{proto:?}"
+                );
+            }
+        }
+        // Brackets in strings, escaped quotes included, are not nesting.
+        let s = format!(r#"{{"t":"ping","zz":"\"{}","a":[{{}}]}}"#, "[".repeat(100));
+        assert!(decode(Proto::Json, s.as_bytes()).is_ok(), "{s}");
     }
 
     #[test]

@@ -192,6 +192,7 @@ impl Worker {
         s.grant = ask.grant;
         let member = s.member;
         let seats = s.seats.clone();
+        let watching = s.watching.clone();
         let remote: Vec<(u32, Box<str>)> = s.remote.iter().flat_map(|r| r.seats.clone()).collect();
         let mut homes: Vec<u32> = remote.iter().map(|x| x.0).filter(up).collect();
         homes.sort_unstable();
@@ -200,7 +201,7 @@ impl Worker {
         let closed = std::mem::take(&mut s.closed);
         let share = self.cfg.out_buffer as usize / 2 / (homes.len() + 1);
         let (mut held, mut rooms, mut used) = (Vec::new(), Vec::new(), 0);
-        for &rid in &seats {
+        for &rid in seats.iter().chain(&watching) {
             if let Some(r) = self.replay_room(rid, ask.last, proto, share, &mut used, &mut held) {
                 rooms.push(r);
             }
@@ -231,6 +232,7 @@ impl Worker {
         );
         if was_away {
             self.announce(&seats, member, "back");
+            self.watch_attach(old, true);
         }
         let share = u32::try_from(share).unwrap_or(u32::MAX);
         for &h in &homes {
@@ -383,8 +385,9 @@ impl Worker {
         };
         let (mut frames, mut rooms, mut used) = (Vec::new(), Vec::new(), 0);
         let shadow = self.shadows.get(&(p, asid)).copied();
-        if let Some(s) = shadow.and_then(|sid| self.sessions.get_mut(sid)) {
+        if let Some((sid, s)) = shadow.and_then(|sid| Some((sid, self.sessions.get_mut(sid)?))) {
             let (member, seats) = (s.member, s.seats.clone());
+            let watching = s.watching.clone();
             let was = s.shadow.as_ref().is_some_and(|sh| sh.attached);
             if let Some(sh) = s.shadow.as_mut() {
                 sh.attached = true;
@@ -392,8 +395,9 @@ impl Worker {
             }
             if !was {
                 self.announce(&seats, member, "back");
+                self.watch_attach(sid, true);
             }
-            for rid in seats {
+            for rid in seats.into_iter().chain(watching) {
                 if let Some(r) =
                     self.replay_room(rid, &lookup, proto, budget, &mut used, &mut frames)
                 {
@@ -470,6 +474,9 @@ impl Worker {
         self.forget_token(sid, &s.token);
         self.forget_remote(sid, &s);
         self.unqueue(sid);
+        if s.lobby.is_some() {
+            self.lobby_end(sid);
+        }
     }
 
     /// Takes `token` out of the index if it names `sid` there.

@@ -89,6 +89,43 @@ pub struct Member {
     pub meta: Option<Box<[u8]>>,
 }
 
+/// A watcher of a room (PROTOCOL.md "Watchers"): it gets what members get
+/// but holds no seat and has no presence.
+pub struct Watcher {
+    pub id: MemberId,
+    pub session: SessionId,
+}
+
+/// What only some rooms need, allocated on first use: the audience of
+/// watchers, and the member ids a kick banned.
+///
+/// Invariants: `attached` counts the watchers whose session is attached
+/// (here, relayed, or a shadow whose worker has its connection); `banned`
+/// holds each id once, at most [`MAX_BANS`].
+#[derive(Default)]
+pub struct Extra {
+    pub watchers: Vec<Watcher>,
+    pub attached: u32,
+    /// The count last sent in `watchers`.
+    pub sent: u32,
+    /// No `watchers` update goes out before this.
+    pub quiet_until: Option<std::time::Instant>,
+    /// Armed while an update waits for `quiet_until`.
+    pub timer: Option<TimerId>,
+    pub banned: Vec<MemberId>,
+}
+
+/// A public room's figures as the lobby last announced them (see `lobby`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shown {
+    pub members: u32,
+    pub state: RoomState,
+    pub watchers: u32,
+}
+
+/// Bans one room keeps (`too_large` past it).
+pub const MAX_BANS: usize = 4096;
+
 pub struct Room {
     pub name: Box<str>,
     pub max: u16,
@@ -105,6 +142,11 @@ pub struct Room {
     pub idle: Option<TimerId>,
     /// The last `--history` messages, from the room's first message on.
     pub history: Option<Box<History>>,
+    /// Watchers and bans (`None` until the first).
+    pub extra: Option<Box<Extra>>,
+    /// What the lobby last announced of it, and whether it changed since.
+    pub shown: Option<Shown>,
+    pub lobby_dirty: bool,
 }
 
 impl Room {
@@ -114,6 +156,23 @@ impl Room {
 
     pub fn is_full(&self) -> bool {
         self.members.len() >= self.max as usize
+    }
+
+    /// Watchers whose connection is up (the count members see).
+    pub fn watchers(&self) -> u32 {
+        self.extra.as_ref().map_or(0, |x| x.attached)
+    }
+
+    pub fn is_banned(&self, id: MemberId) -> bool {
+        self.extra.as_ref().is_some_and(|x| x.banned.contains(&id))
+    }
+
+    pub fn watcher(&self, sid: SessionId) -> Option<&Watcher> {
+        self.extra
+            .as_ref()?
+            .watchers
+            .iter()
+            .find(|w| w.session == sid)
     }
 }
 

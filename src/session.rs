@@ -33,6 +33,8 @@ pub struct Session {
     /// The attached connection and its subprotocol.
     pub conn: Option<(ConnId, Proto)>,
     pub seats: Vec<RoomId>,
+    /// Rooms homed here it watches (no seat; see `audience`).
+    pub watching: Vec<RoomId>,
     pub hello_done: bool,
     /// What the client's token allows (`None` without `--jwt-key`).
     pub grant: Option<Box<crate::auth::Grant>>,
@@ -54,6 +56,8 @@ pub struct Session {
     /// Rooms that closed while the session was away, with the `why`: the
     /// resume reports them (`{"closed": why}`). At most one per seat it had.
     pub closed: Vec<(Box<str>, Box<str>)>,
+    /// Its lobby subscription (see `lobby`).
+    pub lobby: Option<Box<crate::lobby::Sub>>,
 }
 
 /// The connection of a session on another worker: its worker, the id of
@@ -135,6 +139,7 @@ impl Session {
             meta: None,
             conn,
             seats: Vec::new(),
+            watching: Vec::new(),
             hello_done: false,
             grant: None,
             grace: None,
@@ -144,6 +149,7 @@ impl Session {
             proxy: None,
             resuming: None,
             closed: Vec::new(),
+            lobby: None,
         }
     }
 
@@ -161,6 +167,12 @@ impl Session {
     /// A client is connected to it, here or on another worker.
     pub fn attached(&self) -> bool {
         self.conn.is_some() || self.relay.is_some()
+    }
+
+    /// Its client is connected: here, relayed, or (a shadow) on its own
+    /// worker.
+    pub fn live(&self) -> bool {
+        self.attached() || self.shadow.as_deref().is_some_and(|sh| sh.attached)
     }
 
     /// Seats held here and on other workers.

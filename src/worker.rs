@@ -84,6 +84,10 @@ pub enum Timer {
     Match,
     /// Time to tell the supervisor this worker is alive.
     Alive,
+    /// A room's `watchers` update is due (see `audience`).
+    Watchers(RoomId),
+    /// The lobby's changes go out (see `lobby`).
+    Lobby,
 }
 
 pub struct Worker {
@@ -121,6 +125,7 @@ pub struct Worker {
     pub(crate) shadows: HashMap<(u32, u64), SessionId>,
     /// `list`s waiting for other workers, by query id.
     pub(crate) lists: HashMap<u32, crate::cluster::PendingList>,
+    pub(crate) lobby_list: crate::lobby::LobbyList,
     /// HTTP room API calls waiting for other workers, by query id (from
     /// the same counter as `lists`).
     pub(crate) api_waits: HashMap<u32, crate::admin::ApiWait>,
@@ -192,6 +197,7 @@ impl Worker {
             bus: None,
             shadows: HashMap::new(),
             lists: HashMap::new(),
+            lobby_list: Default::default(),
             api_waits: HashMap::new(),
             next_list: 0,
             next_resume: 0,
@@ -508,6 +514,11 @@ impl Worker {
                 self.respond(id, 200, "text/plain; version=0.0.4", body.as_bytes());
             }
             Route::MetricsAll => self.metrics_all(id),
+            Route::Static { asset, fresh, head } => {
+                self.conns
+                    .push_raw(id, &crate::web::response(asset, fresh, head));
+                self.close_conn(id, CloseReason::Http);
+            }
             Route::Api(api) => {
                 let n = api.body_len.min(rest.len());
                 self.api(id, api, &rest[..n]);
@@ -591,6 +602,12 @@ impl Worker {
             sessions: self.sessions.len(),
             tokens: self.tokens.len(),
             places: self.lobby.matcher.len(),
+            watchers: self
+                .rooms
+                .iter()
+                .map(|(_, r)| u64::from(r.watchers()))
+                .sum(),
+            lobby_subs: self.lobby_list.subs.len(),
             rooms: self.rooms.len(),
             members: self.members,
             timers: self.timers.len(),
@@ -1035,6 +1052,8 @@ impl Worker {
                 }
                 Timer::Grace(sid) => self.grace_over(sid),
                 Timer::Idle(rid) => self.idle_over(rid),
+                Timer::Watchers(rid) => self.watchers_due(rid),
+                Timer::Lobby => self.lobby_tick(),
                 Timer::AcceptRetry => self.accept_more = true,
                 Timer::Match => self.match_due(),
                 Timer::Alive => self.alive(),
@@ -1145,9 +1164,20 @@ impl Worker {
                 debug_assert!(s.is_some_and(|s| s.seats.contains(&rid) && s.member == m.id));
             }
             seats += room.members.len();
+            debug_assert_eq!(room.lobby_dirty, self.lobby_list.dirty.contains(&rid));
+            if let Some(x) = room.extra.as_deref() {
+                let mut live = 0;
+                for w in &x.watchers {
+                    let s = self.sessions.get(w.session);
+                    debug_assert!(s.is_some_and(|s| s.watching.contains(&rid) && s.member == w.id));
+                    live += u32::from(s.is_some_and(|s| s.live()));
+                }
+                debug_assert_eq!(live, x.attached, "attached watchers of {:?}", room.name);
+            }
         }
         debug_assert_eq!(seats, self.members);
         for (sid, s) in self.sessions.iter() {
+            debug_assert_eq!(s.lobby.is_some(), self.lobby_list.subs.contains(&sid));
             debug_assert!(!(s.conn.is_some() && s.relay.is_some()));
             debug_assert!(s.resuming.is_none() || s.attached());
             match s.shadow.as_deref() {

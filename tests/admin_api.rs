@@ -139,3 +139,88 @@ fn a_body_split_across_writes_is_read_whole() {
     let r = c.response().expect("a response");
     assert_eq!(r.status, 201, "{}", r.text());
 }
+
+/// Sends a hand-written request head (`headers` between the request line
+/// and the blank line) and `body` on a fresh connection.
+fn raw(server: &Server, head: &str, headers: &str, body: &[u8]) -> HttpConn {
+    let mut c = server.http_conn();
+    let mut req =
+        format!("{head} HTTP/1.1\r\nHost: roomd\r\nAuthorization: Bearer {KEY}\r\n{headers}\r\n")
+            .into_bytes();
+    req.extend_from_slice(body);
+    c.send(&req);
+    c
+}
+
+/// A `POST` body without `Content-Length` was read as empty (publishing an
+/// empty message, creating nothing); two `Content-Length`s used the first
+/// (a longer first one left the request hanging). PROTOCOL.md: every `POST`
+/// needs `Content-Length` (411); conflicting ones are 400 and close the
+/// connection (RFC 9112 6.3).
+#[test]
+fn post_without_content_length_is_411_and_conflicting_lengths_are_400() {
+    // A handshake timeout far past the client's watchdog: a request left
+    // waiting for its body fails the test instead of being cut off.
+    let server = Server::start(&["--admin-key", KEY, "--handshake-ms", "60000"]);
+    assert_eq!(
+        call(&server, "POST", "/rooms", Some(KEY), br#"{"room":"r"}"#).status,
+        201
+    );
+    let mut a = server.client();
+    a.join("r");
+
+    let mut c = raw(&server, "POST /rooms/r/publish", "", b"hello");
+    assert_eq!(c.response().expect("a response").status, 411);
+    let mut c = raw(&server, "POST /rooms", "", br#"{"room":"x"}"#);
+    assert_eq!(c.response().expect("a response").status, 411);
+    assert!(c.closed_within(WATCHDOG));
+    // Transfer-Encoding is not supported either.
+    let mut c = raw(
+        &server,
+        "POST /rooms",
+        "Transfer-Encoding: chunked\r\n",
+        b"c\r\n{\"room\":\"y\"}\r\n0\r\n\r\n",
+    );
+    assert_eq!(c.response().expect("a response").status, 411);
+
+    let body = [7u8; 50];
+    for (lengths, body) in [
+        (["50", "5"], &body[..5]),
+        (["5", "50"], &body[..]),
+        (["5", "five"], &body[..5]),
+    ] {
+        let headers = format!(
+            "Content-Length: {}\r\nContent-Length: {}\r\n",
+            lengths[0], lengths[1]
+        );
+        let mut c = raw(&server, "POST /rooms/r/publish", &headers, body);
+        let r = c.response().expect("a response");
+        assert_eq!(r.status, 400, "{lengths:?}: {}", r.text());
+        assert!(c.closed_within(WATCHDOG), "{lengths:?}: closed at once");
+    }
+    let mut c = raw(&server, "POST /rooms", "Content-Length: abc\r\n", b"");
+    assert_eq!(c.response().expect("a response").status, 400);
+
+    // None of the above published or created anything.
+    assert_eq!(call(&server, "GET", "/rooms/x", Some(KEY), b"").status, 404);
+    assert_eq!(call(&server, "GET", "/rooms/y", Some(KEY), b"").status, 404);
+    // Identical duplicates are one length; `Content-Length: 0` is an empty body.
+    let mut c = raw(
+        &server,
+        "POST /rooms/r/publish",
+        "Content-Length: 3\r\nContent-Length: 3\r\n",
+        b"abc",
+    );
+    assert_eq!(c.response().expect("a response").status, 200);
+    let m = a.expect("msg");
+    assert_eq!((m["seq"].u(), m["data"].b()), (1, &b"abc"[..]));
+    let mut c = raw(
+        &server,
+        "POST /rooms/r/publish",
+        "Content-Length: 0\r\n",
+        b"",
+    );
+    assert_eq!(c.response().expect("a response").status, 200);
+    let m = a.expect("msg");
+    assert_eq!((m["seq"].u(), m["data"].b()), (2, &b""[..]));
+}

@@ -60,6 +60,61 @@ fn map_with_non_string_keys_is_bad_request() {
     expect_bad_binary(&mut c, &m.to_msgpack());
 }
 
+/// rmp-serde matches struct fields by position when a key is an integer,
+/// so `{0:"ping"}` once got `pong` and `{0:"create",1:41,2:"r"}` created
+/// room `r`; a `bin` key was taken for the field it spells. PROTOCOL.md:
+/// "Keys are strings (a map with any other key is `bad_request`)".
+#[test]
+fn integer_keys_are_not_field_names() {
+    let server = Server::start(&[]);
+    let mut c = server.client();
+    let int_keys = |kv: Vec<(u64, Value)>| {
+        Value::Map(kv.into_iter().map(|(k, v)| (Value::UInt(k), v)).collect())
+    };
+    expect_bad_binary(&mut c, &int_keys(vec![(0, "ping".into())]).to_msgpack());
+    expect_bad_binary(
+        &mut c,
+        &int_keys(vec![
+            (0, "create".into()),
+            (1, 41u32.into()),
+            (2, "r".into()),
+        ])
+        .to_msgpack(),
+    );
+    // One integer key among string keys, at the top or in a nested map.
+    let mut m = msg! {"t" => "create", "room" => "r2"};
+    if let Value::Map(kv) = &mut m {
+        kv.push((Value::UInt(3), "x".into()));
+    }
+    expect_bad_binary(&mut c, &m.to_msgpack());
+    let m = msg! {"t" => "create", "room" => "r3", "future" => int_keys(vec![(1, 1u32.into())])};
+    expect_bad_binary(&mut c, &m.to_msgpack());
+    // A key that is bytes, not a string.
+    expect_bad_binary(
+        &mut c,
+        &Value::Map(vec![(bin("t"), "ping".into())]).to_msgpack(),
+    );
+
+    // Nothing was created.
+    for room in ["r", "r2", "r3"] {
+        c.send(msg! {"t" => "join", "rid" => 7u32, "room" => room});
+        c.expect_err_rid("not_found", 7);
+    }
+    // Maps inside requests follow the same rule; bytes as values still work.
+    c.create_with(msg! {"room" => "ok", "meta" => bin([0u8, 255])});
+    let set = int_keys(vec![(0, bin("v"))]);
+    expect_bad_binary(
+        &mut c,
+        &msg! {"t" => "props", "room" => "ok", "set" => set}.to_msgpack(),
+    );
+    let last = int_keys(vec![(0, 1u32.into())]);
+    expect_bad_binary(&mut c, &msg! {"t" => "hello", "last" => last}.to_msgpack());
+    c.send(msg! {"t" => "hello", "rid" => 8u32, "meta" => bin([1u8, 254])});
+    assert_eq!(c.expect("ok")["rid"].u(), 8);
+    c.send(msg! {"t" => "pub", "rid" => 9u32, "room" => "ok", "data" => bin([0u8, 255])});
+    assert_eq!(c.expect("ok")["rid"].u(), 9);
+}
+
 #[test]
 fn missing_t_is_bad_request_with_rid() {
     let server = Server::start(&[]);
@@ -222,4 +277,63 @@ fn fragmented_message_is_reassembled() {
     c.write_raw_bytes(&encode_client_frame(0x02, head));
     c.write_raw_bytes(&encode_client_frame(0x80, tail));
     assert_eq!(c.expect("pong")["rid"].u(), 3);
+}
+
+/// The nesting limit of README "Limits": maps and arrays nest at most this
+/// many levels, the request map itself being the first.
+const MAX_DEPTH: usize = 32;
+
+/// `{"t":"ping","rid":rid,"zz":[[...]]}` nested `depth` levels in all, in the
+/// client's encoding (`zz` is a key the server ignores).
+fn nested_ping(json: bool, rid: u32, depth: usize) -> Vec<u8> {
+    let arrays = depth - 1;
+    if json {
+        let mut b = format!("{{\"t\":\"ping\",\"rid\":{rid},\"zz\":").into_bytes();
+        b.extend(std::iter::repeat_n(b'[', arrays));
+        b.extend(std::iter::repeat_n(b']', arrays));
+        b.push(b'}');
+        b
+    } else {
+        let mut b = msg! {"t" => "ping", "rid" => rid}.to_msgpack();
+        b[0] += 1; // one more entry in the fixmap
+        b.extend_from_slice(&[0xa2, b'z', b'z']);
+        // Arrays of one element, the innermost empty.
+        b.extend(std::iter::repeat_n(0x91u8, arrays - 1));
+        b.push(0x90);
+        b
+    }
+}
+
+/// MessagePack stopped at about 32 levels while JSON accepted a request
+/// nested 200,000 levels deep; both subprotocols now share one limit, and
+/// past it a request is `bad_request` on a connection that goes on.
+#[test]
+fn nesting_deeper_than_the_limit_is_bad_request_in_both_subprotocols() {
+    let server = Server::start(&["--max-message", "1048576"]);
+    for mut c in [server.client(), server.client_json()] {
+        let send = |c: &mut Client, rid: u32, depth: usize| {
+            let bytes = nested_ping(c.json, rid, depth);
+            if c.json {
+                c.send_text_bytes(&bytes);
+            } else {
+                c.send_binary(&bytes);
+            }
+        };
+        for depth in [MAX_DEPTH + 1, MAX_DEPTH + 2, 200_000] {
+            send(&mut c, 1, depth);
+            let err = c.expect_err("bad_request");
+            assert!(
+                err["msg"].s().contains("depth limit exceeded"),
+                "json {} depth {depth}: {err:?}",
+                c.json
+            );
+            c.roundtrip();
+        }
+        for depth in [2, MAX_DEPTH - 1, MAX_DEPTH] {
+            send(&mut c, 2, depth);
+            let pong = c.expect("pong");
+            assert_eq!(pong["rid"].u(), 2, "json {} depth {depth}", c.json);
+        }
+    }
+    server.assert_alive();
 }

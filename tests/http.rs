@@ -123,7 +123,7 @@ fn metrics_move_with_traffic() {
 #[test]
 fn unknown_path_is_404() {
     let server = Server::start(&[]);
-    for path in ["/", "/nope", "/healthz/extra", "/rooms"] {
+    for path in ["/nope", "/healthz/extra", "/rooms", "/roomd.js/x"] {
         let resp = server.get(path);
         assert_eq!(resp.status, 404, "{path}: {resp:?}");
     }
@@ -146,4 +146,20 @@ fn http_and_websocket_share_the_port() {
     let mut c = server.client();
     assert_eq!(server.get("/healthz").status, 200);
     c.roundtrip();
+}
+
+/// README "Limits": a request head carries at most 32 header fields (431
+/// past them).
+#[test]
+fn more_than_32_header_fields_is_431() {
+    let server = Server::start(&[]);
+    for (n, status) in [(32, 200), (33, 431)] {
+        let mut conn = server.http_conn();
+        // Host plus n - 1 others.
+        let extra: String = (1..n).map(|i| format!("X-H{i}: v\r\n")).collect();
+        conn.send(format!("GET /healthz HTTP/1.1\r\nHost: roomd\r\n{extra}\r\n").as_bytes());
+        let resp = conn.response().expect("response");
+        assert_eq!(resp.status, status, "{n} header fields: {resp:?}");
+    }
+    server.assert_alive();
 }

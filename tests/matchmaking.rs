@@ -30,6 +30,9 @@ fn expect_matched(c: &mut Client, queue: &str) -> Value {
     assert_eq!(m["queue"].s(), queue, "{m:?}");
     let j = c.expect("joined");
     assert_eq!(j["room"], m["room"], "joined follows matched: {j:?}");
+    // `matched` names the whole group, as `joined` lists it.
+    let players: Vec<u64> = m["players"].arr().iter().map(|p| p["id"].u()).collect();
+    assert_eq!(players, member_ids(&j), "{m:?} / {j:?}");
     j
 }
 
@@ -118,9 +121,10 @@ fn a_matched_room_is_private_full_and_playing() {
     let jb = expect_matched(&mut b, "q");
     let room = ja["room"].s().to_string();
     assert!(room.starts_with("r-"), "server-picked name: {room}");
-    assert_eq!(member_ids(&ja), vec![a.id]);
+    // Seated at once: each `joined` lists the whole group, and nobody gets
+    // a `presence` join for the other.
+    assert_eq!(member_ids(&ja), vec![a.id, b.id]);
     assert_eq!(member_ids(&jb), vec![a.id, b.id]);
-    assert_eq!(a.expect("presence")["join"]["id"].u(), b.id);
     assert_eq!(a.expect("state")["state"].s(), "playing");
     assert_eq!(b.expect("state")["state"].s(), "playing");
     // Private: not listed. Full and playing: nobody else gets in.

@@ -167,3 +167,68 @@ fn props_given_at_create_are_in_the_snapshot() {
     assert_eq!(joined["props"]["mode"].b(), b"ctf");
     assert_eq!(joined["props"]["map"].b(), [1u8, 2]);
 }
+
+/// PROTOCOL.md: "a `props` request that changes nothing (deleting an absent
+/// key, setting a value a key already has) answers `ok` with the current
+/// `ver` and sends no `props`". A set that changes some keys announces only
+/// those (README), and `expect` is still checked first.
+#[test]
+fn a_props_request_that_changes_nothing_keeps_ver_and_is_not_broadcast() {
+    let server = Server::start(&[]);
+    let (mut a, mut b) = server.pair("r");
+    let ver0 = b.join("r")["ver"].u();
+
+    a.send(
+        msg! {"t" => "props", "rid" => 1u32, "room" => "r", "set" => msg! {"absent" => Value::Nil}},
+    );
+    assert_eq!(a.expect("ok")["ver"].u(), ver0, "deleting an absent key");
+
+    a.send(msg! {"t" => "props", "rid" => 2u32, "room" => "r", "set" => msg! {"k" => bin("v")}});
+    let ver1 = ok_and_props(&mut a, 2).0["ver"].u();
+    assert_eq!(ver1, ver0 + 1, "the next real change is ver + 1");
+    let seen = b.expect("props");
+    assert_eq!(
+        seen["ver"].u(),
+        ver1,
+        "b saw no props for the no-op: {seen:?}"
+    );
+
+    a.send(msg! {"t" => "props", "rid" => 3u32, "room" => "r", "set" => msg! {"k" => bin("v")}});
+    assert_eq!(
+        a.expect("ok")["ver"].u(),
+        ver1,
+        "setting the value a key has"
+    );
+    a.send(msg! {"t" => "props", "rid" => 4u32, "room" => "r",
+    "set" => msg! {"k" => bin("v"), "absent" => Value::Nil}, "expect" => ver1});
+    assert_eq!(
+        a.expect("ok")["ver"].u(),
+        ver1,
+        "a no-op with a matching expect"
+    );
+    a.send(msg! {"t" => "props", "rid" => 5u32, "room" => "r",
+    "set" => msg! {"k" => bin("v")}, "expect" => ver0});
+    let err = a.expect_err_rid("conflict", 5);
+    assert_eq!(
+        err["ver"].u(),
+        ver1,
+        "expect is checked before anything else"
+    );
+
+    // Some keys change: one ver, and only the changed keys are announced.
+    a.send(msg! {"t" => "props", "rid" => 6u32, "room" => "r",
+    "set" => msg! {"k" => bin("v"), "absent" => Value::Nil, "n" => bin("1")}});
+    let (ok, props) = ok_and_props(&mut a, 6);
+    assert_eq!(ok["ver"].u(), ver1 + 1);
+    let keys: Vec<String> = props["set"].map().into_keys().collect();
+    assert_eq!(keys, vec!["n".to_string()], "{props:?}");
+    let seen = b.expect("props");
+    assert_eq!(seen["ver"].u(), ver1 + 1, "{seen:?}");
+    assert_eq!(seen["set"], props["set"]);
+
+    let mut c = server.client();
+    let joined = c.join("r");
+    assert_eq!(joined["ver"].u(), ver1 + 1);
+    let keys: Vec<String> = joined["props"].map().into_keys().collect();
+    assert_eq!(keys, vec!["k".to_string(), "n".to_string()]);
+}

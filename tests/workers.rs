@@ -756,6 +756,9 @@ fn expect_matched(c: &mut Client, queue: &str) -> Value {
     assert_eq!(m["queue"].s(), queue, "{m:?}");
     let j = c.expect("joined");
     assert_eq!(j["room"], m["room"], "joined follows matched: {j:?}");
+    // `matched` names the whole group, as `joined` lists it.
+    let players: Vec<u64> = m["players"].arr().iter().map(|p| p["id"].u()).collect();
+    assert_eq!(players, member_ids(&j), "{m:?} / {j:?}");
     j
 }
 
@@ -1030,4 +1033,30 @@ fn queue_places_on_another_worker_count_against_the_room_limit() {
     enqueue(&mut c, &far[2], 2, -9000, 100);
     assert_eq!(c.expect("match_timeout")["queue"].s(), far[2]);
     enqueue(&mut c, &far[2], 2, -9000, 60_000);
+}
+
+/// PROTOCOL.md `match`: a group whose players are on every worker is
+/// seated at once. Each player's `matched` and `joined` list all of them,
+/// and none gets a `presence` join for another.
+#[test]
+fn a_match_across_workers_arrives_whole() {
+    let server = start_workers(3, &[]);
+    let queue = name_on("trio", 1, 3);
+    let mut players: Vec<Client> = (0..3).map(|k| client_on(&server, k)).collect();
+    for p in &mut players {
+        enqueue(p, &queue, 3, 1500, 5000);
+    }
+    let mut want: Vec<u64> = players.iter().map(|p| p.id).collect();
+    want.sort_unstable();
+    for p in &mut players {
+        let j = expect_matched(p, &queue);
+        let mut ids = member_ids(&j);
+        ids.sort_unstable();
+        assert_eq!(ids, want, "{j:?}");
+        let st = p.expect("state");
+        assert_eq!(st["state"].s(), "playing", "no presence before it: {st:?}");
+    }
+    for p in &mut players {
+        p.expect_silence(Duration::from_millis(100));
+    }
 }
