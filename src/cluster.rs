@@ -276,15 +276,21 @@ impl Worker {
         }
     }
 
-    /// On a queue's home: tells a shadow's worker how many queue places its
-    /// session holds here, so they count against its seat limit there.
+    /// On a queue's home: tells a shadow's worker the queues its session
+    /// waits in here, so they count against its seat limit there and it
+    /// can be told if this worker is lost.
     pub(crate) fn tell_places(&mut self, sid: SessionId) {
         let Some((w, rsid)) = self.shadow_of(sid) else {
             return;
         };
-        let n = self.lobby.matcher.queued(sid) as u32;
-        if let Some(mut e) = self.bus.as_mut().and_then(|b| b.msg(w, kind::PLACES)) {
-            e.u64(rsid).u32(n);
+        let Some(bus) = self.bus.as_mut() else {
+            return;
+        };
+        if let Some(mut e) = bus.msg(w, kind::PLACES) {
+            e.u64(rsid).u32(self.lobby.matcher.queued(sid) as u32);
+            for q in self.lobby.matcher.queues_of(sid) {
+                e.bytes(q.as_bytes());
+            }
             e.finish();
         }
     }
@@ -438,12 +444,11 @@ impl Worker {
         };
         e.u8(bus::proto_byte(payload_proto)).bytes(payload);
         e.finish();
-        if seating {
-            if let Some(s) = self.sessions.get_mut(sid) {
-                s.remote
-                    .get_or_insert_with(Default::default)
-                    .inflight
-                    .push(home);
+        if let Some(s) = self.sessions.get_mut(sid) {
+            let r = s.remote.get_or_insert_with(Default::default);
+            r.asked.push((home, req.rid));
+            if seating {
+                r.inflight.push(home);
             }
         }
         Ok(())
@@ -731,7 +736,11 @@ impl Worker {
             }
             kind::PLACES => {
                 let (rsid, n) = (d.u64()?, d.u32()?);
-                self.on_places(p, rsid, n);
+                let mut queues = Vec::with_capacity(n.min(64) as usize);
+                for _ in 0..n {
+                    queues.push(Box::<str>::from(d.str()?));
+                }
+                self.on_places(p, rsid, queues);
                 Some(())
             }
             kind::AWAY => {
@@ -931,8 +940,12 @@ impl Worker {
         let Some(s) = self.sessions.get_mut(sid) else {
             return;
         };
-        if seating {
-            if let Some(r) = s.remote.as_mut() {
+        if let Some(r) = s.remote.as_mut() {
+            // Each link is FIFO: this answers the oldest request sent to `p`.
+            if let Some(i) = r.asked.iter().position(|x| x.0 == p) {
+                r.asked.remove(i);
+            }
+            if seating {
                 if let Some(i) = r.inflight.iter().position(|&h| h == p) {
                     r.inflight.swap_remove(i);
                 }
@@ -1019,12 +1032,12 @@ impl Worker {
         }
     }
 
-    /// On a session's worker: a home's count of the session's queue
-    /// places there.
-    fn on_places(&mut self, p: u32, rsid: u64, n: u32) {
+    /// On a session's worker: the queues homed on `p` the session waits
+    /// in.
+    fn on_places(&mut self, p: u32, rsid: u64, queues: Vec<Box<str>>) {
         let sid = SessionId::from_bits(rsid);
         let Some(s) = self.holder_mut(sid) else {
-            if n > 0 {
+            if !queues.is_empty() {
                 self.release_stray(p, rsid);
             }
             return;
@@ -1036,9 +1049,7 @@ impl Worker {
         }
         let r = s.remote.get_or_insert_with(Default::default);
         r.places.retain(|x| x.0 != p);
-        if n > 0 {
-            r.places.push((p, n));
-        }
+        r.places.extend(queues.into_iter().map(|q| (p, q)));
     }
 
     /// On a home: the connection of the session shadow `sid` stands for
@@ -1082,15 +1093,44 @@ impl Worker {
             self.relay_peer_lost(p, sid);
             let mut lost = Vec::new();
             let attached = self.sessions.get(sid).is_some_and(|s| s.attached());
+            let (mut unanswered, mut unqueued) = (Vec::new(), Vec::new());
             if let Some(r) = self.sessions.get_mut(sid).and_then(|s| s.remote.as_mut()) {
                 r.inflight.retain(|&h| h != p);
-                r.places.retain(|x| x.0 != p);
+                r.asked.retain(|&(h, rid)| {
+                    if h == p {
+                        unanswered.push(rid);
+                    }
+                    h != p
+                });
+                r.places.retain(|(h, q)| {
+                    if *h == p {
+                        unqueued.push(q.clone());
+                    }
+                    *h != p
+                });
                 r.seats.retain(|(h, n)| {
                     if *h == p {
                         lost.push(n.clone());
                     }
                     *h != p
                 });
+            }
+            for rid in unanswered {
+                let f = Fail::new(
+                    Code::Internal,
+                    "the worker of that room or queue was lost; try again",
+                );
+                self.metrics.error(f.code);
+                self.send_to(sid, &err_v(rid, &f));
+            }
+            for queue in unqueued {
+                self.send_to(
+                    sid,
+                    &V::Map(vec![
+                        ("t", V::Str("match_timeout")),
+                        ("queue", V::Str(&queue)),
+                    ]),
+                );
             }
             for name in lost {
                 if !attached {
