@@ -76,6 +76,8 @@ pub(crate) struct PendingList {
     rid: Option<u32>,
     /// The snapshot of a `lobby` subscription.
     lobby: bool,
+    /// Workers that were lost or did not answer in time.
+    missing: Vec<u32>,
     limit: u16,
     waiting: Vec<u32>,
     rooms: Vec<ListedRoom>,
@@ -490,7 +492,7 @@ impl Worker {
             e.u8(state_byte(want)).u8(space.into()).u16(limit);
         });
         if waiting.is_empty() {
-            self.list_done(sid, rid, &rooms, lobby);
+            self.list_done(sid, rid, &rooms, lobby, &[]);
             return;
         }
         self.lists.insert(
@@ -499,31 +501,87 @@ impl Worker {
                 sid,
                 rid,
                 lobby,
+                missing: Vec::new(),
                 limit,
                 waiting,
                 rooms,
             },
         );
+        self.await_answers(qid);
     }
 
-    /// The merged answer is in: `rooms`, and for a lobby, what it held.
-    fn list_done(&mut self, sid: SessionId, rid: Option<u32>, rooms: &[ListedRoom], lobby: bool) {
-        self.send_list(sid, rid, rooms);
+    /// Query `qid` (to other workers) is answered by the deadline
+    /// (`--peer-timeout-ms`), with or without every part.
+    pub(crate) fn await_answers(&mut self, qid: u32) {
+        let at = self.now + std::time::Duration::from_millis(self.cfg.peer_timeout_ms.into());
+        self.query_deadlines.push_back((at, qid));
+        if self.query_timer.is_none() {
+            self.query_timer = Some(self.timers.arm(at, Timer::Queries));
+        }
+    }
+
+    /// `Timer::Queries`: every query past its deadline is answered with
+    /// what came, as if the workers still waited for had been lost.
+    pub(crate) fn queries_due(&mut self) {
+        self.query_timer = None;
+        while let Some(&(at, qid)) = self.query_deadlines.front() {
+            if at > self.now {
+                self.query_timer = Some(self.timers.arm(at, Timer::Queries));
+                return;
+            }
+            self.query_deadlines.pop_front();
+            let waiting: Vec<u32> = match (self.lists.get(&qid), self.api_waits.get(&qid)) {
+                (Some(l), _) => l.waiting.clone(),
+                (None, Some(w)) => w.waiting(),
+                (None, None) => continue,
+            };
+            for p in waiting {
+                warn!(
+                    "w={} worker {p} did not answer query {qid} in time",
+                    self.id
+                );
+                self.list_answered(qid, p, None);
+                self.api_answered(qid, p, None);
+            }
+        }
+    }
+
+    /// The merged answer is in: `rooms` (naming the workers `missing`
+    /// from it), and for a lobby, what it held.
+    fn list_done(
+        &mut self,
+        sid: SessionId,
+        rid: Option<u32>,
+        rooms: &[ListedRoom],
+        lobby: bool,
+        missing: &[u32],
+    ) {
+        self.send_list(sid, rid, rooms, missing);
         if lobby {
             self.lobby_snapshot_sent(sid);
         }
     }
 
-    fn list_answered(&mut self, qid: u32, p: u32, rooms: Vec<ListedRoom>) {
+    /// Worker `p`'s part of list `qid` (`None`: it was lost, or its time
+    /// is up).
+    fn list_answered(&mut self, qid: u32, p: u32, rooms: Option<Vec<ListedRoom>>) {
         let Some(l) = self.lists.get_mut(&qid) else {
             return;
         };
+        if !l.waiting.contains(&p) {
+            return;
+        }
         l.waiting.retain(|&w| w != p);
-        let room = (l.limit as usize).saturating_sub(l.rooms.len());
-        l.rooms.extend(rooms.into_iter().take(room));
+        match rooms {
+            Some(rooms) => {
+                let room = (l.limit as usize).saturating_sub(l.rooms.len());
+                l.rooms.extend(rooms.into_iter().take(room));
+            }
+            None => l.missing.push(p),
+        }
         if l.waiting.is_empty() {
             if let Some(l) = self.lists.remove(&qid) {
-                self.list_done(l.sid, l.rid, &l.rooms, l.lobby);
+                self.list_done(l.sid, l.rid, &l.rooms, l.lobby, &l.missing);
             }
         }
     }
@@ -811,7 +869,7 @@ impl Worker {
                         watchers: d.u32()?,
                     });
                 }
-                self.list_answered(qid, p, rooms);
+                self.list_answered(qid, p, Some(rooms));
                 Some(())
             }
             kind::API_REQ => {
@@ -1174,7 +1232,7 @@ impl Worker {
         }
         let qids: Vec<u32> = self.lists.keys().copied().collect();
         for qid in qids {
-            self.list_answered(qid, p, Vec::new());
+            self.list_answered(qid, p, None);
         }
         let qids: Vec<u32> = self.api_waits.keys().copied().collect();
         for qid in qids {

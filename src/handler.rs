@@ -1075,8 +1075,15 @@ impl Worker {
         out.extend(room_entries);
     }
 
-    /// Sends `rooms` (the merged `list` answer).
-    pub(crate) fn send_list(&mut self, sid: SessionId, rid: Option<u32>, rooms: &[ListedRoom]) {
+    /// Sends `rooms` (the merged `list` answer); `missing` names the workers
+    /// whose rooms it lacks (lost, or no answer within `--peer-timeout-ms`).
+    pub(crate) fn send_list(
+        &mut self,
+        sid: SessionId,
+        rid: Option<u32>,
+        rooms: &[ListedRoom],
+        missing: &[u32],
+    ) {
         let rooms: Vec<V> = rooms
             .iter()
             .map(|r| {
@@ -1091,6 +1098,12 @@ impl Worker {
             .collect();
         let mut m = reply("rooms", rid);
         m.push(("rooms", V::Arr(rooms)));
+        if !missing.is_empty() {
+            m.push((
+                "missing",
+                V::Arr(missing.iter().map(|&w| V::U(w.into())).collect()),
+            ));
+        }
         let Some(route) = self.route(sid) else {
             return;
         };

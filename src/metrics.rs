@@ -42,6 +42,8 @@ pub struct Gauges {
     pub watchers: u64,
     /// Lobby subscriptions of this worker's sessions.
     pub lobby_subs: usize,
+    /// Queries to other workers waiting for their answers.
+    pub queries: usize,
     pub rooms: usize,
     pub members: usize,
     pub timers: usize,
@@ -165,6 +167,12 @@ impl Metrics {
             "roomd_lobby_subscribers",
             "Lobby subscriptions of this worker's sessions.",
             g.lobby_subs as u64,
+        );
+        gauge(
+            &mut s,
+            "roomd_pending_queries",
+            "Queries to other workers (list, GET /rooms, /metrics/all, API calls) awaiting answers.",
+            g.queries as u64,
         );
         gauge(
             &mut s,
@@ -335,6 +343,7 @@ mod tests {
             places: 0,
             watchers: 0,
             lobby_subs: 0,
+            queries: 0,
             rooms: 0,
             members: 0,
             timers: 0,

@@ -88,6 +88,8 @@ pub enum Timer {
     Watchers(RoomId),
     /// The lobby's changes go out (see `lobby`).
     Lobby,
+    /// The oldest query to other workers is due (see `cluster`).
+    Queries,
 }
 
 pub struct Worker {
@@ -126,6 +128,10 @@ pub struct Worker {
     /// `list`s waiting for other workers, by query id.
     pub(crate) lists: HashMap<u32, crate::cluster::PendingList>,
     pub(crate) lobby_list: crate::lobby::LobbyList,
+    /// Deadlines of the queries in `lists` and `api_waits`, oldest first
+    /// (one timeout for all: FIFO), and the timer for the first.
+    pub(crate) query_deadlines: std::collections::VecDeque<(Instant, u32)>,
+    pub(crate) query_timer: Option<crate::timer::TimerId>,
     /// HTTP room API calls waiting for other workers, by query id (from
     /// the same counter as `lists`).
     pub(crate) api_waits: HashMap<u32, crate::admin::ApiWait>,
@@ -198,6 +204,8 @@ impl Worker {
             shadows: HashMap::new(),
             lists: HashMap::new(),
             lobby_list: Default::default(),
+            query_deadlines: Default::default(),
+            query_timer: None,
             api_waits: HashMap::new(),
             next_list: 0,
             next_resume: 0,
@@ -608,6 +616,7 @@ impl Worker {
                 .map(|(_, r)| u64::from(r.watchers()))
                 .sum(),
             lobby_subs: self.lobby_list.subs.len(),
+            queries: self.lists.len() + self.api_waits.len(),
             rooms: self.rooms.len(),
             members: self.members,
             timers: self.timers.len(),
@@ -1054,6 +1063,7 @@ impl Worker {
                 Timer::Idle(rid) => self.idle_over(rid),
                 Timer::Watchers(rid) => self.watchers_due(rid),
                 Timer::Lobby => self.lobby_tick(),
+                Timer::Queries => self.queries_due(),
                 Timer::AcceptRetry => self.accept_more = true,
                 Timer::Match => self.match_due(),
                 Timer::Alive => self.alive(),

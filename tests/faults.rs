@@ -67,3 +67,66 @@ fn a_queue_lost_with_its_worker_tells_its_players() {
     a.send(msg! {"t" => "match", "rid" => 9u32, "queue" => near.as_str(), "size" => 2u16});
     a.expect_err_rid("exists", 9);
 }
+
+const KEY: &str = "admin-secret";
+
+/// A stopped worker stalls no question asked of every worker: `list`,
+/// `GET /rooms` and `/metrics/all` through the live worker answer within
+/// `--peer-timeout-ms`, naming the worker that did not answer.
+#[test]
+fn a_stopped_worker_does_not_stall_questions_to_every_worker() {
+    let server = start_workers(2, &["--peer-timeout-ms", "300", "--admin-key", KEY]);
+    let here = name_on("here", 0, 2);
+    let mut a = client_on(&server, 0);
+    a.create(&here);
+    let live = pid_serving(&server, &a);
+    // HTTP connections on the live worker, opened before the other stops.
+    let mut http: Vec<HttpConn> = Vec::new();
+    for _ in 0..ATTEMPTS {
+        let c = server.http_conn();
+        let port = c.stream.local_addr().expect("local addr").port();
+        if pid_serving_port(&server, port) == live {
+            http.push(c);
+            if http.len() == 2 {
+                break;
+            }
+        }
+    }
+    assert_eq!(http.len(), 2, "two HTTP connections on worker 0");
+    let victim = pid_of_worker(&server, 1);
+    signal(victim, libc::SIGSTOP);
+    struct Cont(i32);
+    impl Drop for Cont {
+        fn drop(&mut self) {
+            signal(self.0, libc::SIGCONT);
+        }
+    }
+    let _cont = Cont(victim);
+
+    a.send(msg! {"t" => "list", "rid" => 1u32});
+    let r = a.expect("rooms");
+    assert_eq!(r["rooms"].arr().len(), 1, "{r:?}");
+    assert_eq!(r["rooms"][0]["room"].s(), here);
+    assert_eq!(
+        r["missing"].arr().iter().map(|w| w.u()).collect::<Vec<_>>(),
+        vec![1]
+    );
+
+    let mut rooms = http.pop().expect("a connection");
+    rooms.send(
+        format!("GET /rooms HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n\r\n").as_bytes(),
+    );
+    let resp = rooms.response().expect("GET /rooms answered");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let v: serde_json::Value = serde_json::from_slice(&resp.body).expect("JSON");
+    assert_eq!(v["missing"], serde_json::json!([1]), "{v}");
+    assert_eq!(v["rooms"][0]["room"], here.as_str());
+
+    let mut metrics = http.pop().expect("a connection");
+    metrics.send(b"GET /metrics/all HTTP/1.1\r\nHost: x\r\n\r\n");
+    let resp = metrics.response().expect("/metrics/all answered");
+    assert_eq!(resp.status, 200);
+    let text = resp.text();
+    assert!(text.contains("# roomd: worker 1 did not answer"), "{text}");
+    assert!(text.contains("roomd_rooms{worker=\"0\"} 1"), "{text}");
+}
