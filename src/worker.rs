@@ -322,11 +322,10 @@ impl Worker {
             return Ok(true);
         }
         if let Some(deadline) = self.draining {
-            let busy = self
-                .conns
-                .arena
-                .iter()
-                .any(|(_, c)| !matches!(c.phase, Phase::Http { .. }));
+            // Connections still in their HTTP phase are waited for too, so
+            // each gets its answer (503 `draining` for `/healthz` and
+            // upgrades): bounded by --handshake-ms and the drain deadline.
+            let busy = !self.conns.arena.is_empty();
             if !busy || Instant::now() >= deadline {
                 info!(
                     "w={} drained ({} connections left)",

@@ -140,3 +140,27 @@ fn second_sigterm_exits_at_once() {
         .expect("a second SIGTERM exits at once");
     assert!(start.elapsed() < Duration::from_secs(1));
 }
+
+/// A connection accepted before SIGTERM whose request comes after it gets
+/// its answer, `503 draining`, before the worker exits.
+#[test]
+fn an_http_request_that_comes_during_the_drain_is_answered() {
+    let mut server = Server::start(&["--drain-ms", "3000"]);
+    let mut c = server.http_conn();
+    // The scrape and `c`: both accepted.
+    server.await_metric("/metrics", "roomd_connections", |n| n >= 2);
+    server.signal(libc::SIGTERM);
+    // The drain has begun once another connection is told so.
+    let deadline = Instant::now() + WATCHDOG;
+    while server.get("/healthz").status != 503 {
+        assert!(Instant::now() < deadline, "no drain after SIGTERM");
+    }
+    c.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    let r = c.response().expect("an answer, not a reset");
+    assert_eq!((r.status, r.text().as_str()), (503, "draining\n"));
+    drop(c);
+    let status = server
+        .wait_exit(Duration::from_secs(4))
+        .expect("exits within drain-ms");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
