@@ -130,3 +130,35 @@ fn a_stopped_worker_does_not_stall_questions_to_every_worker() {
     assert!(text.contains("# roomd: worker 1 did not answer"), "{text}");
     assert!(text.contains("roomd_rooms{worker=\"0\"} 1"), "{text}");
 }
+
+/// A place in a queue homed on another worker leaves nothing behind on
+/// that worker: not after `match_timeout`, not after the connection ends
+/// (a clean close or a drop), and no ghost is matched afterwards.
+#[test]
+fn far_queue_places_leave_no_shadow_behind() {
+    let server = start_workers(2, &["--grace-ms", "200"]);
+    let far = name_on("far-leak", 1, 2);
+    let shadows = "roomd_bus_shadow_sessions{worker=\"1\"}";
+    let enqueue = |c: &mut Client, wait_ms: u32| {
+        let rid = c.rid();
+        c.send(msg! {"t" => "match", "rid" => rid, "queue" => far.as_str(), "size" => 2u16, "wait_ms" => wait_ms});
+        assert_eq!(c.expect("queued")["queue"].s(), far);
+    };
+    let mut a = client_on(&server, 0);
+    enqueue(&mut a, 50);
+    assert_eq!(a.expect("match_timeout")["queue"].s(), far);
+    server.await_metric("/metrics/all", shadows, |n| n == 0);
+
+    enqueue(&mut a, 60_000);
+    a.close(1000);
+    server.await_metric("/metrics/all", shadows, |n| n == 0);
+    let mut b = client_on(&server, 0);
+    enqueue(&mut b, 60_000);
+    b.drop_tcp();
+    server.await_metric("/metrics/all", shadows, |n| n == 0);
+
+    // The next player waits alone: nobody gone is matched with it.
+    let mut c = client_on(&server, 1);
+    enqueue(&mut c, 300);
+    assert_eq!(c.expect("match_timeout")["queue"].s(), far);
+}
