@@ -417,4 +417,31 @@ mod tests {
         assert!(split(&[0, 0, 0, 0]).is_err());
         assert!(split(&[0xff, 0xff, 0xff, 0xff]).is_err());
     }
+
+    #[test]
+    fn what_the_kernel_holds_counts_against_the_limit() {
+        let (a, b) = UnixStream::pair().expect("socketpair");
+        let mut link = Link::new(a);
+        link.out.extend(&vec![7u8; 4 << 20]);
+        let (written, ok) = link.flush();
+        assert!(ok && written > 0 && !link.out.is_empty(), "{written}");
+        assert!(link.kernel > 0, "the kernel holds what was written");
+        // roomd's own bytes alone are within this limit; with the kernel's
+        // they are not.
+        let limit = link.out.len() + 1;
+        assert!(link.over(limit));
+        // The peer reads everything: the kernel is asked again.
+        let mut b = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(b));
+        b.set_nonblocking(true).expect("nonblocking");
+        let mut chunk = vec![0u8; 1 << 20];
+        let mut read = 0;
+        while read < written {
+            match b.read(&mut chunk) {
+                Ok(n) => read += n,
+                Err(e) => panic!("read {read} of {written}: {e}"),
+            }
+        }
+        assert!(!link.over(limit), "kernel {}", link.kernel);
+        assert_eq!(link.kernel, 0);
+    }
 }
