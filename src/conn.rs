@@ -110,11 +110,18 @@ impl OutBuf {
         }
         &mut self.buf
     }
+    /// Frees the buffer's memory; only when empty (nothing is dropped).
+    pub fn release(&mut self) {
+        if self.is_empty() {
+            self.buf = Vec::new();
+            self.pos = 0;
+        }
+    }
     pub fn unsent(&self) -> &[u8] {
         &self.buf[self.pos..]
     }
-    /// Marks `n` bytes as written; frees large buffers once empty so an idle
-    /// connection holds no output memory.
+    /// Marks `n` bytes as written; frees large buffers once empty (a
+    /// connection's buffer is freed whole by [`OutBuf::release`]).
     pub fn consume(&mut self, n: usize) {
         self.pos += n;
         if self.pos >= self.buf.len() {
@@ -510,5 +517,26 @@ impl Conns {
             }
         }
         n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_frees_an_empty_buffer_and_keeps_unsent_bytes() {
+        let mut out = OutBuf::default();
+        out.extend(b"welcome");
+        out.release();
+        assert_eq!(out.unsent(), b"welcome", "unsent bytes are never dropped");
+        out.consume(3);
+        out.release();
+        assert_eq!(out.unsent(), b"come");
+        out.consume(4);
+        out.release();
+        assert_eq!(out.buf.capacity(), 0, "an empty buffer holds no memory");
+        out.extend(b"next");
+        assert_eq!(out.unsent(), b"next");
     }
 }

@@ -1121,6 +1121,11 @@ impl Worker {
             }
             if c.out.is_empty() {
                 c.kernel = 0;
+                // An idle connection holds no output memory (the upgrade
+                // response and `welcome` left a few hundred bytes of it).
+                // Costs a malloc per connection per turn it is written to,
+                // beside the write itself.
+                c.out.release();
             }
             self.metrics.bytes_out += written as u64;
             if dead {
