@@ -10,8 +10,9 @@
 //! `--bus-buffer` is dropped (the peer is slow or stuck) and the supervisor
 //! is asked for a new one. Unsent output is roomd's buffer plus what the
 //! kernel holds for the peer (`SIOCOUTQ`, read when a write blocks; at most
-//! the socket's send buffer, `net.core.wmem_default`). Input is read in large chunks and parsed in place;
-//! a message longer than [`MAX_MSG`] breaks the link.
+//! the socket's send buffer, `net.core.wmem_default`). Input is read in
+//! large chunks and parsed in place; a message longer than [`MAX_MSG`]
+//! breaks the link.
 //!
 //! Invariants: a link is on `pending` at most once (`Link::pending`); a
 //! dropped link is never written again (its slot is `None` until a new link

@@ -15,7 +15,11 @@
 //! it cannot send instead of autotuning its send buffer up to
 //! `net.ipv4.tcp_wmem`'s max (megabytes per reader that never reads), and
 //! the bytes it took but has not sent (`SIOCOUTQNSD`) are read when a write
-//! would block and counted against `--out-buffer` with roomd's own.
+//! would block and counted against `--out-buffer` with roomd's own. Exact
+//! once a write has blocked; in the turn a connection first falls behind,
+//! the kernel may hold up to the low-water mark (plus the segment it was
+//! filling) on top of a full roomd buffer. Bytes sent and not yet
+//! acknowledged are not counted (a stalled reader's window bounds them).
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -41,8 +45,8 @@ pub const WRITE_CAP: usize = 256 * 1024;
 /// less than this is unsent (roughly: plus the segment being filled), and
 /// reports writable again below half of it. Small enough that what the
 /// kernel holds is a small part of the limit before roomd sees a write
-/// block; large enough that a reader keeping up never sees one (loopback
-/// and LAN readers drain it as fast as it fills).
+/// block; large enough that a reader keeping up rarely makes one block (it
+/// drains the kernel's queue about as fast as roomd fills it).
 pub fn notsent_lowat(limit: usize) -> u32 {
     (limit / 4).clamp(1024, 64 * 1024) as u32
 }
