@@ -8,7 +8,8 @@
 # Usage:
 #   scripts/bench.sh [options]
 #     --rounds N            rounds of the whole suite, servers interleaved (default 3)
-#     --only a,b,...        scenarios to run (default: all of lat thr seed light idle rooms churn)
+#     --only a,b,...        scenarios to run (default: all of lat thr seed light idle rooms churn
+#                           watch lobby)
 #     --peer NAME=URL       an already running raw-room server (e.g. ws://127.0.0.1:7800);
 #                           its RSS is sampled when its pid can be found from the port (ss)
 #     --start-peer NAME     start peer NAME fresh for every run with PEERS_DIR/run.sh NAME 0
@@ -32,6 +33,11 @@
 #   idle   15,000 idle connections held 5 s: memory per connection
 #   rooms  roomd: 1,000,000 empty rooms; raw peers: 5,000 rooms of 1 member
 #   churn  join/pub/leave cycles, 200 connections, 2,000 cycles/s
+#   watch  roomd only: one room, 1 publisher, 10,000 watchers: a join storm, then
+#          find-max of deliveries/s to the audience with p99 <= 50 ms
+#   lobby  roomd only: 100,000 public rooms, 1 % of them changing per second
+#          (join/leave), with and without one lobby subscriber: its updates/s,
+#          bytes/s, and the server's CPU time per change
 set -uo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -39,7 +45,7 @@ repo="$(cd "$here/.." && pwd)"
 cd "$repo"
 
 rounds=3
-only="lat,thr,seed,light,idle,rooms,churn"
+only="lat,thr,seed,light,idle,rooms,churn,watch,lobby"
 peers=()        # NAME=URL
 start_peers=()  # NAME
 peers_dir="$repo/../shared/peers"
@@ -149,6 +155,24 @@ smoke_clean() {
         && grep -q '^  "reordered": 0,' "$1" && ! grep -q '^  "conns": 0,' "$1"
 }
 
+# smoke_extra SCENARIO FILE: what a scenario's smoke run must show besides
+# smoke_clean: watch, messages expected and no error, and every client's last
+# watchers count the number seated; lobby, no error and updates received.
+smoke_extra() {
+    case "$1" in
+        watch) ! grep -q '^  "expected": 0,' "$2" && grep -q '^  "errors": 0,' "$2" \
+                   && grep -q '^  "watchers_count_ok": true,' "$2" ;;
+        lobby) grep -q '^  "errors": 0,' "$2" && grep -q '^  "lobby_updates_per_s": ' "$2" \
+                   && ! grep -q '^  "lobby_updates_per_s": 0.0,' "$2" ;;
+        *) true ;;
+    esac
+}
+
+# roomd_only SCENARIO: scenarios that need roomd's protocol (no raw peer runs them).
+roomd_only() {
+    [ "$1" = watch ] || [ "$1" = lobby ]
+}
+
 # --- scenarios -----------------------------------------------------------------
 
 # args_for SCENARIO PROTO: the roomd-bench arguments of a scenario.
@@ -163,6 +187,8 @@ args_for() {
             idle)  echo "idle --conns 300 --hold 1" ;;
             rooms) if [ "$proto" = raw ]; then echo "rooms --rooms 100 --members 2 --hold 0.3"; else echo "rooms --rooms 2000 --members 2 --hold 0.3"; fi ;;
             churn) echo "churn --conns 20 --rate 100 --duration 1 --drain 1" ;;
+            watch) echo "watch --watchers 200 --rate 40 --duration 0.5 --warmup 0.2 --drain 1 --settle 1.2" ;;
+            lobby) echo "lobby --rooms 2000 --changers 8 --hold-ms 300 --duration 0.7 --warmup 0.3 --drain 0.3" ;;
         esac
         return
     fi
@@ -174,6 +200,8 @@ args_for() {
         idle)  echo "idle --conns 15000 --hold 5" ;;
         rooms) if [ "$proto" = raw ]; then echo "rooms --rooms 5000 --members 1 --hold 1"; else echo "rooms --rooms 1000000 --creators 256 --hold 1"; fi ;;
         churn) echo "churn --conns 200 --rate 2000 --duration 10" ;;
+        watch) echo "watch --watchers 10000 --find-max --p99-budget-ms 50 --rate 20 --duration 4 --warmup 1" ;;
+        lobby) echo "lobby --rooms 100000 --change-pct 1 --duration 10" ;;
     esac
 }
 
@@ -206,6 +234,10 @@ for round in $(seq 1 "$rounds"); do
         for name in "${servers[@]}"; do
             proto=raw
             [[ "$name" == roomd* ]] && proto=roomd
+            if [ "$proto" = raw ] && roomd_only "$sc"; then
+                echo "round $round: $sc on $name: skipped (roomd only)"
+                continue
+            fi
             base="$out/$name.$sc.r$round"
             managed=0
             url=""
@@ -234,6 +266,9 @@ for round in $(seq 1 "$rounds"); do
             elif [ "$smoke" = 1 ] && ! smoke_clean "$base.json"; then
                 ok=0
                 echo "  FAILED: missing/duplicated/reordered deliveries or no connection (see $base.log)" >&2
+            elif [ "$smoke" = 1 ] && ! smoke_extra "$sc" "$base.json"; then
+                ok=0
+                echo "  FAILED: errors, no delivery or update, or a wrong watchers count (see $base.log)" >&2
             fi
             if [ $ok = 1 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
             sleep 1

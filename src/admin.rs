@@ -27,18 +27,31 @@ pub(crate) enum ApiTo {
 pub(crate) enum ApiWait {
     /// A call forwarded to the room's home (connection, home).
     One(ConnId, u32),
-    /// `GET /rooms`: the rooms gathered so far, and who has yet to answer.
+    /// `GET /rooms`: the rooms gathered so far, who has yet to answer, and
+    /// who never will (lost, or out of time).
     List {
         conn: ConnId,
         waiting: Vec<u32>,
         rooms: Vec<Value>,
+        missing: Vec<u32>,
     },
     /// `/metrics/all`: each worker's text so far.
     Metrics {
         conn: ConnId,
         waiting: Vec<u32>,
         texts: Vec<String>,
+        missing: Vec<u32>,
     },
+}
+
+impl ApiWait {
+    /// The workers it still waits for.
+    pub(crate) fn waiting(&self) -> Vec<u32> {
+        match self {
+            ApiWait::One(_, home) => vec![*home],
+            ApiWait::List { waiting, .. } | ApiWait::Metrics { waiting, .. } => waiting.clone(),
+        }
+    }
 }
 
 /// Compares without an early exit, so the time taken does not reveal how
@@ -159,6 +172,7 @@ impl Worker {
         }
         self.next_list = self.next_list.wrapping_add(1);
         self.api_waits.insert(qid, ApiWait::One(conn, home));
+        self.await_answers(qid);
     }
 
     fn api_list_all(&mut self, conn: ConnId) {
@@ -176,8 +190,10 @@ impl Worker {
                 conn,
                 waiting,
                 rooms,
+                missing: Vec::new(),
             },
         );
+        self.await_answers(qid);
     }
 
     /// `GET /metrics/all`: this worker's figures and every other worker's,
@@ -195,8 +211,10 @@ impl Worker {
                 conn,
                 waiting,
                 texts: vec![text],
+                missing: Vec::new(),
             },
         );
+        self.await_answers(qid);
     }
 
     /// On a room's home: an API call forwarded by worker `p`.
@@ -221,42 +239,78 @@ impl Worker {
                         self.respond(conn, status, "application/json", body);
                     }
                     None => {
-                        let f = Fail::new(Code::Internal, "the room's worker was lost; try again");
+                        let f = Fail::new(
+                            Code::Internal,
+                            "the room's worker was lost or did not answer in time; try again",
+                        );
                         self.api_fail(ApiTo::Conn(conn), &f);
                     }
                 }
             }
-            ApiWait::Metrics { waiting, texts, .. } => {
+            ApiWait::Metrics {
+                waiting,
+                texts,
+                missing,
+                ..
+            } => {
                 if !waiting.contains(&p) {
                     return;
                 }
                 waiting.retain(|&w| w != p);
-                if let Some((_, body)) = answer {
-                    texts.push(String::from_utf8_lossy(body).into_owned());
+                match answer {
+                    Some((_, body)) => texts.push(String::from_utf8_lossy(body).into_owned()),
+                    None => missing.push(p),
                 }
                 if waiting.is_empty() {
-                    if let Some(ApiWait::Metrics { conn, texts, .. }) = self.api_waits.remove(&qid)
+                    if let Some(ApiWait::Metrics {
+                        conn,
+                        texts,
+                        missing,
+                        ..
+                    }) = self.api_waits.remove(&qid)
                     {
-                        let body = crate::metrics::merge(&texts);
+                        let mut body = crate::metrics::merge(&texts);
+                        for w in missing {
+                            body.push_str(&format!("# roomd: worker {w} did not answer\n"));
+                        }
                         self.respond(conn, 200, "text/plain; version=0.0.4", body.as_bytes());
                     }
                 }
             }
-            ApiWait::List { waiting, rooms, .. } => {
+            ApiWait::List {
+                waiting,
+                rooms,
+                missing,
+                ..
+            } => {
                 if !waiting.contains(&p) {
                     return;
                 }
                 waiting.retain(|&w| w != p);
-                if let Some((_, body)) = answer {
-                    if let Ok(Value::Object(mut m)) = serde_json::from_slice::<Value>(body) {
-                        if let Some(Value::Array(more)) = m.remove("rooms") {
-                            rooms.extend(more);
+                match answer {
+                    Some((_, body)) => {
+                        if let Ok(Value::Object(mut m)) = serde_json::from_slice::<Value>(body) {
+                            if let Some(Value::Array(more)) = m.remove("rooms") {
+                                rooms.extend(more);
+                            }
                         }
                     }
+                    None => missing.push(p),
                 }
                 if waiting.is_empty() {
-                    if let Some(ApiWait::List { conn, rooms, .. }) = self.api_waits.remove(&qid) {
-                        self.api_json(ApiTo::Conn(conn), 200, &json!({ "rooms": rooms }));
+                    if let Some(ApiWait::List {
+                        conn,
+                        rooms,
+                        missing,
+                        ..
+                    }) = self.api_waits.remove(&qid)
+                    {
+                        let v = if missing.is_empty() {
+                            json!({ "rooms": rooms })
+                        } else {
+                            json!({ "rooms": rooms, "missing": missing })
+                        };
+                        self.api_json(ApiTo::Conn(conn), 200, &v);
                     }
                 }
             }

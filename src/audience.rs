@@ -147,6 +147,7 @@ impl Worker {
     /// The number of watchers of `rid` may have changed: sent now when the
     /// room has been quiet for [`WATCHERS_EVERY`], else when that ends.
     pub(crate) fn watchers_changed(&mut self, rid: RoomId) {
+        self.lobby_touch(rid);
         let now = self.now;
         let Some(x) = self.rooms.get_mut(rid).and_then(|r| r.extra.as_deref_mut()) else {
             return;

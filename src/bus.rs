@@ -90,8 +90,12 @@ pub mod kind {
     pub const DETACH: u8 = 19;
     /// Close a relayed session's connection (with a close reason).
     pub const KICK: u8 = 20;
-    /// How many queue places a session holds in queues homed on the sender.
+    /// The queues homed on the sender a session waits in (all of them).
     pub const PLACES: u8 = 21;
+    /// A batch of lobby updates of rooms homed on the sender (see `lobby`).
+    pub const LOBBY_UPD: u8 = 22;
+    /// Whether the sender has lobby subscribers (it wants `LOBBY_UPD`).
+    pub const LOBBY_INTEREST: u8 = 23;
 }
 
 /// Appends one message to a buffer.

@@ -74,6 +74,10 @@ impl Route {
 pub(crate) struct PendingList {
     sid: SessionId,
     rid: Option<u32>,
+    /// The snapshot of a `lobby` subscription.
+    lobby: bool,
+    /// Workers that were lost or did not answer in time.
+    missing: Vec<u32>,
     limit: u16,
     waiting: Vec<u32>,
     rooms: Vec<ListedRoom>,
@@ -88,7 +92,11 @@ const STATES: [RoomState; 5] = [
 ];
 const WHYS: [Why; 4] = [Why::Left, Why::Disconnect, Why::Timeout, Why::Kicked];
 
-fn state_byte(s: Option<RoomState>) -> u8 {
+pub(crate) fn state_of(b: u8) -> Option<RoomState> {
+    STATES.get(b as usize).copied()
+}
+
+pub(crate) fn state_byte(s: Option<RoomState>) -> u8 {
     s.and_then(|s| STATES.iter().position(|&x| x == s))
         .map_or(u8::MAX, |i| i as u8)
 }
@@ -270,15 +278,21 @@ impl Worker {
         }
     }
 
-    /// On a queue's home: tells a shadow's worker how many queue places its
-    /// session holds here, so they count against its seat limit there.
+    /// On a queue's home: tells a shadow's worker the queues its session
+    /// waits in here, so they count against its seat limit there and it
+    /// can be told if this worker is lost.
     pub(crate) fn tell_places(&mut self, sid: SessionId) {
         let Some((w, rsid)) = self.shadow_of(sid) else {
             return;
         };
-        let n = self.lobby.matcher.queued(sid) as u32;
-        if let Some(mut e) = self.bus.as_mut().and_then(|b| b.msg(w, kind::PLACES)) {
-            e.u64(rsid).u32(n);
+        let Some(bus) = self.bus.as_mut() else {
+            return;
+        };
+        if let Some(mut e) = bus.msg(w, kind::PLACES) {
+            e.u64(rsid).u32(self.lobby.matcher.queued(sid) as u32);
+            for q in self.lobby.matcher.queues_of(sid) {
+                e.bytes(q.as_bytes());
+            }
             e.finish();
         }
     }
@@ -432,12 +446,11 @@ impl Worker {
         };
         e.u8(bus::proto_byte(payload_proto)).bytes(payload);
         e.finish();
-        if seating {
-            if let Some(s) = self.sessions.get_mut(sid) {
-                s.remote
-                    .get_or_insert_with(Default::default)
-                    .inflight
-                    .push(home);
+        if let Some(s) = self.sessions.get_mut(sid) {
+            let r = s.remote.get_or_insert_with(Default::default);
+            r.asked.push((home, req.rid));
+            if seating {
+                r.inflight.push(home);
             }
         }
         Ok(())
@@ -466,22 +479,20 @@ impl Worker {
         (qid, waiting)
     }
 
-    /// `list` with the rooms homed here in hand: asks the other workers and
-    /// answers once all have (or were lost).
+    /// `list` (or a `lobby` snapshot) with the rooms homed here in hand:
+    /// asks the other workers for theirs with the filter `(state,
+    /// has_space, limit)`, and answers once all have (or were lost).
     pub(crate) fn gather_list(
         &mut self,
-        sid: SessionId,
-        rid: Option<u32>,
-        want: Option<RoomState>,
-        space: bool,
-        limit: u16,
+        (sid, rid, lobby): (SessionId, Option<u32>, bool),
+        (want, space, limit): (Option<RoomState>, bool, u16),
         rooms: Vec<ListedRoom>,
     ) {
         let (qid, waiting) = self.ask_all(kind::LIST_REQ, |e| {
             e.u8(state_byte(want)).u8(space.into()).u16(limit);
         });
         if waiting.is_empty() {
-            self.send_list(sid, rid, &rooms);
+            self.list_done(sid, rid, &rooms, lobby, &[]);
             return;
         }
         self.lists.insert(
@@ -489,23 +500,88 @@ impl Worker {
             PendingList {
                 sid,
                 rid,
+                lobby,
+                missing: Vec::new(),
                 limit,
                 waiting,
                 rooms,
             },
         );
+        self.await_answers(qid);
     }
 
-    fn list_answered(&mut self, qid: u32, p: u32, rooms: Vec<ListedRoom>) {
+    /// Query `qid` (to other workers) is answered by the deadline
+    /// (`--peer-timeout-ms`), with or without every part.
+    pub(crate) fn await_answers(&mut self, qid: u32) {
+        let at = self.now + std::time::Duration::from_millis(self.cfg.peer_timeout_ms.into());
+        self.query_deadlines.push_back((at, qid));
+        if self.query_timer.is_none() {
+            self.query_timer = Some(self.timers.arm(at, Timer::Queries));
+        }
+    }
+
+    /// `Timer::Queries`: every query past its deadline is answered with
+    /// what came, as if the workers still waited for had been lost.
+    pub(crate) fn queries_due(&mut self) {
+        self.query_timer = None;
+        while let Some(&(at, qid)) = self.query_deadlines.front() {
+            if at > self.now {
+                self.query_timer = Some(self.timers.arm(at, Timer::Queries));
+                return;
+            }
+            self.query_deadlines.pop_front();
+            let waiting: Vec<u32> = match (self.lists.get(&qid), self.api_waits.get(&qid)) {
+                (Some(l), _) => l.waiting.clone(),
+                (None, Some(w)) => w.waiting(),
+                (None, None) => continue,
+            };
+            for p in waiting {
+                warn!(
+                    "w={} worker {p} did not answer query {qid} in time",
+                    self.id
+                );
+                self.list_answered(qid, p, None);
+                self.api_answered(qid, p, None);
+            }
+        }
+    }
+
+    /// The merged answer is in: `rooms` (naming the workers `missing`
+    /// from it), and for a lobby, what it held.
+    fn list_done(
+        &mut self,
+        sid: SessionId,
+        rid: Option<u32>,
+        rooms: &[ListedRoom],
+        lobby: bool,
+        missing: &[u32],
+    ) {
+        self.send_list(sid, rid, rooms, missing);
+        if lobby {
+            self.lobby_snapshot_sent(sid);
+        }
+    }
+
+    /// Worker `p`'s part of list `qid` (`None`: it was lost, or its time
+    /// is up).
+    fn list_answered(&mut self, qid: u32, p: u32, rooms: Option<Vec<ListedRoom>>) {
         let Some(l) = self.lists.get_mut(&qid) else {
             return;
         };
+        if !l.waiting.contains(&p) {
+            return;
+        }
         l.waiting.retain(|&w| w != p);
-        let room = (l.limit as usize).saturating_sub(l.rooms.len());
-        l.rooms.extend(rooms.into_iter().take(room));
+        match rooms {
+            Some(rooms) => {
+                let room = (l.limit as usize).saturating_sub(l.rooms.len());
+                l.rooms.extend(rooms.into_iter().take(room));
+            }
+            None => l.missing.push(p),
+        }
         if l.waiting.is_empty() {
             if let Some(l) = self.lists.remove(&qid) {
-                self.send_list(l.sid, l.rid, &l.rooms);
+                self.list_done(l.sid, l.rid, &l.rooms, l.lobby, &l.missing);
             }
         }
     }
@@ -554,8 +630,9 @@ impl Worker {
             }
             self.peer_lost(p, "replaced");
         }
-        if let Err(e) = self.install_link(p, sock) {
-            warn!("w={} link to worker {p}: {e}", self.id);
+        match self.install_link(p, sock) {
+            Ok(()) => self.lobby_link_up(p),
+            Err(e) => warn!("w={} link to worker {p}: {e}", self.id),
         }
     }
 
@@ -709,9 +786,19 @@ impl Worker {
                 self.on_seat(p, rsid, on, name, closed);
                 Some(())
             }
+            kind::LOBBY_UPD => self.on_lobby_upd(&mut d),
+            kind::LOBBY_INTEREST => {
+                let on = d.u8()? != 0;
+                self.on_lobby_interest(p, on);
+                Some(())
+            }
             kind::PLACES => {
                 let (rsid, n) = (d.u64()?, d.u32()?);
-                self.on_places(p, rsid, n);
+                let mut queues = Vec::with_capacity(n.min(64) as usize);
+                for _ in 0..n {
+                    queues.push(Box::<str>::from(d.str()?));
+                }
+                self.on_places(p, rsid, queues);
                 Some(())
             }
             kind::AWAY => {
@@ -782,7 +869,7 @@ impl Worker {
                         watchers: d.u32()?,
                     });
                 }
-                self.list_answered(qid, p, rooms);
+                self.list_answered(qid, p, Some(rooms));
                 Some(())
             }
             kind::API_REQ => {
@@ -911,8 +998,12 @@ impl Worker {
         let Some(s) = self.sessions.get_mut(sid) else {
             return;
         };
-        if seating {
-            if let Some(r) = s.remote.as_mut() {
+        if let Some(r) = s.remote.as_mut() {
+            // Each link is FIFO: this answers the oldest request sent to `p`.
+            if let Some(i) = r.asked.iter().position(|x| x.0 == p) {
+                r.asked.remove(i);
+            }
+            if seating {
                 if let Some(i) = r.inflight.iter().position(|&h| h == p) {
                     r.inflight.swap_remove(i);
                 }
@@ -999,12 +1090,12 @@ impl Worker {
         }
     }
 
-    /// On a session's worker: a home's count of the session's queue
-    /// places there.
-    fn on_places(&mut self, p: u32, rsid: u64, n: u32) {
+    /// On a session's worker: the queues homed on `p` the session waits
+    /// in.
+    fn on_places(&mut self, p: u32, rsid: u64, queues: Vec<Box<str>>) {
         let sid = SessionId::from_bits(rsid);
         let Some(s) = self.holder_mut(sid) else {
-            if n > 0 {
+            if !queues.is_empty() {
                 self.release_stray(p, rsid);
             }
             return;
@@ -1016,9 +1107,7 @@ impl Worker {
         }
         let r = s.remote.get_or_insert_with(Default::default);
         r.places.retain(|x| x.0 != p);
-        if n > 0 {
-            r.places.push((p, n));
-        }
+        r.places.extend(queues.into_iter().map(|q| (p, q)));
     }
 
     /// On a home: the connection of the session shadow `sid` stands for
@@ -1051,6 +1140,7 @@ impl Worker {
             return;
         };
         bus.peers_lost += 1;
+        self.lobby_list.peers &= !(1u64 << p);
         let _ = self.poll.registry().deregister(&mut link.sock);
         drop(link);
         warn!("w={} lost worker {p} ({why})", self.id);
@@ -1061,15 +1151,44 @@ impl Worker {
             self.relay_peer_lost(p, sid);
             let mut lost = Vec::new();
             let attached = self.sessions.get(sid).is_some_and(|s| s.attached());
+            let (mut unanswered, mut unqueued) = (Vec::new(), Vec::new());
             if let Some(r) = self.sessions.get_mut(sid).and_then(|s| s.remote.as_mut()) {
                 r.inflight.retain(|&h| h != p);
-                r.places.retain(|x| x.0 != p);
+                r.asked.retain(|&(h, rid)| {
+                    if h == p {
+                        unanswered.push(rid);
+                    }
+                    h != p
+                });
+                r.places.retain(|(h, q)| {
+                    if *h == p {
+                        unqueued.push(q.clone());
+                    }
+                    *h != p
+                });
                 r.seats.retain(|(h, n)| {
                     if *h == p {
                         lost.push(n.clone());
                     }
                     *h != p
                 });
+            }
+            for rid in unanswered {
+                let f = Fail::new(
+                    Code::Internal,
+                    "the worker of that room or queue was lost; try again",
+                );
+                self.metrics.error(f.code);
+                self.send_to(sid, &err_v(rid, &f));
+            }
+            for queue in unqueued {
+                self.send_to(
+                    sid,
+                    &V::Map(vec![
+                        ("t", V::Str("match_timeout")),
+                        ("queue", V::Str(&queue)),
+                    ]),
+                );
             }
             for name in lost {
                 if !attached {
@@ -1113,7 +1232,7 @@ impl Worker {
         }
         let qids: Vec<u32> = self.lists.keys().copied().collect();
         for qid in qids {
-            self.list_answered(qid, p, Vec::new());
+            self.list_answered(qid, p, None);
         }
         let qids: Vec<u32> = self.api_waits.keys().copied().collect();
         for qid in qids {

@@ -154,6 +154,14 @@ pub struct Config {
     #[arg(long, env = "ROOMD_BUS_BUFFER", default_value_t = 64 << 20, value_parser = clap::value_parser!(u64).range(65536..))]
     pub bus_buffer: u64,
 
+    /// Milliseconds a worker waits for the others' parts of a query that
+    /// asks every worker (`list`, a `lobby` snapshot, `GET /rooms`,
+    /// `/metrics/all`) or for a room's home to answer an API call; past it
+    /// the answer goes out without the missing parts, and says which
+    /// workers did not answer.
+    #[arg(long, env = "ROOMD_PEER_TIMEOUT_MS", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(10..))]
+    pub peer_timeout_ms: u32,
+
     /// Most WebSocket connections this worker holds; upgrades past it get 503.
     /// Sockets past it plus 1024 (for HTTP and handshakes) are closed at accept.
     #[arg(long, env = "ROOMD_MAX_CONNECTIONS", default_value_t = 100_000)]

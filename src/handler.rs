@@ -352,6 +352,8 @@ impl Worker {
                 Ok(())
             }
             Some("match") => self.op_match(sid, req),
+            Some("lobby") => self.op_lobby(sid, req),
+            Some("unlobby") => self.op_unlobby(sid, req),
             Some("unmatch") => self.op_unmatch(sid, req),
             Some(t) => Err(Fail::new(Code::UnknownType, format!("unknown type {t:?}"))),
         }
@@ -596,9 +598,12 @@ impl Worker {
             idle: None,
             history: None,
             extra: None,
+            shown: None,
+            lobby_dirty: false,
         });
         self.names.insert(name.as_str().into(), rid);
         self.arm_idle(rid);
+        self.lobby_touch(rid);
         Ok((rid, name))
     }
 
@@ -727,6 +732,7 @@ impl Worker {
             s.seats.push(rid);
         }
         self.tell_seat(sid, &name, true, None);
+        self.lobby_touch(rid);
     }
 
     /// The `joined` snapshot of room `rid` for session `sid` (a watcher's
@@ -771,6 +777,7 @@ impl Worker {
         room.state = to;
         room.ver += 1;
         let ver = room.ver;
+        self.lobby_touch(rid);
         broadcast!(self, rid, None, |room: &Room| V::Map(vec![
             ("t", V::Str("state")),
             ("room", V::Str(&room.name)),
@@ -827,6 +834,7 @@ impl Worker {
         if empty {
             self.arm_idle(rid);
         }
+        self.lobby_touch(rid);
     }
 
     fn op_pub(&mut self, sid: SessionId, req: &Req) -> Result<(), Fail> {
@@ -1037,7 +1045,7 @@ impl Worker {
         let space = req.has_space.unwrap_or(false);
         let mut rooms = Vec::new();
         self.list_rooms(want, space, limit, &mut rooms);
-        self.gather_list(sid, req.rid, want, space, limit, rooms);
+        self.gather_list((sid, req.rid, false), (want, space, limit), rooms);
         Ok(())
     }
 
@@ -1067,8 +1075,15 @@ impl Worker {
         out.extend(room_entries);
     }
 
-    /// Sends `rooms` (the merged `list` answer).
-    pub(crate) fn send_list(&mut self, sid: SessionId, rid: Option<u32>, rooms: &[ListedRoom]) {
+    /// Sends `rooms` (the merged `list` answer); `missing` names the workers
+    /// whose rooms it lacks (lost, or no answer within `--peer-timeout-ms`).
+    pub(crate) fn send_list(
+        &mut self,
+        sid: SessionId,
+        rid: Option<u32>,
+        rooms: &[ListedRoom],
+        missing: &[u32],
+    ) {
         let rooms: Vec<V> = rooms
             .iter()
             .map(|r| {
@@ -1083,6 +1098,12 @@ impl Worker {
             .collect();
         let mut m = reply("rooms", rid);
         m.push(("rooms", V::Arr(rooms)));
+        if !missing.is_empty() {
+            m.push((
+                "missing",
+                V::Arr(missing.iter().map(|&w| V::U(w.into())).collect()),
+            ));
+        }
         let Some(route) = self.route(sid) else {
             return;
         };
@@ -1105,6 +1126,7 @@ impl Worker {
         if let Some(t) = room.idle {
             self.timers.cancel(t);
         }
+        self.lobby_closed(&room.name, room.max, room.shown, room.private);
         self.members -= room.members.len();
         let watchers = room.extra.as_ref().map_or(&[][..], |x| &x.watchers[..]);
         let everyone = room
@@ -1161,6 +1183,7 @@ impl Worker {
         s.relay = None;
         s.resuming = None;
         self.watch_attach(sid, false);
+        self.lobby_end(sid);
         let Some(s) = self.sessions.get_mut(sid) else {
             return;
         };

@@ -16,6 +16,7 @@ mod audience;
 pub mod history;
 pub mod http;
 pub mod ipc;
+mod lobby;
 pub mod matcher;
 mod matchmaking;
 pub mod metrics;

@@ -161,6 +161,18 @@ impl<O: Copy + Eq + Hash> Matcher<O> {
         self.owners.get(&owner).map_or(0, Vec::len)
     }
 
+    /// The queues `owner` waits in. O(queues of the owner).
+    pub fn queues_of(&self, owner: O) -> impl Iterator<Item = &str> {
+        self.owners
+            .get(&owner)
+            .into_iter()
+            .flatten()
+            .filter_map(|t| {
+                let e = self.entries.get(t)?;
+                Some(&*self.pools.get(e.pool)?.queue)
+            })
+    }
+
     /// Whether `owner` waits in `queue`. O(queues of the owner).
     pub fn is_queued(&self, owner: O, queue: &str) -> bool {
         self.ticket_of(owner, queue).is_some()

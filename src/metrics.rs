@@ -38,6 +38,12 @@ pub struct Gauges {
     pub tokens: usize,
     /// Places in matchmaking queues homed on this worker.
     pub places: usize,
+    /// Attached watchers of rooms homed on this worker.
+    pub watchers: u64,
+    /// Lobby subscriptions of this worker's sessions.
+    pub lobby_subs: usize,
+    /// Queries to other workers waiting for their answers.
+    pub queries: usize,
     pub rooms: usize,
     pub members: usize,
     pub timers: usize,
@@ -149,6 +155,24 @@ impl Metrics {
             "roomd_queue_places",
             "Places in matchmaking queues homed on this worker.",
             g.places as u64,
+        );
+        gauge(
+            &mut s,
+            "roomd_watchers",
+            "Watchers with a connection, of rooms homed on this worker.",
+            g.watchers,
+        );
+        gauge(
+            &mut s,
+            "roomd_lobby_subscribers",
+            "Lobby subscriptions of this worker's sessions.",
+            g.lobby_subs as u64,
+        );
+        gauge(
+            &mut s,
+            "roomd_pending_queries",
+            "Queries to other workers (list, GET /rooms, /metrics/all, API calls) awaiting answers.",
+            g.queries as u64,
         );
         gauge(
             &mut s,
@@ -317,6 +341,9 @@ mod tests {
             sessions: 0,
             tokens: 0,
             places: 0,
+            watchers: 0,
+            lobby_subs: 0,
+            queries: 0,
             rooms: 0,
             members: 0,
             timers: 0,

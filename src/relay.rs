@@ -221,6 +221,7 @@ impl Worker {
         self.forget_token(sid, &token);
         self.release_seats(sid, Why::Left);
         self.unqueue(sid);
+        self.lobby_end(sid);
         self.set_paused(cid, false);
     }
 

@@ -474,6 +474,9 @@ impl Worker {
         self.forget_token(sid, &s.token);
         self.forget_remote(sid, &s);
         self.unqueue(sid);
+        if s.lobby.is_some() {
+            self.lobby_end(sid);
+        }
     }
 
     /// Takes `token` out of the index if it names `sid` there.

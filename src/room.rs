@@ -115,6 +115,14 @@ pub struct Extra {
     pub banned: Vec<MemberId>,
 }
 
+/// A public room's figures as the lobby last announced them (see `lobby`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shown {
+    pub members: u32,
+    pub state: RoomState,
+    pub watchers: u32,
+}
+
 /// Bans one room keeps (`too_large` past it).
 pub const MAX_BANS: usize = 4096;
 
@@ -136,6 +144,9 @@ pub struct Room {
     pub history: Option<Box<History>>,
     /// Watchers and bans (`None` until the first).
     pub extra: Option<Box<Extra>>,
+    /// What the lobby last announced of it, and whether it changed since.
+    pub shown: Option<Shown>,
+    pub lobby_dirty: bool,
 }
 
 impl Room {

@@ -56,6 +56,8 @@ pub struct Session {
     /// Rooms that closed while the session was away, with the `why`: the
     /// resume reports them (`{"closed": why}`). At most one per seat it had.
     pub closed: Vec<(Box<str>, Box<str>)>,
+    /// Its lobby subscription (see `lobby`).
+    pub lobby: Option<Box<crate::lobby::Sub>>,
 }
 
 /// The connection of a session on another worker: its worker, the id of
@@ -113,9 +115,13 @@ pub struct RemoteSeats {
     /// Home workers of forwarded join/create/match requests not yet done;
     /// they count against the seat limit.
     pub inflight: Vec<u32>,
-    /// (home worker, number of queue places held there), as each home last
-    /// told (`PLACES`); they count against the seat limit.
-    pub places: Vec<(u32, u32)>,
+    /// (home worker, queue) of every place held in a queue homed there, as
+    /// each home last told (`PLACES`); they count against the seat limit.
+    pub places: Vec<(u32, Box<str>)>,
+    /// (home worker, `rid`) of every request forwarded there and not yet
+    /// done (`OUTCOME`), oldest first: answered `internal` if the home is
+    /// lost first.
+    pub asked: Vec<(u32, Option<u32>)>,
 }
 
 /// The session on another worker a shadow session stands for.
@@ -147,6 +153,7 @@ impl Session {
             proxy: None,
             resuming: None,
             closed: Vec::new(),
+            lobby: None,
         }
     }
 
@@ -180,8 +187,8 @@ impl Session {
     /// Seats, places in queues and joins on their way, on other workers
     /// (each counts against `--max-rooms-per-conn`).
     pub fn remote_held(&self) -> usize {
-        self.remote.as_ref().map_or(0, |r| {
-            r.seats.len() + r.inflight.len() + r.places.iter().map(|p| p.1 as usize).sum::<usize>()
-        })
+        self.remote
+            .as_ref()
+            .map_or(0, |r| r.seats.len() + r.inflight.len() + r.places.len())
     }
 }

@@ -86,6 +86,10 @@ pub enum Timer {
     Alive,
     /// A room's `watchers` update is due (see `audience`).
     Watchers(RoomId),
+    /// The lobby's changes go out (see `lobby`).
+    Lobby,
+    /// The oldest query to other workers is due (see `cluster`).
+    Queries,
 }
 
 pub struct Worker {
@@ -123,6 +127,11 @@ pub struct Worker {
     pub(crate) shadows: HashMap<(u32, u64), SessionId>,
     /// `list`s waiting for other workers, by query id.
     pub(crate) lists: HashMap<u32, crate::cluster::PendingList>,
+    pub(crate) lobby_list: crate::lobby::LobbyList,
+    /// Deadlines of the queries in `lists` and `api_waits`, oldest first
+    /// (one timeout for all: FIFO), and the timer for the first.
+    pub(crate) query_deadlines: std::collections::VecDeque<(Instant, u32)>,
+    pub(crate) query_timer: Option<crate::timer::TimerId>,
     /// HTTP room API calls waiting for other workers, by query id (from
     /// the same counter as `lists`).
     pub(crate) api_waits: HashMap<u32, crate::admin::ApiWait>,
@@ -194,6 +203,9 @@ impl Worker {
             bus: None,
             shadows: HashMap::new(),
             lists: HashMap::new(),
+            lobby_list: Default::default(),
+            query_deadlines: Default::default(),
+            query_timer: None,
             api_waits: HashMap::new(),
             next_list: 0,
             next_resume: 0,
@@ -603,6 +615,13 @@ impl Worker {
             sessions: self.sessions.len(),
             tokens: self.tokens.len(),
             places: self.lobby.matcher.len(),
+            watchers: self
+                .rooms
+                .iter()
+                .map(|(_, r)| u64::from(r.watchers()))
+                .sum(),
+            lobby_subs: self.lobby_list.subs.len(),
+            queries: self.lists.len() + self.api_waits.len(),
             rooms: self.rooms.len(),
             members: self.members,
             timers: self.timers.len(),
@@ -1048,6 +1067,8 @@ impl Worker {
                 Timer::Grace(sid) => self.grace_over(sid),
                 Timer::Idle(rid) => self.idle_over(rid),
                 Timer::Watchers(rid) => self.watchers_due(rid),
+                Timer::Lobby => self.lobby_tick(),
+                Timer::Queries => self.queries_due(),
                 Timer::AcceptRetry => self.accept_more = true,
                 Timer::Match => self.match_due(),
                 Timer::Alive => self.alive(),
@@ -1170,6 +1191,7 @@ impl Worker {
                 debug_assert!(s.is_some_and(|s| s.seats.contains(&rid) && s.member == m.id));
             }
             seats += room.members.len();
+            debug_assert_eq!(room.lobby_dirty, self.lobby_list.dirty.contains(&rid));
             if let Some(x) = room.extra.as_deref() {
                 let mut live = 0;
                 for w in &x.watchers {
@@ -1182,6 +1204,7 @@ impl Worker {
         }
         debug_assert_eq!(seats, self.members);
         for (sid, s) in self.sessions.iter() {
+            debug_assert_eq!(s.lobby.is_some(), self.lobby_list.subs.contains(&sid));
             debug_assert!(!(s.conn.is_some() && s.relay.is_some()));
             debug_assert!(s.resuming.is_none() || s.attached());
             match s.shadow.as_deref() {

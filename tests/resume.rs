@@ -347,17 +347,13 @@ fn a_session_with_no_seats_is_resumed_within_grace() {
     assert_eq!(member_ids(&joined), vec![id]);
 }
 
-/// PROTOCOL.md "Reconnect and recovery": a room that closed while the
-/// session was away is listed as `{"closed": why}` and not re-attached.
-#[test]
-fn a_room_closed_while_away_is_reported_when_the_session_resumes() {
-    let server = Server::start(&["--grace-ms", "5000"]);
-    let mut o = server.client();
-    o.create("x");
-    o.create("y");
-    let mut m = server.client();
-    m.join("x");
-    m.join("y");
+/// `o` creates rooms `x` and `y`, `m` joins both and drops, and `o` (the
+/// owner) closes `x` once it saw `m` away. Returns `m`'s id and token.
+fn away_while_x_closes(o: &mut Client, mut m: Client, x: &str, y: &str) -> (u64, String) {
+    o.create(x);
+    o.create(y);
+    m.join(x);
+    m.join(y);
     o.expect("presence");
     o.expect("presence");
     let (m_id, tok) = (m.id, token(&m));
@@ -365,8 +361,19 @@ fn a_room_closed_while_away_is_reported_when_the_session_resumes() {
     for _ in 0..2 {
         assert_eq!(o.expect("presence")["away"].u(), m_id);
     }
-    o.send(msg! {"t" => "state", "rid" => 7u32, "room" => "x", "to" => "closed"});
+    o.send(msg! {"t" => "state", "rid" => 7u32, "room" => x, "to" => "closed"});
     o.recv_type("closed");
+    (m_id, tok)
+}
+
+/// PROTOCOL.md "Reconnect and recovery": a room that closed while the
+/// session was away is listed as `{"closed": why}` and not re-attached.
+#[test]
+fn a_room_closed_while_away_is_reported_when_the_session_resumes() {
+    let server = Server::start(&["--grace-ms", "5000"]);
+    let mut o = server.client();
+    let m = server.client();
+    let (m_id, tok) = away_while_x_closes(&mut o, m, "x", "y");
 
     let mut m2 = server.client();
     let rid = hello_resume(&mut m2, &tok, msg! {"x" => 0u64, "y" => 0u64});
@@ -782,20 +789,8 @@ fn a_room_closed_while_away_is_reported_across_workers() {
         let server = start_workers(2, &["--grace-ms", "5000"]);
         let (x, y) = (name_on("gone", 1, 2), name_on("kept", 0, 2));
         let mut o = client_on(&server, 1);
-        o.create(&x);
-        o.create(&y);
-        let mut m = client_on(&server, 0);
-        m.join(&x);
-        m.join(&y);
-        o.expect("presence");
-        o.expect("presence");
-        let (m_id, tok) = (m.id, token(&m));
-        m.drop_tcp();
-        for _ in 0..2 {
-            assert_eq!(o.expect("presence")["away"].u(), m_id);
-        }
-        o.send(msg! {"t" => "state", "rid" => 7u32, "room" => x.as_str(), "to" => "closed"});
-        o.recv_type("closed");
+        let m = client_on(&server, 0);
+        let (m_id, tok) = away_while_x_closes(&mut o, m, &x, &y);
         // The close reaches m's worker before the resume does: a round trip
         // through a worker-0 room, which m's worker serves.
         o.publish(&y, b"after");

@@ -1124,7 +1124,15 @@ pub fn worker_pids(server: &Server) -> Vec<i32> {
 /// socket's inode from /proc/net/tcp (local port the server's, remote port
 /// `c`'s), then the child of the supervisor that has that socket open.
 pub fn pid_serving(server: &Server, c: &Client) -> i32 {
-    let mine = c.ws.get_ref().local_addr().expect("local addr").port();
+    pid_serving_port(
+        server,
+        c.ws.get_ref().local_addr().expect("local addr").port(),
+    )
+}
+
+/// The worker process holding the server end of the connection from local
+/// port `mine` (see [`pid_serving`]).
+pub fn pid_serving_port(server: &Server, mine: u16) -> i32 {
     let theirs = server.addr.port();
     let tcp = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
     let port = |a: &str| {

@@ -473,7 +473,7 @@ impl Worker for ChurnWorker {
                     ..Default::default()
                 })
             }
-            Cmd::Exit => Ok(PhaseResult::default()),
+            Cmd::Storm { .. } | Cmd::Exit => Ok(PhaseResult::default()),
         }
     }
 }

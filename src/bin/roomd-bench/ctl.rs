@@ -37,6 +37,9 @@ pub enum Cmd {
     },
     /// Keep the connections open (answering pings) until `until`.
     Hold { until: u64 },
+    /// `watch`: every watcher joins its room from `t0` (absolute ns), as
+    /// fast as it can; the phase ends when each has its answer.
+    Storm { t0: u64 },
     /// Close every connection.
     Teardown,
     /// Leave the process.
@@ -49,6 +52,7 @@ impl Cmd {
             Cmd::Setup { .. } => "setup",
             Cmd::Run { .. } => "run",
             Cmd::Hold { .. } => "hold",
+            Cmd::Storm { .. } => "storm",
             Cmd::Teardown => "teardown",
             Cmd::Exit => "exit",
         }

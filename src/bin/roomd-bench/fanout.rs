@@ -648,7 +648,7 @@ impl Worker for FanoutWorker {
                     ..Default::default()
                 })
             }
-            Cmd::Exit => Ok(PhaseResult::default()),
+            Cmd::Storm { .. } | Cmd::Exit => Ok(PhaseResult::default()),
         }
     }
 }

@@ -170,7 +170,7 @@ impl Worker for IdleWorker {
                     ..Default::default()
                 })
             }
-            Cmd::Run { .. } | Cmd::Exit => Ok(PhaseResult::default()),
+            Cmd::Run { .. } | Cmd::Storm { .. } | Cmd::Exit => Ok(PhaseResult::default()),
         }
     }
 }

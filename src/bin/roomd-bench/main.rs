@@ -12,8 +12,10 @@ mod churn;
 mod ctl;
 mod engine;
 mod fanout;
+mod findmax;
 mod frames;
 mod idle;
+mod lobby;
 mod opts;
 mod pace;
 mod report;
@@ -21,6 +23,7 @@ mod rooms;
 mod stats;
 mod summary;
 mod sys;
+mod watch;
 mod wire;
 
 use std::collections::BTreeMap;
@@ -28,9 +31,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::ctl::{fmt_us, Cmd, Fleet, PhaseResult, Worker};
+use crate::ctl::{Cmd, Fleet, PhaseResult, Worker};
 use crate::opts::{check_common, Cli, Command, Common, FanoutArgs, Proto, Scenario};
-use crate::report::{Report, StepReport};
+use crate::report::Report;
 use crate::sys::{now_ns, secs_ns};
 
 fn main() -> ExitCode {
@@ -103,6 +106,8 @@ fn make_worker(sc: &Scenario, index: usize, procs: usize) -> Result<Box<dyn Work
         Scenario::Idle(a) => Box::new(idle::IdleWorker::new(a, index, procs)?),
         Scenario::Rooms(a) => Box::new(rooms::RoomsWorker::new(a, index, procs, rid)?),
         Scenario::Churn(a) => Box::new(churn::ChurnWorker::new(a, index, procs, rid)?),
+        Scenario::Watch(a) => Box::new(watch::WatchWorker::new(a, index, procs, rid)?),
+        Scenario::Lobby(a) => Box::new(lobby::LobbyWorker::new(a, rid)?),
     })
 }
 
@@ -120,6 +125,8 @@ fn fleet(sc: &Scenario) -> Result<Fleet, String> {
 fn make_worker_check(sc: &Scenario, procs: usize) -> Result<(), String> {
     match sc {
         Scenario::Fanout(a) => fanout::Plan::new(a, 0, procs, 0).map(|_| ()),
+        Scenario::Watch(a) => watch::check(a),
+        Scenario::Lobby(a) => lobby::check(a),
         _ => Ok(()),
     }
 }
@@ -156,6 +163,8 @@ fn controller(sc: &Scenario) -> Result<Report, String> {
         Scenario::Idle(a) => a.conns,
         Scenario::Rooms(a) => rooms::conns_needed(a),
         Scenario::Churn(a) => a.conns,
+        Scenario::Watch(a) => a.watchers + 1,
+        Scenario::Lobby(a) => lobby::conns_needed(a),
     };
     check_common(c, conns.div_ceil(c.procs.max(1)) + 1)?;
     if c.server_pid.is_some() && rss(c).is_none() {
@@ -174,6 +183,8 @@ fn controller(sc: &Scenario) -> Result<Report, String> {
         Scenario::Idle(a) => idle::control(a, &mut fleet, &mut report)?,
         Scenario::Rooms(a) => rooms::control(a, &mut fleet, &mut report)?,
         Scenario::Churn(a) => churn::control(a, &mut fleet, &mut report)?,
+        Scenario::Watch(a) => watch::control(a, &mut fleet, &mut report)?,
+        Scenario::Lobby(a) => lobby::control(a, &mut fleet, &mut report)?,
     }
     let _ = fleet.phase(Cmd::Exit, "exit", true);
     report.steal_pct = sys::steal_pct(steal0, sys::cpu_steal());
@@ -213,7 +224,7 @@ fn run_fanout(a: &FanoutArgs, fleet: &mut Fleet, report: &mut Report) -> Result<
     let su = setup(fleet, gen, c.quiet, a.conns)?;
     report.conns = su.stats.conns;
     report.connect_failed = su.stats.failed;
-    let mut broken = su.broken;
+    let broken = su.broken;
     let run = |fleet: &mut Fleet, step: u32, rate: f64| {
         let t0 = now_ns() + 200_000_000;
         fleet.phase(
@@ -240,97 +251,22 @@ fn run_fanout(a: &FanoutArgs, fleet: &mut Fleet, report: &mut Report) -> Result<
         fleet.phase(Cmd::Teardown, "teardown", true)?;
         return Ok(());
     }
-    // --find-max: grow the rate by --step-factor until a step fails, then bisect.
-    let budget_us = (a.p99_budget_ms * 1000.0) as u64;
-    let deliveries_per_msg = (a.room_size - 1) as f64;
-    let mut rate = a.rate;
-    let mut good: Option<f64> = None;
-    let mut bad: Option<f64> = None;
-    let mut best: Option<(f64, PhaseResult)> = None;
-    let mut last: Option<PhaseResult> = None;
-    let mut retried: Option<f64> = None;
-    for step in 0..a.max_steps {
-        if broken {
-            eprintln!("connections were lost: rebuilding the set");
-            fleet.phase(Cmd::Teardown, "teardown", true)?;
-            gen += 1;
-            let su = setup(fleet, gen, c.quiet, a.conns)?;
-            broken = su.broken;
-        }
-        let r = run(fleet, step as u32, rate)?;
-        broken |= r.broken;
-        let s = &r.stats;
-        let p99 = s.lat.quantile_us(0.99);
-        let held = s.expected > 0
-            && (s.delivered as f64) >= 0.999 * s.expected as f64
-            && p99 <= budget_us
-            && !r.broken;
-        eprintln!(
-            "step {step}: {rate:.0} msg/s ({:.0} deliveries/s): p99 {} delivered {}/{} -> {}",
-            rate * deliveries_per_msg,
-            fmt_us(p99),
-            s.delivered,
-            s.expected,
-            if held { "held" } else { "failed" }
-        );
-        report.steps.push(StepReport {
-            rate,
-            deliveries_per_s: s.delivered as f64 / a.duration,
-            expected: s.expected,
-            delivered: s.delivered,
-            p50_us: s.lat.quantile_us(0.5),
-            p99_us: p99,
-            max_us: s.lat.max_us(),
-            errors: s.error_count(),
-            held,
-        });
-        // The host steals CPU at times: a failure is believed only when the
-        // same rate fails twice in a row.
-        if !held && retried != Some(rate) {
-            retried = Some(rate);
-            eprintln!("step {step}: retrying {rate:.0} msg/s once");
-            last = Some(r);
-            continue;
-        }
-        if held {
-            good = Some(good.map_or(rate, |g: f64| g.max(rate)));
-            if best.as_ref().is_none_or(|(br, _)| rate > *br) {
-                best = Some((rate, r.clone()));
-            }
-        } else {
-            bad = Some(bad.map_or(rate, |b: f64| b.min(rate)));
-        }
-        last = Some(r);
-        rate = match (good, bad) {
-            (Some(_), None) => rate * a.step_factor,
-            (None, Some(b)) => b / a.step_factor,
-            (Some(g), Some(b)) => {
-                if b / g < 1.05 {
-                    break;
-                }
-                (g + b) / 2.0
-            }
-            (None, None) => break,
-        };
-        if rate < 1.0 {
-            break;
-        }
-    }
+    let search = findmax::Search {
+        rate: a.rate,
+        step_factor: a.step_factor,
+        max_steps: a.max_steps,
+        p99_budget_ms: a.p99_budget_ms,
+        duration: a.duration,
+        deliveries_per_msg: (a.room_size - 1) as f64,
+    };
+    let rebuild = |fleet: &mut Fleet| {
+        fleet.phase(Cmd::Teardown, "teardown", true)?;
+        gen += 1;
+        Ok(setup(fleet, gen, c.quiet, a.conns)?.broken)
+    };
+    let found = findmax::search(&search, fleet, report, broken, rebuild, run)?;
     report.server_rss_after = rss(c);
     fleet.phase(Cmd::Teardown, "teardown", true)?;
-    match best {
-        Some((rate, r)) => {
-            report.take_stats(&r.stats, a.duration);
-            report.max_rate = Some(rate);
-            report.max_deliveries_per_s = Some(r.stats.delivered as f64 / a.duration);
-        }
-        None => {
-            if let Some(r) = last {
-                report.take_stats(&r.stats, a.duration);
-            }
-            report.max_rate = Some(0.0);
-            report.max_deliveries_per_s = Some(0.0);
-        }
-    }
+    found.fill(report, a.duration);
     Ok(())
 }

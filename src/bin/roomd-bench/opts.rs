@@ -54,6 +54,18 @@ pub enum Scenario {
     /// Join / publish / leave cycles at R cycles/s over N connections; report
     /// per-operation latencies.
     Churn(ChurnArgs),
+    /// roomd: one room, one publisher and N watchers (`join` with
+    /// `watch:true`). A join storm (all N at once: time to seat them all,
+    /// server messages per join), then messages to the whole audience at R
+    /// messages/s (with --find-max: the most deliveries/s within the p99
+    /// budget); every delivery checked (exactly once, in order) and timed.
+    Watch(WatchArgs),
+    /// roomd: R public rooms (created with `join:false`), one connection
+    /// subscribed to the lobby (`lobby`, no filter) while changer
+    /// connections join and leave P % of the rooms per second; report the
+    /// subscriber's updates/s and bytes/s and the server's CPU time per
+    /// room change, against the same changes with no subscriber.
+    Lobby(LobbyArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -241,6 +253,104 @@ pub struct ChurnArgs {
     pub room_idle_ms: u32,
 }
 
+#[derive(Args, Debug, Clone)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Watchers of the room (connections besides the one publisher).
+    #[arg(long, default_value_t = 10_000)]
+    pub watchers: usize,
+    /// Seconds after the storm's last `joined` during which the clients
+    /// wait for the coalesced `watchers` count (sent at most about once a
+    /// second); every client's last count must then be the number seated.
+    #[arg(long, default_value_t = 1.5)]
+    pub settle: f64,
+    /// Messages per second the publisher sends (each is delivered to every
+    /// watcher). With --find-max: the first step.
+    #[arg(long, default_value_t = 20.0)]
+    pub rate: f64,
+    /// Payload bytes per message (at least 24: the harness's header).
+    #[arg(long, default_value_t = 64)]
+    pub payload: usize,
+    /// Seconds measured (per step with --find-max).
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+    /// Seconds of load before measuring starts.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Seconds to wait after the last send for deliveries still in flight.
+    #[arg(long, default_value_t = 3.0)]
+    pub drain: f64,
+    /// Step the rate up until p99 passes --p99-budget-ms or deliveries fall
+    /// below 99.9 % of expected (a failing rate is run twice before it
+    /// counts); report the highest rate that held.
+    #[arg(long)]
+    pub find_max: bool,
+    /// Latency budget for --find-max, milliseconds.
+    #[arg(long, default_value_t = 50.0)]
+    pub p99_budget_ms: f64,
+    /// Most steps --find-max takes.
+    #[arg(long, default_value_t = 14)]
+    pub max_steps: usize,
+    /// Rate multiplier between --find-max steps before the first failure.
+    #[arg(long, default_value_t = 1.6)]
+    pub step_factor: f64,
+    /// Idle timeout asked for the room, milliseconds.
+    #[arg(long, default_value_t = 600_000)]
+    pub room_idle_ms: u32,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LobbyArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Public rooms in the lobby (created with `join:false`). The server
+    /// needs `--create-rate 0` (and a high `--rate-limit`) for these.
+    #[arg(long, default_value_t = 100_000)]
+    pub rooms: usize,
+    /// Connections sending the create requests.
+    #[arg(long, default_value_t = 8)]
+    pub creators: usize,
+    /// Create requests in flight per creator connection.
+    #[arg(long, default_value_t = 64)]
+    pub window: usize,
+    /// Room changes per second, in percent of the rooms. A change is a
+    /// changer connection's `join` of a room or its `leave` --hold-ms
+    /// later: each moves the room's `members` and is its own lobby update,
+    /// so half as many rooms are joined per second.
+    #[arg(long, default_value_t = 1.0)]
+    pub change_pct: f64,
+    /// Milliseconds a changer stays in a room it joined (more than the
+    /// lobby's 250 ms coalescing, so the join and the leave are both seen).
+    #[arg(long, default_value_t = 500)]
+    pub hold_ms: u64,
+    /// Changer connections (each sits in at most --rooms-per-conn rooms at once).
+    #[arg(long, default_value_t = 64)]
+    pub changers: usize,
+    /// Rooms one changer connection may sit in at once (the server's
+    /// --max-rooms-per-conn, default 16).
+    #[arg(long, default_value_t = 16)]
+    pub rooms_per_conn: usize,
+    /// Seconds of changes measured (in each of the two phases).
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds of changes before measuring starts (in each phase).
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Seconds after the last change for the coalesced updates still due.
+    #[arg(long, default_value_t = 1.0)]
+    pub drain: f64,
+    /// `limit` of the lobby subscription (the snapshot's most rooms; at most 1000).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub limit: u16,
+    /// Skip the phase of changes with no subscriber (the server CPU baseline).
+    #[arg(long)]
+    pub no_baseline: bool,
+    /// Idle timeout asked for each created room, milliseconds.
+    #[arg(long, default_value_t = 600_000)]
+    pub room_idle_ms: u32,
+}
+
 impl Scenario {
     pub fn common(&self) -> &Common {
         match self {
@@ -248,6 +358,8 @@ impl Scenario {
             Scenario::Idle(a) => &a.common,
             Scenario::Rooms(a) => &a.common,
             Scenario::Churn(a) => &a.common,
+            Scenario::Watch(a) => &a.common,
+            Scenario::Lobby(a) => &a.common,
         }
     }
 
@@ -257,6 +369,8 @@ impl Scenario {
             Scenario::Idle(_) => "idle",
             Scenario::Rooms(_) => "rooms",
             Scenario::Churn(_) => "churn",
+            Scenario::Watch(_) => "watch",
+            Scenario::Lobby(_) => "lobby",
         }
     }
 }

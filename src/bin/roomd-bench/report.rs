@@ -65,6 +65,60 @@ pub struct Report {
     pub max_deliveries_per_s: Option<f64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepReport>,
+    /// watch: watchers seated by the join storm, and the time from the first
+    /// `join` sent to the last `joined` received.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watchers: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seat_all_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub joins_per_s: Option<f64>,
+    /// watch: each watcher's `join` to `joined`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub join_latency_us: Option<LatSummary>,
+    /// watch: frames received by all clients during the storm (up to the
+    /// last `joined`), per watcher seated, and by type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storm_frames_per_join: Option<f64>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub storm_frames: BTreeMap<String, u64>,
+    /// watch: frames received in the settle time after the last `joined`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storm_frames_after: Option<u64>,
+    /// watch: every client's last `watchers` count was the number seated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watchers_count_ok: Option<bool>,
+    /// lobby: the subscriber's snapshot (rooms listed, bytes, time to it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lobby_snapshot_rooms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lobby_snapshot_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lobby_snapshot_ms: Option<f64>,
+    /// lobby: room changes made (acknowledged joins and leaves) per second,
+    /// and what the subscriber received per second in the same window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub room_changes_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lobby_updates_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lobby_bytes_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lobby_updates_per_change: Option<f64>,
+    /// lobby: from a change's acknowledgement to the first update showing it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lobby_delay_us: Option<LatSummary>,
+    /// lobby: server CPU time (all its processes, user + system) per room
+    /// change with the subscriber, per update it received, and per change
+    /// with no subscriber (the baseline).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cpu_us_per_change: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cpu_us_per_update: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_cpu_us_per_change: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_changes_per_s: Option<f64>,
     /// CPU time the host stole from this VM during the run, percent.
     pub steal_pct: f64,
     /// 1-minute load average at the start and end of the run (other work on
@@ -202,6 +256,93 @@ impl Report {
                     ),
                 );
             }
+        }
+        if let Some(n) = self.watchers {
+            row(
+                "join storm",
+                format!(
+                    "{n} watchers seated in {:.3} s ({:.0} joins/s)",
+                    self.seat_all_s.unwrap_or(0.0),
+                    self.joins_per_s.unwrap_or(0.0)
+                ),
+            );
+        }
+        if let Some(l) = &self.join_latency_us {
+            row(
+                "  join p50/p99/max",
+                format!("{} / {} / {}", fmt_us(l.p50), fmt_us(l.p99), fmt_us(l.max)),
+            );
+        }
+        if let Some(f) = self.storm_frames_per_join {
+            let by: Vec<String> = self
+                .storm_frames
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            row(
+                "  server messages per join",
+                format!("{f:.3} ({})", by.join(", ")),
+            );
+        }
+        if let Some(n) = self.storm_frames_after {
+            row("  messages in the settle time", n.to_string());
+        }
+        if let Some(ok) = self.watchers_count_ok {
+            row(
+                "  last watchers count",
+                if ok {
+                    "= seated, at every client"
+                } else {
+                    "WRONG at some client"
+                }
+                .into(),
+            );
+        }
+        if let Some(n) = self.lobby_snapshot_rooms {
+            row(
+                "lobby snapshot",
+                format!(
+                    "{n} rooms, {} bytes, in {:.2} ms",
+                    self.lobby_snapshot_bytes.unwrap_or(0),
+                    self.lobby_snapshot_ms.unwrap_or(0.0)
+                ),
+            );
+        }
+        if let Some(r) = self.room_changes_per_s {
+            row("room changes/s", format!("{r:.0}"));
+        }
+        if let Some(r) = self.lobby_updates_per_s {
+            row(
+                "lobby updates/s",
+                format!(
+                    "{r:.0} ({:.3} per change)",
+                    self.lobby_updates_per_change.unwrap_or(0.0)
+                ),
+            );
+        }
+        if let Some(r) = self.lobby_bytes_per_s {
+            row("lobby bytes/s", format!("{r:.0}"));
+        }
+        if let Some(l) = &self.lobby_delay_us {
+            row(
+                "lobby delay p50/p99/max",
+                format!("{} / {} / {}", fmt_us(l.p50), fmt_us(l.p99), fmt_us(l.max)),
+            );
+        }
+        if let Some(c) = self.server_cpu_us_per_change {
+            row("server CPU per change", format!("{c:.1} µs"));
+        }
+        if let Some(c) = self.server_cpu_us_per_update {
+            row("server CPU per update", format!("{c:.1} µs"));
+        }
+        if let Some(c) = self.baseline_cpu_us_per_change {
+            row(
+                "  with no subscriber",
+                format!(
+                    "{c:.1} µs per change ({:.0} changes/s)",
+                    self.baseline_changes_per_s.unwrap_or(0.0)
+                ),
+            );
         }
         if let Some(m) = self.max_rate {
             row(

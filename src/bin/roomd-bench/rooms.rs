@@ -412,7 +412,7 @@ impl Worker for RoomsWorker {
                     ..Default::default()
                 })
             }
-            Cmd::Exit => Ok(PhaseResult::default()),
+            Cmd::Storm { .. } | Cmd::Exit => Ok(PhaseResult::default()),
         }
     }
 }

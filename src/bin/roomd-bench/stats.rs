@@ -59,6 +59,24 @@ impl Lat {
         }
     }
 
+    pub fn min_us(&self) -> u64 {
+        if self.0.is_empty() {
+            0
+        } else {
+            self.0.min()
+        }
+    }
+
+    /// How many values were recorded at or below `us` (to the histogram's
+    /// precision: values in the same bucket as `us` count).
+    pub fn count_le_us(&self, us: u64) -> u64 {
+        if self.0.is_empty() {
+            0
+        } else {
+            self.0.count_between(0, us.clamp(1, HIST_MAX_US))
+        }
+    }
+
     pub fn summary(&self) -> LatSummary {
         LatSummary {
             p50: self.quantile_us(0.5),
@@ -121,6 +139,9 @@ pub struct Stats {
     pub lat: Lat,
     /// Per-operation latencies (churn, rooms).
     pub ops: BTreeMap<String, Lat>,
+    /// Named counters a scenario needs beyond the ones above (bytes, frames
+    /// by type, ...), summed across processes.
+    pub counts: BTreeMap<String, u64>,
 }
 
 impl Stats {
@@ -137,6 +158,20 @@ impl Stats {
             eprintln!("roomd-bench: server answered err {code}: {msg}");
         }
         self.error(key);
+    }
+
+    /// Adds `n` to the named counter.
+    pub fn count(&mut self, name: &str, n: u64) {
+        if let Some(c) = self.counts.get_mut(name) {
+            *c += n;
+        } else {
+            self.counts.insert(name.to_string(), n);
+        }
+    }
+
+    /// The named counter (0 when never counted).
+    pub fn counted(&self, name: &str) -> u64 {
+        self.counts.get(name).copied().unwrap_or(0)
     }
 
     pub fn error_count(&self) -> u64 {
@@ -170,6 +205,9 @@ impl Stats {
         for (k, v) in &o.ops {
             self.ops.entry(k.clone()).or_default().merge(v);
         }
+        for (k, v) in &o.counts {
+            *self.counts.entry(k.clone()).or_insert(0) += v;
+        }
     }
 
     pub fn missing(&self) -> u64 {
@@ -193,6 +231,7 @@ impl Stats {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.to_wire()))
                 .collect(),
+            counts: self.counts.clone(),
         }
     }
 
@@ -213,6 +252,7 @@ impl Stats {
                 .iter()
                 .map(|(k, v)| (k.clone(), Lat::from_wire(v)))
                 .collect(),
+            counts: w.counts.clone(),
         }
     }
 }
@@ -231,6 +271,8 @@ pub struct WireStats {
     pub errors: BTreeMap<String, u64>,
     pub lat: Vec<(u64, u64)>,
     pub ops: BTreeMap<String, Vec<(u64, u64)>>,
+    #[serde(default)]
+    pub counts: BTreeMap<String, u64>,
 }
 
 /// Exactly-once and order check of one sender's sequence as seen by one

@@ -1,7 +1,8 @@
 //! `roomd-bench summary DIR`: turns the `--json` reports of a bench.sh run
 //! (`SERVER.SCENARIO.rROUND.json`) into `summary.md` (medians over rounds,
 //! one column per server) and `chart-SCENARIO.svg` (deliveries/s against p99
-//! latency of the `--find-max` steps, one line per server).
+//! latency of the `--find-max` steps of lat, thr and watch, one line per
+//! server).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -27,6 +28,10 @@ const ROWS: &[(&str, &str, &str, f64, usize)] = &[
     ("churn", "cycles/s completed", "/ops_per_s", 1.0, 0),
     ("churn", "  cycle p50 / p99 (ms)", "/latency_us/p50|/latency_us/p99", 1000.0, 2),
     ("churn", "  join / leave p99 (ms)", "/ops_latency_us/join/p99|/ops_latency_us/leave/p99", 1000.0, 2),
+    ("watch", "max deliveries/s to watchers, p99 <= 50 ms", "/max_deliveries_per_s", 1.0, 0),
+    ("watch", "  join storm: s to seat all / messages per join", "/seat_all_s|/storm_frames_per_join", 1.0, 3),
+    ("lobby", "lobby updates/s / bytes/s", "/lobby_updates_per_s|/lobby_bytes_per_s", 1.0, 0),
+    ("lobby", "  server CPU per change, µs: subscribed / none", "/server_cpu_us_per_change|/baseline_cpu_us_per_change", 1.0, 1),
 ];
 
 struct Run {
@@ -159,7 +164,7 @@ pub fn run(dir: &Path) -> Result<(), String> {
     if !errs.is_empty() {
         let _ = writeln!(md, "\nErrors seen:\n\n{errs}");
     }
-    for sc in ["lat", "thr"] {
+    for sc in ["lat", "thr", "watch"] {
         if let Some(svg) = chart(&runs, &servers, sc) {
             let name = format!("chart-{sc}.svg");
             std::fs::write(dir.join(&name), svg).map_err(|e| format!("{name}: {e}"))?;

@@ -1,6 +1,6 @@
 //! What the harness asks of the OS directly: the shared monotonic clock, a
 //! nanosecond timer for mio, the open-files limit, and readings from /proc
-//! (a server's RSS summed over its process tree, CPU steal).
+//! (a server's RSS and CPU time summed over its process tree, CPU steal).
 //!
 //! Every process of one run reads the same `CLOCK_MONOTONIC`, so a send time
 //! written into a payload by one child is comparable with the receive time
@@ -130,11 +130,9 @@ pub fn raise_nofile() -> u64 {
     rl.rlim_cur
 }
 
-/// Resident set size in bytes of `pid` and all its descendants, from
-/// `/proc/*/stat` (parent links) and `/proc/PID/statm` (resident pages).
-/// `None` when `pid` does not exist.
-pub fn tree_rss(pid: u32) -> Option<u64> {
-    let page = page_size();
+/// `pid` and all its descendants (from the parent links in `/proc/*/stat`),
+/// `pid` first. Cost: one read of every `/proc/*/stat` on the host.
+fn process_tree(pid: u32) -> Vec<u32> {
     let mut parents: Vec<(u32, u32)> = Vec::new();
     if let Ok(dir) = fs::read_dir("/proc") {
         for e in dir.flatten() {
@@ -157,9 +155,17 @@ pub fn tree_rss(pid: u32) -> Option<u64> {
         }
         i += 1;
     }
+    tree
+}
+
+/// Resident set size in bytes of `pid` and all its descendants, from
+/// `/proc/*/stat` (parent links) and `/proc/PID/statm` (resident pages).
+/// `None` when `pid` does not exist.
+pub fn tree_rss(pid: u32) -> Option<u64> {
+    let page = page_size();
     let mut total = 0u64;
     let mut found = false;
-    for p in tree {
+    for p in process_tree(pid) {
         if let Ok(s) = fs::read_to_string(format!("/proc/{p}/statm")) {
             if let Some(res) = s
                 .split_whitespace()
@@ -174,10 +180,43 @@ pub fn tree_rss(pid: u32) -> Option<u64> {
     found.then_some(total)
 }
 
+/// CPU time (user + system) in nanoseconds that `pid` and all its
+/// descendants have used so far, from `utime` and `stime` in
+/// `/proc/PID/stat` (clock ticks, usually 10 ms). A worker that exits
+/// between two readings takes its time with it. `None` when `pid` does not
+/// exist.
+pub fn tree_cpu_ns(pid: u32) -> Option<u64> {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = if hz > 0 { hz as u64 } else { 100 };
+    let mut ticks = 0u64;
+    let mut found = false;
+    for p in process_tree(pid) {
+        if let Some(t) = fs::read_to_string(format!("/proc/{p}/stat"))
+            .ok()
+            .and_then(|s| cpu_ticks(&s))
+        {
+            ticks += t;
+            found = true;
+        }
+    }
+    found.then_some(ticks * 1_000_000_000 / hz)
+}
+
+/// `utime + stime` from the text of a `/proc/PID/stat` (fields 14 and 15;
+/// the command name in parentheses may contain spaces).
+fn cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let mut f = rest.split_whitespace().skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
 fn ppid(pid: u32) -> Option<u32> {
     let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may contain spaces.
-    let rest = &s[s.rfind(')')? + 2..];
+    let rest = s.get(s.rfind(')')? + 2..)?;
     rest.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -221,4 +260,20 @@ pub fn load_avg() -> f64 {
         .ok()
         .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
         .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_of_a_stat_line() {
+        // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt
+        // majflt cmajflt utime stime ...
+        let s = "42 (roomd w 0) S 1 42 42 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 1 0";
+        assert_eq!(cpu_ticks(s), Some(325));
+        assert_eq!(cpu_ticks("42 (x) S 1"), None);
+        let me = tree_cpu_ns(std::process::id());
+        assert!(me.is_some());
+    }
 }

@@ -93,6 +93,38 @@ pub fn room_req(t: &str, rid: u32, room: &str) -> Vec<u8> {
     v
 }
 
+/// `{"t":"join","rid","room","watch":true}`: join as a watcher (no seat).
+pub fn watch(rid: u32, room: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(40 + room.len());
+    let _ = enc::write_map_len(&mut v, 4);
+    kv_str(&mut v, "t", "join");
+    kv_uint(&mut v, "rid", rid as u64);
+    kv_str(&mut v, "room", room);
+    let _ = enc::write_str(&mut v, "watch");
+    let _ = enc::write_bool(&mut v, true);
+    v
+}
+
+/// `{"t":"lobby","rid","limit"}`: subscribe to the list of public rooms,
+/// unfiltered.
+pub fn lobby(rid: u32, limit: u16) -> Vec<u8> {
+    let mut v = Vec::with_capacity(32);
+    let _ = enc::write_map_len(&mut v, 3);
+    kv_str(&mut v, "t", "lobby");
+    kv_uint(&mut v, "rid", rid as u64);
+    kv_uint(&mut v, "limit", limit as u64);
+    v
+}
+
+/// `{"t":"unlobby","rid"}`
+pub fn unlobby(rid: u32) -> Vec<u8> {
+    let mut v = Vec::with_capacity(24);
+    let _ = enc::write_map_len(&mut v, 2);
+    kv_str(&mut v, "t", "unlobby");
+    kv_uint(&mut v, "rid", rid as u64);
+    v
+}
+
 /// `{"t":"pub","room","data"}`, plus `rid` when given (the server then acks with `ok`).
 pub fn publish(room: &str, data: &[u8], rid: Option<u32>) -> Vec<u8> {
     let mut v = Vec::with_capacity(24 + room.len() + data.len());
@@ -119,6 +151,17 @@ pub struct In<'a> {
     pub data: Option<&'a [u8]>,
     pub code: Option<&'a str>,
     pub msg: Option<&'a str>,
+    /// `joined`: `watch:true` for a watcher.
+    pub watch: Option<bool>,
+    /// `watchers`: the room's number of watchers.
+    pub n: Option<u64>,
+    /// `lobby` updates: `members` as a count (in `joined` it is a list, and
+    /// stays `None`).
+    pub members: Option<u64>,
+    /// `lobby` updates: `gone:true` when the room left the list.
+    pub gone: Option<bool>,
+    /// `rooms`: how many rooms the list holds.
+    pub rooms: Option<usize>,
 }
 
 struct Cur<'a> {
@@ -161,6 +204,15 @@ impl<'a> Cur<'a> {
         let m = self.byte()?;
         let n = self.blob_len(m)?;
         self.take(n)
+    }
+
+    /// A bool, or None (and nothing consumed) when `m` is not one.
+    fn bool_from(m: u8) -> Option<bool> {
+        match m {
+            0xc2 => Some(false),
+            0xc3 => Some(true),
+            _ => None,
+        }
     }
 
     /// An unsigned integer (negative or non-integer values give None).
@@ -216,6 +268,11 @@ impl<'a> Cur<'a> {
     }
 }
 
+/// A positive integer marker (fixint, uint 8..64): `uint_from` reads it whole.
+fn is_uint(m: u8) -> bool {
+    m <= 0x7f || (0xcc..=0xcf).contains(&m)
+}
+
 /// Parses a server message; None when it is not a MessagePack map with a string `t`.
 pub fn parse(b: &[u8]) -> Option<In<'_>> {
     let mut c = Cur { b, i: 0 };
@@ -239,6 +296,32 @@ pub fn parse(b: &[u8]) -> Option<In<'_>> {
             }
             b"rid" => out.rid = c.uint_from(m),
             b"seq" => out.seq = c.uint_from(m),
+            b"n" | b"members" if is_uint(m) => {
+                let v = c.uint_from(m);
+                match k {
+                    b"n" => out.n = v,
+                    _ => out.members = v,
+                }
+            }
+            b"watch" | b"gone" if Cur::bool_from(m).is_some() => {
+                let v = Cur::bool_from(m);
+                match k {
+                    b"watch" => out.watch = v,
+                    _ => out.gone = v,
+                }
+            }
+            b"rooms" if (0x90..=0x9f).contains(&m) || m == 0xdc || m == 0xdd => {
+                let n = match m {
+                    0xdc => c.be(2)? as usize,
+                    0xdd => c.be(4)? as usize,
+                    _ => (m & 0x0f) as usize,
+                };
+                for _ in 0..n {
+                    let m = c.byte()?;
+                    c.skip_from(m, 1)?;
+                }
+                out.rooms = Some(n);
+            }
             b"room" | b"code" | b"msg"
                 if (0xa0..=0xbf).contains(&m) || (0xd9..=0xdb).contains(&m) =>
             {
@@ -311,7 +394,70 @@ mod tests {
     }
 
     #[test]
+    fn parses_watch_and_lobby_fields() {
+        // {"t":"joined","rid":3,"room":"w","members":[{"id":1}],"watch":true}
+        let mut v = Vec::new();
+        let _ = enc::write_map_len(&mut v, 5);
+        kv_str(&mut v, "t", "joined");
+        kv_uint(&mut v, "rid", 3);
+        kv_str(&mut v, "room", "w");
+        let _ = enc::write_str(&mut v, "members");
+        let _ = enc::write_array_len(&mut v, 1);
+        let _ = enc::write_map_len(&mut v, 1);
+        kv_uint(&mut v, "id", 1);
+        let _ = enc::write_str(&mut v, "watch");
+        let _ = enc::write_bool(&mut v, true);
+        let m = parse(&v).expect("parses");
+        assert_eq!((m.t, m.watch, m.members), ("joined", Some(true), None));
+        // {"t":"lobby","room":"r","members":300,"max":16,"state":"waiting","watchers":0}
+        let mut v = Vec::new();
+        let _ = enc::write_map_len(&mut v, 6);
+        kv_str(&mut v, "t", "lobby");
+        kv_str(&mut v, "room", "r");
+        kv_uint(&mut v, "members", 300);
+        kv_uint(&mut v, "max", 16);
+        kv_str(&mut v, "state", "waiting");
+        kv_uint(&mut v, "watchers", 0);
+        let m = parse(&v).expect("parses");
+        assert_eq!((m.room, m.members, m.gone), (Some("r"), Some(300), None));
+        // {"t":"lobby","room":"r","gone":true}
+        let mut v = Vec::new();
+        let _ = enc::write_map_len(&mut v, 3);
+        kv_str(&mut v, "t", "lobby");
+        kv_str(&mut v, "room", "r");
+        let _ = enc::write_str(&mut v, "gone");
+        let _ = enc::write_bool(&mut v, true);
+        assert_eq!(parse(&v).expect("parses").gone, Some(true));
+        // {"t":"watchers","room":"r","n":70000}
+        let mut v = Vec::new();
+        let _ = enc::write_map_len(&mut v, 3);
+        kv_str(&mut v, "t", "watchers");
+        kv_str(&mut v, "room", "r");
+        kv_uint(&mut v, "n", 70_000);
+        assert_eq!(parse(&v).expect("parses").n, Some(70_000));
+        // {"t":"rooms","rid":1,"rooms":[{..},{..}]}
+        let mut v = Vec::new();
+        let _ = enc::write_map_len(&mut v, 3);
+        kv_str(&mut v, "t", "rooms");
+        kv_uint(&mut v, "rid", 1);
+        let _ = enc::write_str(&mut v, "rooms");
+        let _ = enc::write_array_len(&mut v, 2);
+        for r in ["a", "b"] {
+            let _ = enc::write_map_len(&mut v, 2);
+            kv_str(&mut v, "room", r);
+            kv_uint(&mut v, "members", 0);
+        }
+        let m = parse(&v).expect("parses");
+        assert_eq!((m.t, m.rooms, m.members), ("rooms", Some(2), None));
+    }
+
+    #[test]
     fn requests_are_valid_maps() {
+        let w = watch(5, "w1");
+        let m = parse(&w).expect("parses");
+        assert_eq!((m.t, m.rid, m.watch), ("join", Some(5), Some(true)));
+        assert_eq!(parse(&lobby(6, 1000)).expect("parses").t, "lobby");
+        assert_eq!(parse(&unlobby(7)).expect("parses").rid, Some(7));
         let c = create(9, "room-1", 10, 60_000, true);
         let m = parse(&c).expect("parses");
         assert_eq!((m.t, m.rid, m.room), ("create", Some(9), Some("room-1")));

@@ -1,0 +1,385 @@
+//! The lobby (PROTOCOL.md "Lobby"): a live list of public rooms.
+//!
+//! `lobby` subscribes a connection: it gets the `rooms` snapshot of `list`
+//! (merged from every worker), then `{"t":"lobby",...}` for every public
+//! room matching its filter that appears or changes, and `gone` for one that
+//! closes or stops matching. Each worker tracks the public rooms it homes
+//! that changed (`touch`: a seat taken or freed, a state, the watcher
+//! count); every [`TICK`] it compares each with the figures it last
+//! announced (`Room::shown`), so an update carries both, and a subscriber's
+//! filter tells `lobby` (matches now), `gone` (matched before, not now) or
+//! nothing. The batch goes to the subscribers here and, as one `LOBBY_UPD`,
+//! to every worker that said it has subscribers (`LOBBY_INTEREST`). Each
+//! update frame is encoded once per subprotocol for all subscribers.
+//!
+//! A subscription's updates wait behind its snapshot (`Sub::held`, bounded
+//! by `--out-buffer`): subscribing tells the other workers first, so every
+//! change after a worker's part of the snapshot reaches the subscriber,
+//! after the snapshot.
+//!
+//! Invariants: `LobbyList::subs` holds exactly the local sessions whose
+//! `lobby` is `Some`; a room is in `dirty` exactly when `lobby_dirty` is
+//! set; `shown` is what was last announced of a public room (`None`: never).
+
+use std::time::Duration;
+
+use crate::bus::{kind, Dec};
+use crate::protocol::{Code, Fail, Frames, Req, V};
+use crate::room::{RoomId, RoomState, Shown};
+use crate::session::SessionId;
+use crate::timer::TimerId;
+use crate::worker::{Timer, Worker};
+
+/// Updates for one room go out at most this often.
+pub const TICK: Duration = Duration::from_millis(250);
+/// The snapshot's default and largest `limit`.
+const LIMIT_DEFAULT: u16 = 100;
+const LIMIT_MAX: u16 = 1000;
+
+/// What a subscriber wants to see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Filter {
+    pub state: Option<RoomState>,
+    pub has_space: bool,
+}
+
+impl Filter {
+    fn matches(self, s: &Shown, max: u16) -> bool {
+        self.state.is_none_or(|st| st == s.state) && (!self.has_space || s.members < u32::from(max))
+    }
+}
+
+/// A session's subscription.
+pub struct Sub {
+    pub filter: Filter,
+    /// Updates held until the snapshot has gone out.
+    pub held: Option<Vec<u8>>,
+}
+
+/// One room's change, as the tick saw it.
+pub struct Update {
+    pub name: Box<str>,
+    pub max: u16,
+    pub was: Option<Shown>,
+    pub now: Option<Shown>,
+}
+
+/// A worker's lobby state.
+#[derive(Default)]
+pub struct LobbyList {
+    pub subs: Vec<SessionId>,
+    pub dirty: Vec<RoomId>,
+    /// Public rooms closed since the last tick that had been announced.
+    pub gone: Vec<Update>,
+    pub timer: Option<TimerId>,
+    /// Workers with subscribers (bit per worker).
+    pub peers: u64,
+}
+
+fn put_shown(e: &mut crate::bus::Enc, s: Option<&Shown>) {
+    match s {
+        Some(s) => {
+            e.u8(1)
+                .u32(s.members)
+                .u8(crate::cluster::state_byte(Some(s.state)))
+                .u32(s.watchers);
+        }
+        None => {
+            e.u8(0);
+        }
+    }
+}
+
+fn get_shown(d: &mut Dec) -> Option<Option<Shown>> {
+    if d.u8()? == 0 {
+        return Some(None);
+    }
+    let members = d.u32()?;
+    let state = crate::cluster::state_of(d.u8()?)?;
+    let watchers = d.u32()?;
+    Some(Some(Shown {
+        members,
+        state,
+        watchers,
+    }))
+}
+
+impl Worker {
+    /// `lobby`: (re)subscribes with the filter, answers the snapshot.
+    pub(crate) fn op_lobby(&mut self, sid: SessionId, req: &Req) -> Result<(), Fail> {
+        let state = match req.state.as_deref() {
+            Some(s) => Some(
+                RoomState::parse(s)
+                    .ok_or_else(|| Fail::new(Code::BadRequest, format!("unknown state {s:?}")))?,
+            ),
+            None => None,
+        };
+        let filter = Filter {
+            state,
+            has_space: req.has_space.unwrap_or(false),
+        };
+        let limit = req.limit.unwrap_or(LIMIT_DEFAULT).min(LIMIT_MAX);
+        let Some(s) = self.sessions.get_mut(sid) else {
+            return Ok(());
+        };
+        s.lobby = Some(Box::new(Sub {
+            filter,
+            held: Some(Vec::new()),
+        }));
+        if !self.lobby_list.subs.contains(&sid) {
+            self.lobby_list.subs.push(sid);
+            if self.lobby_list.subs.len() == 1 {
+                self.lobby_interest(true);
+            }
+        }
+        let mut rooms = Vec::new();
+        self.list_rooms(filter.state, filter.has_space, limit, &mut rooms);
+        self.gather_list(
+            (sid, req.rid, true),
+            (filter.state, filter.has_space, limit),
+            rooms,
+        );
+        Ok(())
+    }
+
+    /// `unlobby`.
+    pub(crate) fn op_unlobby(&mut self, sid: SessionId, req: &Req) -> Result<(), Fail> {
+        self.lobby_end(sid);
+        if req.rid.is_some() {
+            self.send_to(sid, &V::Map(crate::protocol::reply("ok", req.rid)));
+        }
+        Ok(())
+    }
+
+    /// Ends `sid`'s subscription, if any (`unlobby`, its connection gone).
+    pub(crate) fn lobby_end(&mut self, sid: SessionId) {
+        if let Some(s) = self.sessions.get_mut(sid) {
+            s.lobby = None;
+        }
+        let subs = &mut self.lobby_list.subs;
+        if let Some(i) = subs.iter().position(|&x| x == sid) {
+            subs.swap_remove(i);
+            if subs.is_empty() {
+                self.lobby_interest(false);
+            }
+        }
+    }
+
+    /// The snapshot went out: what was held follows it.
+    pub(crate) fn lobby_snapshot_sent(&mut self, sid: SessionId) {
+        let held = self
+            .sessions
+            .get_mut(sid)
+            .and_then(|s| s.lobby.as_mut())
+            .and_then(|l| l.held.take());
+        if let (Some(held), Some(route)) = (held, self.route(sid)) {
+            if !held.is_empty() {
+                self.push_route(route, &held);
+            }
+        }
+    }
+
+    /// Tells every other worker whether this one has subscribers.
+    fn lobby_interest(&mut self, on: bool) {
+        let Some(bus) = self.bus.as_mut() else {
+            return;
+        };
+        for p in 0..bus.n {
+            if let Some(mut e) = bus.msg(p, kind::LOBBY_INTEREST) {
+                e.u8(on.into());
+                e.finish();
+            }
+        }
+    }
+
+    /// A new link to `p`: it learns whether this worker has subscribers.
+    pub(crate) fn lobby_link_up(&mut self, p: u32) {
+        if self.lobby_list.subs.is_empty() {
+            return;
+        }
+        if let Some(mut e) = self
+            .bus
+            .as_mut()
+            .and_then(|b| b.msg(p, kind::LOBBY_INTEREST))
+        {
+            e.u8(1);
+            e.finish();
+        }
+    }
+
+    pub(crate) fn on_lobby_interest(&mut self, p: u32, on: bool) {
+        let bit = 1u64 << p;
+        if on {
+            self.lobby_list.peers |= bit;
+        } else {
+            self.lobby_list.peers &= !bit;
+        }
+    }
+
+    /// A public room's figures may have changed: looked at on the next tick.
+    pub(crate) fn lobby_touch(&mut self, rid: RoomId) {
+        let Some(room) = self.rooms.get_mut(rid) else {
+            return;
+        };
+        if room.private || room.lobby_dirty {
+            return;
+        }
+        room.lobby_dirty = true;
+        self.lobby_list.dirty.push(rid);
+        self.arm_lobby();
+    }
+
+    /// A public room is closing: `gone` for those who saw it.
+    pub(crate) fn lobby_closed(
+        &mut self,
+        name: &str,
+        max: u16,
+        shown: Option<Shown>,
+        private: bool,
+    ) {
+        if private || shown.is_none() {
+            return;
+        }
+        self.lobby_list.gone.push(Update {
+            name: name.into(),
+            max,
+            was: shown,
+            now: None,
+        });
+        self.arm_lobby();
+    }
+
+    fn arm_lobby(&mut self) {
+        if self.lobby_list.timer.is_none() {
+            self.lobby_list.timer = Some(self.timers.arm(self.now + TICK, Timer::Lobby));
+        }
+    }
+
+    /// `Timer::Lobby`: the changes since the last tick go out.
+    /// O(changed rooms * (subscribers here + workers with subscribers)).
+    pub(crate) fn lobby_tick(&mut self) {
+        self.lobby_list.timer = None;
+        let mut ups = std::mem::take(&mut self.lobby_list.gone);
+        for rid in std::mem::take(&mut self.lobby_list.dirty) {
+            let Some(room) = self.rooms.get_mut(rid) else {
+                continue;
+            };
+            room.lobby_dirty = false;
+            let now = Shown {
+                members: room.members.len() as u32,
+                state: room.state,
+                watchers: room.watchers(),
+            };
+            if room.shown == Some(now) {
+                continue;
+            }
+            ups.push(Update {
+                name: room.name.clone(),
+                max: room.max,
+                was: room.shown.replace(now),
+                now: Some(now),
+            });
+        }
+        if ups.is_empty() {
+            return;
+        }
+        let peers = self.lobby_list.peers;
+        if let Some(bus) = self.bus.as_mut() {
+            for p in (0..bus.n).filter(|p| peers & (1 << p) != 0) {
+                let Some(mut e) = bus.msg(p, kind::LOBBY_UPD) else {
+                    continue;
+                };
+                e.u32(ups.len() as u32);
+                for u in &ups {
+                    e.bytes(u.name.as_bytes()).u16(u.max);
+                    put_shown(&mut e, u.was.as_ref());
+                    put_shown(&mut e, u.now.as_ref());
+                }
+                e.finish();
+            }
+        }
+        self.lobby_deliver(&ups);
+    }
+
+    /// Another worker's batch of updates.
+    pub(crate) fn on_lobby_upd(&mut self, d: &mut Dec) -> Option<()> {
+        let n = d.u32()?;
+        let mut ups = Vec::with_capacity(n.min(4096) as usize);
+        for _ in 0..n {
+            let name: Box<str> = d.str()?.into();
+            let max = d.u16()?;
+            let was = get_shown(d)?;
+            let now = get_shown(d)?;
+            ups.push(Update {
+                name,
+                max,
+                was,
+                now,
+            });
+        }
+        self.lobby_deliver(&ups);
+        Some(())
+    }
+
+    /// Sends each subscriber here what it should see of `ups`: each frame
+    /// encoded once per subprotocol.
+    fn lobby_deliver(&mut self, ups: &[Update]) {
+        if self.lobby_list.subs.is_empty() {
+            return;
+        }
+        let subs = self.lobby_list.subs.clone();
+        let limit = self.conns.out_limit;
+        for u in ups {
+            let mut changed = u.now.as_ref().map(|s| {
+                Frames::new(V::Map(vec![
+                    ("t", V::Str("lobby")),
+                    ("room", V::Str(&u.name)),
+                    ("members", V::U(s.members.into())),
+                    ("max", V::U(u.max.into())),
+                    ("state", V::Str(s.state.as_str())),
+                    ("watchers", V::U(s.watchers.into())),
+                ]))
+            });
+            let mut gone = Frames::new(V::Map(vec![
+                ("t", V::Str("lobby")),
+                ("room", V::Str(&u.name)),
+                ("gone", V::Bool(true)),
+            ]));
+            for &sid in &subs {
+                let Some(sub) = self.sessions.get(sid).and_then(|s| s.lobby.as_deref()) else {
+                    continue;
+                };
+                let f = sub.filter;
+                let now = u.now.as_ref().is_some_and(|s| f.matches(s, u.max));
+                let was = u.was.as_ref().is_some_and(|s| f.matches(s, u.max));
+                let frames = match (&mut changed, now, was) {
+                    (Some(c), true, _) => c,
+                    (_, false, true) => &mut gone,
+                    _ => continue,
+                };
+                let Some(route) = self.route(sid) else {
+                    continue;
+                };
+                let frame = frames.get(route.proto());
+                let held = self
+                    .sessions
+                    .get_mut(sid)
+                    .and_then(|s| s.lobby.as_deref_mut())
+                    .and_then(|l| l.held.as_mut());
+                match held {
+                    Some(h) if h.len() + frame.len() <= limit => h.extend_from_slice(frame),
+                    // Past --out-buffer while the snapshot is on its way:
+                    // as slow as a consumer gets.
+                    Some(_) => {
+                        if let crate::cluster::Route::Local(cid, _) = route {
+                            self.close_conn(cid, crate::conn::CloseReason::SlowConsumer);
+                        }
+                    }
+                    None => {
+                        self.push_route(route, frame);
+                    }
+                }
+            }
+        }
+    }
+}
