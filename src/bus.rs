@@ -8,8 +8,11 @@
 //! bytes`. Output to a peer is queued on the link's buffer like a client's and
 //! written once per loop turn; a link whose unsent output passes
 //! `--bus-buffer` is dropped (the peer is slow or stuck) and the supervisor
-//! is asked for a new one. Input is read in large chunks and parsed in place;
-//! a message longer than [`MAX_MSG`] breaks the link.
+//! is asked for a new one. Unsent output is roomd's buffer plus what the
+//! kernel holds for the peer (`SIOCOUTQ`, read when a write blocks; at most
+//! the socket's send buffer, `net.core.wmem_default`). Input is read in
+//! large chunks and parsed in place; a message longer than [`MAX_MSG`]
+//! breaks the link.
 //!
 //! Invariants: a link is on `pending` at most once (`Link::pending`); a
 //! dropped link is never written again (its slot is `None` until a new link
@@ -19,7 +22,7 @@ use std::io::{self, Read, Write};
 
 use mio::net::UnixStream;
 
-use crate::conn::OutBuf;
+use crate::conn::{kernel_unsent, OutBuf, Queue};
 use crate::protocol::Proto;
 
 /// Largest bus message accepted (a fan-out of a 16 MiB frame to a large room
@@ -221,6 +224,9 @@ pub fn split(buf: &[u8]) -> Result<Option<Split<'_>>, usize> {
 pub struct Link {
     pub sock: UnixStream,
     pub out: OutBuf,
+    /// Bytes the kernel held for the peer when a write last blocked (0 once
+    /// `out` was written out whole).
+    pub kernel: usize,
     /// Input read but not yet parsed.
     pub inbuf: Vec<u8>,
     /// On `Bus::pending`.
@@ -244,6 +250,7 @@ impl Link {
         Link {
             sock,
             out: OutBuf::default(),
+            kernel: 0,
             inbuf: Vec::new(),
             pending: false,
             read_more: false,
@@ -283,12 +290,28 @@ impl Link {
                     self.out.consume(n);
                     written += n;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.kernel = kernel_unsent(&self.sock, Queue::Unix);
+                    break;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return (written, false),
             }
         }
+        if self.out.is_empty() {
+            self.kernel = 0;
+        }
         (written, true)
+    }
+
+    /// roomd's and the kernel's unsent bytes are past `limit`; the kernel is
+    /// asked again (one ioctl) before saying so.
+    fn over(&mut self, limit: usize) -> bool {
+        if self.out.len() + self.kernel <= limit {
+            return false;
+        }
+        self.kernel = kernel_unsent(&self.sock, Queue::Unix);
+        self.out.len() + self.kernel > limit
     }
 }
 
@@ -323,7 +346,7 @@ impl Bus {
     /// no link (or it just overflowed). Call [`Enc::finish`] when done.
     pub fn msg(&mut self, peer: u32, kind: u8) -> Option<Enc<'_>> {
         let link = self.links.get_mut(peer as usize)?.as_mut()?;
-        if link.out.len() > self.out_limit {
+        if link.over(self.out_limit) {
             if !self.overflow.contains(&peer) {
                 self.overflow.push(peer);
             }
@@ -398,5 +421,32 @@ mod tests {
         assert!(matches!(split(&b[used..used + 6]), Ok(None)));
         assert!(split(&[0, 0, 0, 0]).is_err());
         assert!(split(&[0xff, 0xff, 0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn what_the_kernel_holds_counts_against_the_limit() {
+        let (a, b) = UnixStream::pair().expect("socketpair");
+        let mut link = Link::new(a);
+        link.out.extend(&vec![7u8; 4 << 20]);
+        let (written, ok) = link.flush();
+        assert!(ok && written > 0 && !link.out.is_empty(), "{written}");
+        assert!(link.kernel > 0, "the kernel holds what was written");
+        // roomd's own bytes alone are within this limit; with the kernel's
+        // they are not.
+        let limit = link.out.len() + 1;
+        assert!(link.over(limit));
+        // The peer reads everything: the kernel is asked again.
+        let mut b = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(b));
+        b.set_nonblocking(true).expect("nonblocking");
+        let mut chunk = vec![0u8; 1 << 20];
+        let mut read = 0;
+        while read < written {
+            match b.read(&mut chunk) {
+                Ok(n) => read += n,
+                Err(e) => panic!("read {read} of {written}: {e}"),
+            }
+        }
+        assert!(!link.over(limit), "kernel {}", link.kernel);
+        assert_eq!(link.kernel, 0);
     }
 }

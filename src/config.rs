@@ -112,8 +112,8 @@ pub struct Config {
     pub handshake_ms: u32,
 
     /// Requests per second per connection (token bucket, burst of the same
-    /// size); requests past it get `rate_limited`.
-    #[arg(long, env = "ROOMD_RATE_LIMIT", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
+    /// size); requests past it get `rate_limited`. 0 means unlimited.
+    #[arg(long, env = "ROOMD_RATE_LIMIT", default_value_t = 2000)]
     pub rate_limit: u32,
 
     /// Rooms one connection may create per second (burst of the same size);

@@ -9,9 +9,21 @@
 //!   closing); once its unsent bytes pass the limit it is flagged
 //!   `overflowed`, put on `overflow` once, and receives nothing more;
 //! - only the worker's close path changes a connection to `Phase::Closing`.
+//!
+//! The output limit counts what the kernel holds too: each socket gets
+//! `TCP_NOTSENT_LOWAT` ([`notsent_lowat`]), so the kernel stops taking bytes
+//! it cannot send instead of autotuning its send buffer up to
+//! `net.ipv4.tcp_wmem`'s max (megabytes per reader that never reads), and
+//! the bytes it took but has not sent (`SIOCOUTQNSD`) are read when a write
+//! would block and counted against `--out-buffer` with roomd's own. Exact
+//! once a write has blocked; in the turn a connection first falls behind,
+//! the kernel may hold up to the low-water mark (plus the segment it was
+//! filling) on top of a full roomd buffer. Bytes sent and not yet
+//! acknowledged are not counted (a stalled reader's window bounds them).
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 use mio::net::TcpStream;
@@ -27,6 +39,50 @@ pub type ConnId = Id<Conn>;
 /// Bytes written to one socket per turn before others get their turn
 /// (fairness cap, as redis' NET_MAX_WRITES_PER_EVENT).
 pub const WRITE_CAP: usize = 256 * 1024;
+
+/// `TCP_NOTSENT_LOWAT` for a connection under output limit `limit`: a
+/// quarter of it, at most 64 KiB. The kernel then takes new bytes only while
+/// less than this is unsent (roughly: plus the segment being filled), and
+/// reports writable again below half of it. Small enough that what the
+/// kernel holds is a small part of the limit before roomd sees a write
+/// block; large enough that a reader keeping up rarely makes one block (it
+/// drains the kernel's queue about as fast as roomd fills it).
+pub fn notsent_lowat(limit: usize) -> u32 {
+    (limit / 4).clamp(1024, 64 * 1024) as u32
+}
+
+/// Which kernel send queue [`kernel_unsent`] reads.
+#[derive(Clone, Copy)]
+pub enum Queue {
+    /// TCP: bytes not yet sent (`SIOCOUTQNSD`), in-flight bytes excluded.
+    TcpUnsent,
+    /// Unix stream: memory the peer has not read yet (`SIOCOUTQ`).
+    Unix,
+}
+
+/// Bytes the kernel holds for `sock` that the peer has not got: one ioctl.
+/// 0 when the kernel cannot say (then only roomd's own bytes count).
+pub fn kernel_unsent(sock: &impl AsRawFd, q: Queue) -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        let req = match q {
+            Queue::TcpUnsent => libc::SIOCOUTQNSD,
+            Queue::Unix => libc::TIOCOUTQ as _,
+        };
+        let mut n: libc::c_int = 0;
+        // SAFETY: both requests write one int to the pointer given.
+        let r = unsafe { libc::ioctl(sock.as_raw_fd(), req as _, &mut n) };
+        if r == 0 {
+            return usize::try_from(n).unwrap_or(0);
+        }
+        0
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (sock, q);
+        0
+    }
+}
 
 /// Output waiting for the socket: a byte queue with a read position, so a
 /// partial write costs no memmove until the consumed prefix is large.
@@ -58,11 +114,18 @@ impl OutBuf {
         }
         &mut self.buf
     }
+    /// Frees the buffer's memory; only when empty (nothing is dropped).
+    pub fn release(&mut self) {
+        if self.is_empty() {
+            self.buf = Vec::new();
+            self.pos = 0;
+        }
+    }
     pub fn unsent(&self) -> &[u8] {
         &self.buf[self.pos..]
     }
-    /// Marks `n` bytes as written; frees large buffers once empty so an idle
-    /// connection holds no output memory.
+    /// Marks `n` bytes as written; frees large buffers once empty (a
+    /// connection's buffer is freed whole by [`OutBuf::release`]).
     pub fn consume(&mut self, n: usize) {
         self.pos += n;
         if self.pos >= self.buf.len() {
@@ -331,6 +394,10 @@ pub struct Conn {
     pub pending: bool,
     /// Output passed the limit; on `Conns::overflow`.
     pub overflowed: bool,
+    /// Bytes the kernel had taken and not sent when a write last blocked
+    /// (0 once roomd's buffer was written out whole): counted against the
+    /// limit with `out`, read again before a close is decided on it.
+    pub kernel: u32,
     /// A read stopped at the per-turn cap and must continue next turn.
     pub read_more: bool,
     pub last_rx: Instant,
@@ -349,11 +416,19 @@ impl Conn {
             out: OutBuf::default(),
             pending: false,
             overflowed: false,
+            kernel: 0,
             read_more: false,
             last_rx: now,
             timer: None,
             stash: Vec::new(),
         }
+    }
+
+    /// Reads the kernel's unsent bytes into `kernel` and returns them.
+    pub fn read_kernel(&mut self) -> usize {
+        let n = kernel_unsent(&self.sock, Queue::TcpUnsent);
+        self.kernel = u32::try_from(n).unwrap_or(u32::MAX);
+        n
     }
 
     pub fn is_open_ws(&self) -> bool {
@@ -395,7 +470,8 @@ impl Conns {
 
     /// Queues `bytes` (whole frames) on an open connection. Returns false
     /// when nothing was queued (gone, closing, or overflowed just now).
-    /// O(len of bytes).
+    /// O(len of bytes); one ioctl when roomd's and the kernel's bytes as last
+    /// seen would pass the limit (only for a connection whose writes block).
     pub fn push(&mut self, id: ConnId, bytes: &[u8]) -> bool {
         let Some(c) = self.arena.get_mut(id) else {
             return false;
@@ -403,7 +479,10 @@ impl Conns {
         if !c.is_open_ws() || c.overflowed {
             return false;
         }
-        if c.out.len() + bytes.len() > self.out_limit {
+        let held = c.out.len() + bytes.len();
+        // The kernel may have sent some since it was last asked: ask again
+        // before closing on it.
+        if held + c.kernel as usize > self.out_limit && held + c.read_kernel() > self.out_limit {
             c.overflowed = true;
             self.overflow.push(id);
             return false;
@@ -442,5 +521,26 @@ impl Conns {
             }
         }
         n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_frees_an_empty_buffer_and_keeps_unsent_bytes() {
+        let mut out = OutBuf::default();
+        out.extend(b"welcome");
+        out.release();
+        assert_eq!(out.unsent(), b"welcome", "unsent bytes are never dropped");
+        out.consume(3);
+        out.release();
+        assert_eq!(out.unsent(), b"come");
+        out.consume(4);
+        out.release();
+        assert_eq!(out.buf.capacity(), 0, "an empty buffer holds no memory");
+        out.extend(b"next");
+        assert_eq!(out.unsent(), b"next");
     }
 }

@@ -419,6 +419,11 @@ impl Worker {
         if let Err(e) = sock.set_nodelay(true) {
             debug!("w={} peer={peer} set_nodelay: {e}", self.id);
         }
+        // See `conn`: what the kernel holds counts against --out-buffer.
+        let lowat = crate::conn::notsent_lowat(self.conns.out_limit);
+        if let Err(e) = socket2::SockRef::from(&sock).set_tcp_notsent_lowat(lowat) {
+            debug!("w={} peer={peer} TCP_NOTSENT_LOWAT: {e}", self.id);
+        }
         let id = self.conns.arena.insert(Conn::new(sock, peer, self.now));
         let registered = match self.conns.arena.get_mut(id) {
             Some(c) => self.poll.registry().register(
@@ -1122,13 +1127,25 @@ impl Worker {
                         c.out.consume(n);
                         written += n;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        // Once per turn per blocked connection (see `conn`).
+                        c.read_kernel();
+                        break;
+                    }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => {
                         dead = true;
                         break;
                     }
                 }
+            }
+            if c.out.is_empty() {
+                c.kernel = 0;
+                // An idle connection holds no output memory (the upgrade
+                // response and `welcome` left a few hundred bytes of it).
+                // Costs a malloc per connection per turn it is written to,
+                // beside the write itself.
+                c.out.release();
             }
             self.metrics.bytes_out += written as u64;
             if dead {

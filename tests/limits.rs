@@ -1,7 +1,7 @@
 //! What a client sees when it hits each limit: message size (1009), members
 //! (`full`), rooms per connection (`forbidden`), meta size and room names,
-//! slow consumers (4001), request rate (`rate_limited`) and bad requests in a
-//! row (4002).
+//! slow consumers (4001), request rate (`rate_limited`; 0 for unlimited, as
+//! every rate flag) and bad requests in a row (4002).
 
 #[macro_use]
 mod common;
@@ -306,4 +306,40 @@ fn errors_that_are_not_bad_requests_do_not_count() {
         a.expect_err_rid("not_found", rid);
     }
     a.roundtrip();
+}
+
+#[test]
+fn rate_limit_0_is_unlimited() {
+    let server = Server::start(&["--rate-limit", "0"]);
+    let mut a = server.client();
+    const N: u32 = 5000;
+    for rid in 1..=N {
+        a.send(msg! {"t" => "ping", "rid" => rid});
+    }
+    for rid in 1..=N {
+        let m = a.recv();
+        assert_eq!(m.t(), "pong", "request {rid} of a burst of {N}: {m:?}");
+        assert_eq!(m["rid"].u(), u64::from(rid));
+    }
+}
+
+#[test]
+fn help_says_0_is_unlimited_for_every_rate_flag() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_roomd"))
+        .arg("--help")
+        .output()
+        .expect("roomd --help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--rate-limit", "--create-rate", "--pub-bytes-rate"] {
+        // A flag's paragraph runs from its name to the next flag.
+        let at = help
+            .find(&format!("      {flag} "))
+            .unwrap_or_else(|| panic!("{flag} in --help:\n{help}"));
+        let rest = &help[at + flag.len() + 6..];
+        let para = &rest[..rest.find("\n      --").unwrap_or(rest.len())];
+        assert!(
+            para.contains("0 means unlimited"),
+            "{flag} says what 0 means:\n{para}"
+        );
+    }
 }
