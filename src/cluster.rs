@@ -1140,7 +1140,7 @@ impl Worker {
             return;
         };
         bus.peers_lost += 1;
-        self.lobby_list.peers &= !(1u64 << p);
+        self.on_lobby_interest(p, false);
         let _ = self.poll.registry().deregister(&mut link.sock);
         drop(link);
         warn!("w={} lost worker {p} ({why})", self.id);

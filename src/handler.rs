@@ -598,7 +598,6 @@ impl Worker {
             idle: None,
             history: None,
             extra: None,
-            shown: None,
             lobby_dirty: false,
         });
         self.names.insert(name.as_str().into(), rid);
@@ -1126,7 +1125,7 @@ impl Worker {
         if let Some(t) = room.idle {
             self.timers.cancel(t);
         }
-        self.lobby_closed(&room.name, room.max, room.shown, room.private);
+        self.lobby_closed(rid, &room.name, room.max);
         self.members -= room.members.len();
         let watchers = room.extra.as_ref().map_or(&[][..], |x| &x.watchers[..]);
         let everyone = room

@@ -6,7 +6,7 @@
 //! closes or stops matching. Each worker tracks the public rooms it homes
 //! that changed (`touch`: a seat taken or freed, a state, the watcher
 //! count); every [`TICK`] it compares each with the figures it last
-//! announced (`Room::shown`), so an update carries both, and a subscriber's
+//! announced (`LobbyList::shown`), so an update carries both, and a subscriber's
 //! filter tells `lobby` (matches now), `gone` (matched before, not now) or
 //! nothing. The batch goes to the subscribers here and, as one `LOBBY_UPD`,
 //! to every worker that said it has subscribers (`LOBBY_INTEREST`). Each
@@ -17,9 +17,16 @@
 //! change after a worker's part of the snapshot reaches the subscriber,
 //! after the snapshot.
 //!
+//! A worker tracks its rooms only while some worker has a subscriber
+//! (`active`): creating and changing rooms costs nothing for the lobby
+//! otherwise. Becoming active records every public room's figures as
+//! shown, the state every snapshot taken from then on starts from.
+//!
 //! Invariants: `LobbyList::subs` holds exactly the local sessions whose
 //! `lobby` is `Some`; a room is in `dirty` exactly when `lobby_dirty` is
-//! set; `shown` is what was last announced of a public room (`None`: never).
+//! set, and only while `active`; while `active`, `shown` holds what was
+//! last announced of every public room homed here (a new one from its
+//! first tick), and is empty otherwise.
 
 use std::time::Duration;
 
@@ -74,6 +81,9 @@ pub struct LobbyList {
     pub timer: Option<TimerId>,
     /// Workers with subscribers (bit per worker).
     pub peers: u64,
+    /// Some worker (this one or a peer) has subscribers: rooms are tracked.
+    pub active: bool,
+    pub shown: std::collections::HashMap<RoomId, Shown>,
 }
 
 fn put_shown(e: &mut crate::bus::Enc, s: Option<&Shown>) {
@@ -130,6 +140,7 @@ impl Worker {
             self.lobby_list.subs.push(sid);
             if self.lobby_list.subs.len() == 1 {
                 self.lobby_interest(true);
+                self.lobby_track();
             }
         }
         let mut rooms = Vec::new();
@@ -161,6 +172,7 @@ impl Worker {
             subs.swap_remove(i);
             if subs.is_empty() {
                 self.lobby_interest(false);
+                self.lobby_track();
             }
         }
     }
@@ -214,10 +226,42 @@ impl Worker {
         } else {
             self.lobby_list.peers &= !bit;
         }
+        self.lobby_track();
+    }
+
+    /// Starts or stops tracking rooms as subscribers come and go. Starting
+    /// records every public room's figures, O(rooms) once; stopping
+    /// forgets them.
+    fn lobby_track(&mut self) {
+        let l = &mut self.lobby_list;
+        let want = !l.subs.is_empty() || l.peers != 0;
+        if want == l.active {
+            return;
+        }
+        l.active = want;
+        if want {
+            l.shown.extend(
+                self.rooms
+                    .iter()
+                    .filter(|(_, r)| !r.private)
+                    .map(|(rid, r)| (rid, r.shown())),
+            );
+        } else {
+            l.shown = Default::default();
+            l.gone.clear();
+            for rid in std::mem::take(&mut l.dirty) {
+                if let Some(r) = self.rooms.get_mut(rid) {
+                    r.lobby_dirty = false;
+                }
+            }
+        }
     }
 
     /// A public room's figures may have changed: looked at on the next tick.
     pub(crate) fn lobby_touch(&mut self, rid: RoomId) {
+        if !self.lobby_list.active {
+            return;
+        }
         let Some(room) = self.rooms.get_mut(rid) else {
             return;
         };
@@ -229,21 +273,16 @@ impl Worker {
         self.arm_lobby();
     }
 
-    /// A public room is closing: `gone` for those who saw it.
-    pub(crate) fn lobby_closed(
-        &mut self,
-        name: &str,
-        max: u16,
-        shown: Option<Shown>,
-        private: bool,
-    ) {
-        if private || shown.is_none() {
+    /// Room `rid` (out of the arena already) closed: `gone` for those who
+    /// saw it.
+    pub(crate) fn lobby_closed(&mut self, rid: RoomId, name: &str, max: u16) {
+        let Some(was) = self.lobby_list.shown.remove(&rid) else {
             return;
-        }
+        };
         self.lobby_list.gone.push(Update {
             name: name.into(),
             max,
-            was: shown,
+            was: Some(was),
             now: None,
         });
         self.arm_lobby();
@@ -265,18 +304,15 @@ impl Worker {
                 continue;
             };
             room.lobby_dirty = false;
-            let now = Shown {
-                members: room.members.len() as u32,
-                state: room.state,
-                watchers: room.watchers(),
-            };
-            if room.shown == Some(now) {
+            let now = room.shown();
+            let was = self.lobby_list.shown.insert(rid, now);
+            if was == Some(now) {
                 continue;
             }
             ups.push(Update {
                 name: room.name.clone(),
                 max: room.max,
-                was: room.shown.replace(now),
+                was,
                 now: Some(now),
             });
         }

@@ -144,8 +144,7 @@ pub struct Room {
     pub history: Option<Box<History>>,
     /// Watchers and bans (`None` until the first).
     pub extra: Option<Box<Extra>>,
-    /// What the lobby last announced of it, and whether it changed since.
-    pub shown: Option<Shown>,
+    /// It changed since the lobby last looked (see `lobby`).
     pub lobby_dirty: bool,
 }
 
@@ -161,6 +160,15 @@ impl Room {
     /// Watchers whose connection is up (the count members see).
     pub fn watchers(&self) -> u32 {
         self.extra.as_ref().map_or(0, |x| x.attached)
+    }
+
+    /// Its figures as the lobby shows them.
+    pub fn shown(&self) -> Shown {
+        Shown {
+            members: self.members.len() as u32,
+            state: self.state,
+            watchers: self.watchers(),
+        }
     }
 
     pub fn is_banned(&self, id: MemberId) -> bool {

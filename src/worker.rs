@@ -1191,6 +1191,10 @@ impl Worker {
             }
             seats += room.members.len();
             debug_assert_eq!(room.lobby_dirty, self.lobby_list.dirty.contains(&rid));
+            debug_assert!(self.lobby_list.active || !room.lobby_dirty);
+            if self.lobby_list.active && !room.private {
+                debug_assert!(room.lobby_dirty || self.lobby_list.shown.contains_key(&rid));
+            }
             if let Some(x) = room.extra.as_deref() {
                 let mut live = 0;
                 for w in &x.watchers {
@@ -1202,6 +1206,9 @@ impl Worker {
             }
         }
         debug_assert_eq!(seats, self.members);
+        if !self.lobby_list.active {
+            debug_assert!(self.lobby_list.shown.is_empty());
+        }
         for (sid, s) in self.sessions.iter() {
             debug_assert_eq!(s.lobby.is_some(), self.lobby_list.subs.contains(&sid));
             debug_assert!(!(s.conn.is_some() && s.relay.is_some()));
