@@ -195,12 +195,7 @@ impl Handler for State {
             self.connecting -= 1;
         }
         self.st[c] = Cs::Dead;
-        if why.before_open() {
-            self.stats.failed += 1;
-        }
-        if let Some(l) = why.label() {
-            self.stats.error(l);
-        }
+        self.stats.conn_closed(&why);
     }
 }
 

@@ -174,6 +174,17 @@ impl Stats {
         self.counts.get(name).copied().unwrap_or(0)
     }
 
+    /// A connection ended: a failure when it never opened, and an error of
+    /// its kind unless it was a clean end.
+    pub fn conn_closed(&mut self, why: &crate::engine::Why) {
+        if why.before_open() {
+            self.failed += 1;
+        }
+        if let Some(l) = why.label() {
+            self.error(l);
+        }
+    }
+
     pub fn error_count(&self) -> u64 {
         self.errors.values().sum()
     }
