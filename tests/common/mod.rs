@@ -1133,6 +1133,23 @@ pub fn pid_serving(server: &Server, c: &Client) -> i32 {
 /// The worker process holding the server end of the connection from local
 /// port `mine` (see [`pid_serving`]).
 pub fn pid_serving_port(server: &Server, mine: u16) -> i32 {
+    // A connection still in the kernel's accept queue has no inode (0) and
+    // no process holds it yet: wait (bounded) until a worker accepted it.
+    let deadline = Instant::now() + WATCHDOG;
+    loop {
+        if let Some(pid) = try_pid_serving_port(server, mine) {
+            return pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no worker process (children of {}) holds the server end of client port {mine}",
+            server.pid()
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn try_pid_serving_port(server: &Server, mine: u16) -> Option<i32> {
     let theirs = server.addr.port();
     let tcp = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
     let port = |a: &str| {
@@ -1148,23 +1165,19 @@ pub fn pid_serving_port(server: &Server, mine: u16) -> i32 {
             (f.len() > 9 && port(f[1]) == Some(theirs) && port(f[2]) == Some(mine))
                 .then(|| f[9].to_string())
         })
-        .unwrap_or_else(|| panic!("no server socket for client port {mine} in /proc/net/tcp"));
+        .filter(|inode| inode != "0")?;
     let want = format!("socket:[{inode}]");
-    let pids = worker_pids(server);
-    for &pid in &pids {
+    for pid in worker_pids(server) {
         let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
             continue;
         };
         for fd in fds.flatten() {
             if std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == want) {
-                return pid;
+                return Some(pid);
             }
         }
     }
-    panic!(
-        "no worker process (children of {}: {pids:?}) holds {want}",
-        server.pid()
-    );
+    None
 }
 
 // ---------------------------------------------------------------------------
