@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::stats::{Stats, WireStats};
-use crate::sys::now_ns;
+use crate::sys::{now_ns, secs_ns};
 
 /// One phase, as the parent asks every worker to run it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -190,6 +190,31 @@ impl Fleet {
             Fleet::Local(_) => 1,
             Fleet::Children { kids, .. } => kids.len(),
         }
+    }
+
+    /// One measured step at `rate` messages/s on every worker, starting
+    /// 200 ms from now (so every child has it before it begins): `warmup`,
+    /// `duration` and `drain` in seconds.
+    pub fn run_step(
+        &mut self,
+        step: u32,
+        rate: f64,
+        (warmup, duration, drain): (f64, f64, f64),
+        quiet: bool,
+    ) -> Result<PhaseResult, String> {
+        let t0 = now_ns() + 200_000_000;
+        self.phase(
+            Cmd::Run {
+                step,
+                t0,
+                warmup_ns: secs_ns(warmup),
+                duration_ns: secs_ns(duration),
+                drain_ns: secs_ns(drain),
+                rate,
+            },
+            "run",
+            quiet,
+        )
     }
 
     /// Runs `cmd` on every worker and merges their results. Prints progress

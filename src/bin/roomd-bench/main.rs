@@ -34,7 +34,6 @@ use clap::Parser;
 use crate::ctl::{Cmd, Fleet, PhaseResult, Worker};
 use crate::opts::{check_common, Cli, Command, Common, FanoutArgs, Proto, Scenario};
 use crate::report::Report;
-use crate::sys::{now_ns, secs_ns};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -226,19 +225,7 @@ fn run_fanout(a: &FanoutArgs, fleet: &mut Fleet, report: &mut Report) -> Result<
     report.connect_failed = su.stats.failed;
     let broken = su.broken;
     let run = |fleet: &mut Fleet, step: u32, rate: f64| {
-        let t0 = now_ns() + 200_000_000;
-        fleet.phase(
-            Cmd::Run {
-                step,
-                t0,
-                warmup_ns: secs_ns(a.warmup),
-                duration_ns: secs_ns(a.duration),
-                drain_ns: secs_ns(a.drain),
-                rate,
-            },
-            "run",
-            c.quiet,
-        )
+        fleet.run_step(step, rate, (a.warmup, a.duration, a.drain), c.quiet)
     };
     if !a.find_max {
         let r = run(fleet, 0, a.rate)?;

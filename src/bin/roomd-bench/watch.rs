@@ -747,19 +747,7 @@ pub fn control(a: &WatchArgs, fleet: &mut Fleet, report: &mut Report) -> Result<
     }
     let broken = su.broken;
     let run = |fleet: &mut Fleet, step: u32, rate: f64| {
-        let t0 = now_ns() + 200_000_000;
-        fleet.phase(
-            Cmd::Run {
-                step,
-                t0,
-                warmup_ns: secs_ns(a.warmup),
-                duration_ns: secs_ns(a.duration),
-                drain_ns: secs_ns(a.drain),
-                rate,
-            },
-            "run",
-            c.quiet,
-        )
+        fleet.run_step(step, rate, (a.warmup, a.duration, a.drain), c.quiet)
     };
     let add_errors = |report: &mut Report, e: &Stats| {
         report.errors += e.error_count();
