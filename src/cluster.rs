@@ -39,7 +39,7 @@ use crate::handler::ListedRoom;
 use crate::ipc::{Control, FromSupervisor, ToSupervisor};
 use crate::protocol::{self, err_v, Code, Fail, Proto, Req, V};
 use crate::room::{valid_name, RoomState, Why};
-use crate::session::{Part, Session, SessionId, Shadow, MEMBER_BITS};
+use crate::session::{Asked, Part, Session, SessionId, Shadow, MEMBER_BITS};
 use crate::worker::{Timer, Worker};
 
 pub(crate) const CONTROL: Token = Token(usize::MAX - 3);
@@ -311,13 +311,9 @@ impl Worker {
             .map(|x| x.0)
             .chain(r.places.drain(..).map(|x| x.0))
             .collect();
-        if k == kind::AWAY {
-            // A `match` on its way is queued before this arrives.
-            homes.extend_from_slice(&r.inflight);
-        }
+        // A join or `match` still on its way is done before this arrives.
+        homes.extend(r.seating_homes());
         if k == kind::RELEASE {
-            // A join still on its way is answered before this arrives.
-            homes.append(&mut r.inflight);
             r.seats.clear();
         }
         homes.sort_unstable();
@@ -351,7 +347,7 @@ impl Worker {
             .seats
             .iter()
             .map(|x| x.0)
-            .chain(r.inflight.iter().copied())
+            .chain(r.seating_homes())
             .chain(r.places.iter().map(|x| x.0))
             .collect();
         homes.sort_unstable();
@@ -436,10 +432,7 @@ impl Worker {
         };
         let bus = self.bus.as_mut().ok_or_else(gone)?;
         let mut e = bus.msg(home, kind::REQ).ok_or_else(gone)?;
-        e.u64(sid.to_bits())
-            .u64(member)
-            .u8(bus::proto_byte(proto))
-            .u8(seating.into());
+        e.u64(sid.to_bits()).u64(member).u8(bus::proto_byte(proto));
         match meta {
             Some(m) => e.u8(1).bytes(m),
             None => e.u8(0),
@@ -447,11 +440,14 @@ impl Worker {
         e.u8(bus::proto_byte(payload_proto)).bytes(payload);
         e.finish();
         if let Some(s) = self.sessions.get_mut(sid) {
-            let r = s.remote.get_or_insert_with(Default::default);
-            r.asked.push((home, req.rid));
-            if seating {
-                r.inflight.push(home);
-            }
+            s.remote
+                .get_or_insert_with(Default::default)
+                .asked
+                .push(Asked {
+                    home,
+                    rid: req.rid,
+                    seating,
+                });
         }
         Ok(())
     }
@@ -773,8 +769,8 @@ impl Worker {
                 Some(())
             }
             kind::OUTCOME => {
-                let (rsid, seating, code) = (d.u64()?, d.u8()? != 0, d.u8()?);
-                self.on_outcome(p, SessionId::from_bits(rsid), seating, code);
+                let (rsid, code) = (d.u64()?, d.u8()?);
+                self.on_outcome(p, SessionId::from_bits(rsid), code);
                 Some(())
             }
             kind::SEAT => {
@@ -917,7 +913,6 @@ impl Worker {
         let rsid = d.u64()?;
         let member = d.u64()?;
         let proto = bus::proto_of(d.u8()?)?;
-        let seating = d.u8()? != 0;
         let meta = match d.u8()? {
             0 => None,
             _ => Some(d.bytes()?),
@@ -939,7 +934,7 @@ impl Worker {
             Err((rid, f)) => self.fail_remote(sid, rid, f),
         };
         if let Some(mut e) = self.bus.as_mut().and_then(|b| b.msg(p, kind::OUTCOME)) {
-            e.u64(rsid).u8(seating.into()).u8(code);
+            e.u64(rsid).u8(code);
             e.finish();
         }
         if self.disposable(sid) {
@@ -993,20 +988,15 @@ impl Worker {
 
     /// On a session's worker: a forwarded request is done. Bad input counts
     /// toward the connection's bad-request limit as it does here.
-    fn on_outcome(&mut self, p: u32, sid: SessionId, seating: bool, code: u8) {
+    fn on_outcome(&mut self, p: u32, sid: SessionId, code: u8) {
         let max = self.cfg.max_bad_requests;
         let Some(s) = self.sessions.get_mut(sid) else {
             return;
         };
         if let Some(r) = s.remote.as_mut() {
             // Each link is FIFO: this answers the oldest request sent to `p`.
-            if let Some(i) = r.asked.iter().position(|x| x.0 == p) {
+            if let Some(i) = r.asked.iter().position(|a| a.home == p) {
                 r.asked.remove(i);
-            }
-            if seating {
-                if let Some(i) = r.inflight.iter().position(|&h| h == p) {
-                    r.inflight.swap_remove(i);
-                }
             }
         }
         let Some((cid, _)) = s.conn else {
@@ -1017,7 +1007,7 @@ impl Worker {
                     .as_mut()
                     .and_then(|b| b.msg(r.worker, kind::OUTCOME))
                 {
-                    e.u64(r.rsid).u8(0).u8(code);
+                    e.u64(r.rsid).u8(code);
                     e.finish();
                 }
             }
@@ -1153,12 +1143,11 @@ impl Worker {
             let attached = self.sessions.get(sid).is_some_and(|s| s.attached());
             let (mut unanswered, mut unqueued) = (Vec::new(), Vec::new());
             if let Some(r) = self.sessions.get_mut(sid).and_then(|s| s.remote.as_mut()) {
-                r.inflight.retain(|&h| h != p);
-                r.asked.retain(|&(h, rid)| {
-                    if h == p {
-                        unanswered.push(rid);
+                r.asked.retain(|a| {
+                    if a.home == p {
+                        unanswered.push(a.rid);
                     }
-                    h != p
+                    a.home != p
                 });
                 r.places.retain(|(h, q)| {
                     if *h == p {

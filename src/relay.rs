@@ -291,7 +291,7 @@ impl Worker {
             },
         };
         let mut e = self.bus.as_mut()?.msg(p, kind::OUTCOME)?;
-        e.u64(bsid).u8(0).u8(code);
+        e.u64(bsid).u8(code);
         e.finish();
         Some(())
     }

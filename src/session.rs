@@ -112,16 +112,29 @@ pub enum Part {
 pub struct RemoteSeats {
     /// (home worker, room name) of every seat held there.
     pub seats: Vec<(u32, Box<str>)>,
-    /// Home workers of forwarded join/create/match requests not yet done;
-    /// they count against the seat limit.
-    pub inflight: Vec<u32>,
     /// (home worker, queue) of every place held in a queue homed there, as
     /// each home last told (`PLACES`); they count against the seat limit.
     pub places: Vec<(u32, Box<str>)>,
-    /// (home worker, `rid`) of every request forwarded there and not yet
-    /// done (`OUTCOME`), oldest first: answered `internal` if the home is
-    /// lost first.
-    pub asked: Vec<(u32, Option<u32>)>,
+    /// Every request forwarded to a home and not yet done (`OUTCOME`),
+    /// oldest first: answered `internal` if the home is lost first. Those
+    /// that may bring a seat (join, create, match) count against the limit.
+    pub asked: Vec<Asked>,
+}
+
+/// A request forwarded to a room's (or queue's) home.
+#[derive(Clone, Copy, Debug)]
+pub struct Asked {
+    pub home: u32,
+    pub rid: Option<u32>,
+    /// It may bring a seat or a queue place.
+    pub seating: bool,
+}
+
+impl RemoteSeats {
+    /// Homes of forwarded requests that may bring a seat.
+    pub fn seating_homes(&self) -> impl Iterator<Item = u32> + '_ {
+        self.asked.iter().filter(|a| a.seating).map(|a| a.home)
+    }
 }
 
 /// The session on another worker a shadow session stands for.
@@ -187,8 +200,8 @@ impl Session {
     /// Seats, places in queues and joins on their way, on other workers
     /// (each counts against `--max-rooms-per-conn`).
     pub fn remote_held(&self) -> usize {
-        self.remote
-            .as_ref()
-            .map_or(0, |r| r.seats.len() + r.inflight.len() + r.places.len())
+        self.remote.as_ref().map_or(0, |r| {
+            r.seats.len() + r.seating_homes().count() + r.places.len()
+        })
     }
 }
