@@ -72,13 +72,7 @@ fn collect_targets(
     t.local.clear();
     t.remote.clear();
     t.held.clear();
-    let watchers = room.extra.as_ref().map_or(&[][..], |x| &x.watchers[..]);
-    let everyone = room
-        .members
-        .iter()
-        .map(|m| (m.id, m.session))
-        .chain(watchers.iter().map(|w| (w.id, w.session)));
-    for (id, session) in everyone {
+    for (id, session) in room.audience() {
         if Some(id) == except {
             continue;
         }
@@ -1127,13 +1121,7 @@ impl Worker {
         }
         self.lobby_closed(rid, &room.name, room.max);
         self.members -= room.members.len();
-        let watchers = room.extra.as_ref().map_or(&[][..], |x| &x.watchers[..]);
-        let everyone = room
-            .members
-            .iter()
-            .map(|m| m.session)
-            .chain(watchers.iter().map(|w| w.session));
-        for sid in everyone {
+        for (_, sid) in room.audience() {
             let Some(s) = self.sessions.get_mut(sid) else {
                 continue;
             };

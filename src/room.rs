@@ -157,6 +157,16 @@ impl Room {
         self.members.len() >= self.max as usize
     }
 
+    /// Everyone a room message reaches, as (id, session): the members in
+    /// join order, then the watchers.
+    pub fn audience(&self) -> impl Iterator<Item = (MemberId, SessionId)> + '_ {
+        let watchers = self.extra.as_ref().map_or(&[][..], |x| &x.watchers[..]);
+        self.members
+            .iter()
+            .map(|m| (m.id, m.session))
+            .chain(watchers.iter().map(|w| (w.id, w.session)))
+    }
+
     /// Watchers whose connection is up (the count members see).
     pub fn watchers(&self) -> u32 {
         self.extra.as_ref().map_or(0, |x| x.attached)
