@@ -26,7 +26,6 @@ use roomd::arena::Arena;
 use roomd::conn::{Bucket, Conn, ConnId, Conns, Phase, Ws};
 use roomd::protocol::{Frames, Proto, V};
 use roomd::session::Session;
-use tungstenite::protocol::{Role, WebSocketContext};
 
 const MEMBERS: usize = 1_000;
 const ROOM: &str = "lobby-42";
@@ -82,7 +81,7 @@ fn room() -> Room {
         let session = sessions.insert(session);
         let mut conn = Conn::new(sock, peer, now);
         conn.phase = Phase::Ws(Box::new(Ws {
-            ctx: WebSocketContext::new(Role::Server, None),
+            parser: None,
             proto,
             session,
             requests: Bucket::full(0, now),

@@ -27,7 +27,7 @@ use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 use mio::net::TcpStream;
-use tungstenite::protocol::WebSocketContext;
+use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 
 use crate::arena::{Arena, Id};
 use crate::protocol::{Frames, Proto};
@@ -168,6 +168,17 @@ pub struct Io<'a> {
     /// counts).
     pub nread: usize,
     pub feed: Option<Feed<'a>>,
+    /// Follows the frames of what tungstenite is handed.
+    pub track: Option<&'a mut Track>,
+}
+
+impl Io<'_> {
+    fn handed(&mut self, b: &[u8]) -> usize {
+        if let Some(t) = &mut self.track {
+            t.feed(b);
+        }
+        b.len()
+    }
 }
 
 impl Read for Io<'_> {
@@ -175,13 +186,13 @@ impl Read for Io<'_> {
         let Some(f) = &mut self.feed else {
             let n = self.sock.read(buf)?;
             self.nread += n;
-            return Ok(n);
+            return Ok(self.handed(&buf[..n]));
         };
         if f.stash_pos < f.stash.len() {
             let n = buf.len().min(f.stash.len() - f.stash_pos);
             buf[..n].copy_from_slice(&f.stash[f.stash_pos..f.stash_pos + n]);
             f.stash_pos += n;
-            return Ok(n);
+            return Ok(self.handed(&buf[..n]));
         }
         if f.pos == f.len {
             let n = self.sock.read(f.buf)?;
@@ -195,7 +206,7 @@ impl Read for Io<'_> {
         let n = buf.len().min(f.len - f.pos);
         buf[..n].copy_from_slice(&f.buf[f.pos..f.pos + n]);
         f.pos += n;
-        Ok(n)
+        Ok(self.handed(&buf[..n]))
     }
 }
 
@@ -346,9 +357,149 @@ impl Bucket {
     }
 }
 
+/// Frames larger than this mark a parser as not worth pooling (its read
+/// buffer may have grown to hold them).
+const POOL_FRAME_MAX: u64 = 4096;
+
+/// Where the bytes handed to tungstenite stand in the frame sequence
+/// (RFC 6455 5.2), so the loop knows when tungstenite holds nothing: no
+/// partial frame, no fragmented message. Only headers are looked at.
+#[derive(Default)]
+pub struct Track {
+    /// Header bytes seen of the frame being started (0: at a frame start or
+    /// in a payload).
+    hdr: [u8; 10],
+    hlen: u8,
+    /// Payload bytes of the current frame not yet seen.
+    left: u64,
+    /// The current frame's opcode and FIN bit.
+    op: u8,
+    fin: bool,
+    /// A fragmented data message is open (its last frame not yet seen).
+    frag: bool,
+    /// A frame larger than [`POOL_FRAME_MAX`] went through.
+    big: bool,
+}
+
+impl Track {
+    pub fn feed(&mut self, mut b: &[u8]) {
+        while !b.is_empty() {
+            if self.left > 0 {
+                let k = b
+                    .len()
+                    .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+                self.left -= k as u64;
+                b = &b[k..];
+                if self.left == 0 {
+                    self.frame_end();
+                }
+                continue;
+            }
+            self.hdr[self.hlen as usize] = b[0];
+            self.hlen += 1;
+            b = &b[1..];
+            if self.hlen < 2 {
+                continue;
+            }
+            let len7 = self.hdr[1] & 0x7f;
+            let ext = match len7 {
+                126 => 2,
+                127 => 8,
+                _ => 0,
+            };
+            let mask = if self.hdr[1] & 0x80 != 0 { 4 } else { 0 };
+            if (self.hlen as usize) < 2 + ext {
+                continue;
+            }
+            // The mask key is not kept: count it as payload still to come.
+            let len = match ext {
+                0 => u64::from(len7),
+                2 => u64::from(u16::from_be_bytes([self.hdr[2], self.hdr[3]])),
+                _ => {
+                    let mut x = [0u8; 8];
+                    x.copy_from_slice(&self.hdr[2..10]);
+                    u64::from_be_bytes(x)
+                }
+            };
+            self.op = self.hdr[0] & 0x0f;
+            self.fin = self.hdr[0] & 0x80 != 0;
+            self.hlen = 0;
+            self.big |= len > POOL_FRAME_MAX;
+            self.left = len.saturating_add(mask);
+            if self.left == 0 {
+                self.frame_end();
+            }
+        }
+    }
+
+    fn frame_end(&mut self) {
+        // Control frames (opcode 8 and up) may come between fragments.
+        if self.op < 8 {
+            self.frag = !self.fin;
+        }
+    }
+
+    /// Everything handed so far ends a whole message.
+    pub fn at_boundary(&self) -> bool {
+        self.hlen == 0 && self.left == 0 && !self.frag
+    }
+}
+
+/// tungstenite's state for one connection, with the tracker of what it was
+/// handed. Held by a connection only while a message is in flight; at a
+/// message boundary it goes back to the worker's [`Parsers`] pool, since a
+/// context that holds no partial frame and no partial message (and has
+/// written out its pong) is as good as a new one.
+pub struct Parser {
+    pub ctx: WebSocketContext,
+    pub track: Track,
+}
+
+/// The worker's spare parsers, at most [`Parsers::MAX`].
+pub struct Parsers {
+    // Boxed: a connection holds its parser boxed, so lending one moves a
+    // pointer, not the context.
+    #[allow(clippy::vec_box)]
+    spare: Vec<Box<Parser>>,
+    cfg: WebSocketConfig,
+}
+
+impl Parsers {
+    pub const MAX: usize = 64;
+
+    pub fn new(cfg: WebSocketConfig) -> Self {
+        Parsers {
+            spare: Vec::new(),
+            cfg,
+        }
+    }
+
+    pub fn take(&mut self) -> Box<Parser> {
+        self.spare.pop().unwrap_or_else(|| {
+            Box::new(Parser {
+                ctx: WebSocketContext::new(Role::Server, Some(self.cfg)),
+                track: Track::default(),
+            })
+        })
+    }
+
+    /// Takes back a parser at a message boundary (one that saw a large frame
+    /// is dropped: its buffer may be large).
+    pub fn put(&mut self, p: Box<Parser>) {
+        if self.spare.len() < Self::MAX && !p.track.big {
+            self.spare.push(p);
+        }
+    }
+
+    pub fn spare(&self) -> usize {
+        self.spare.len()
+    }
+}
+
 /// A connection's WebSocket state.
 pub struct Ws {
-    pub ctx: WebSocketContext,
+    /// Present while a message is being read, or the close handshake runs.
+    pub parser: Option<Box<Parser>>,
     pub proto: Proto,
     pub session: SessionId,
     /// Requests per second.
@@ -527,6 +678,90 @@ impl Conns {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A client frame: FIN bit, opcode, masked payload of `len` bytes.
+    fn frame(fin: bool, op: u8, len: usize) -> Vec<u8> {
+        let mut f = vec![if fin { 0x80 } else { 0 } | op];
+        match len {
+            0..=125 => f.push(0x80 | len as u8),
+            126..=0xffff => {
+                f.push(0x80 | 126);
+                f.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            _ => {
+                f.push(0x80 | 127);
+                f.extend_from_slice(&(len as u64).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(&[1, 2, 3, 4]);
+        f.extend(std::iter::repeat_n(b'x', len));
+        f
+    }
+
+    /// Feeds `bytes` in pieces of `step` and returns where each piece ended.
+    fn boundaries(bytes: &[u8], step: usize) -> Vec<bool> {
+        let mut t = Track::default();
+        bytes
+            .chunks(step)
+            .map(|c| {
+                t.feed(c);
+                t.at_boundary()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn track_sees_message_ends_however_the_bytes_are_cut() {
+        for len in [0, 1, 125, 126, 300, 0xffff, 0x10000] {
+            let f = frame(true, 1, len);
+            for step in [1, 2, 3, 7, 64, f.len()] {
+                let b = boundaries(&f, step);
+                assert!(b.last().copied().unwrap_or(false), "len {len} step {step}");
+                let mid = b.len() - 1;
+                assert!(
+                    b[..mid].iter().all(|x| !x),
+                    "a partial frame is not a boundary (len {len} step {step})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn track_waits_for_the_last_fragment_across_control_frames() {
+        let mut t = Track::default();
+        t.feed(&frame(false, 2, 10));
+        assert!(!t.at_boundary(), "first fragment");
+        t.feed(&frame(true, 9, 4));
+        assert!(!t.at_boundary(), "a ping between fragments");
+        t.feed(&frame(false, 0, 10));
+        assert!(!t.at_boundary(), "a middle fragment");
+        t.feed(&frame(true, 0, 0));
+        assert!(t.at_boundary(), "the last fragment ends the message");
+        t.feed(&frame(true, 9, 0));
+        assert!(t.at_boundary(), "a ping alone is whole");
+        assert!(!t.big);
+        t.feed(&frame(true, 2, 5000));
+        assert!(t.at_boundary() && t.big, "a large frame is noted");
+    }
+
+    #[test]
+    fn parsers_are_reused_and_the_pool_is_bounded() {
+        let mut pool = Parsers::new(WebSocketConfig::default());
+        let taken: Vec<_> = (0..Parsers::MAX + 10).map(|_| pool.take()).collect();
+        for p in taken {
+            pool.put(p);
+        }
+        assert_eq!(pool.spare(), Parsers::MAX);
+        let mut p = pool.take();
+        assert_eq!(pool.spare(), Parsers::MAX - 1);
+        p.track.feed(&frame(true, 2, 5000));
+        pool.put(p);
+        assert_eq!(
+            pool.spare(),
+            Parsers::MAX - 1,
+            "one that read a large frame is dropped"
+        );
+    }
 
     #[test]
     fn release_frees_an_empty_buffer_and_keeps_unsent_bytes() {

@@ -28,13 +28,15 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::frame::CloseFrame;
-use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
+use tungstenite::protocol::WebSocketConfig;
 use tungstenite::Message;
 
 use crate::arena::Arena;
 use crate::auth;
 use crate::config::Config;
-use crate::conn::{Bucket, CloseReason, Conn, ConnId, Conns, Feed, Io, Phase, Ws, WRITE_CAP};
+use crate::conn::{
+    Bucket, CloseReason, Conn, ConnId, Conns, Feed, Io, Parsers, Phase, Ws, WRITE_CAP,
+};
 use crate::history::Recorder;
 use crate::http::{self, Route};
 use crate::matchmaking::Lobby;
@@ -138,7 +140,8 @@ pub struct Worker {
     pub(crate) next_list: u32,
     /// The epoch of the latest resume (see `session::Resuming`).
     pub(crate) next_resume: u32,
-    ws_config: WebSocketConfig,
+    /// tungstenite contexts not in use (see `conn::Parser`).
+    parsers: Parsers,
     draining: Option<Instant>,
     quit: bool,
     accept_more: bool,
@@ -209,7 +212,7 @@ impl Worker {
             api_waits: HashMap::new(),
             next_list: 0,
             next_resume: 0,
-            ws_config,
+            parsers: Parsers::new(ws_config),
             draining: None,
             quit: false,
             accept_more: true,
@@ -666,18 +669,17 @@ impl Worker {
         session.grant = grant;
         let sid = self.sessions.insert(session);
         self.tokens.insert(u128::from_be_bytes(raw), sid);
-        let ctx = if rest.is_empty() {
-            WebSocketContext::new(Role::Server, Some(self.ws_config))
-        } else {
-            WebSocketContext::from_partially_read(rest, Role::Server, Some(self.ws_config))
-        };
         let Some(c) = self.conns.arena.get_mut(id) else {
             return;
         };
+        // What followed the head is read first, as the socket's own input.
+        if !rest.is_empty() {
+            c.stash = rest;
+        }
         c.out.extend(&http::switching(&up));
         Conns::mark_pending(&mut self.conns.pending, c, id);
         c.phase = Phase::Ws(Box::new(Ws {
-            ctx,
+            parser: None,
             proto: up.proto,
             session: sid,
             requests: Bucket::full(self.cfg.rate_limit, self.now),
@@ -797,6 +799,7 @@ impl Worker {
                     Phase::Closing { ws: Some(ws), .. } => ws,
                     _ => return,
                 };
+                let parser = ws.parser.get_or_insert_with(|| self.parsers.take());
                 let mut io = Io {
                     sock: &mut c.sock,
                     out: &mut c.out,
@@ -808,8 +811,9 @@ impl Worker {
                         pos: st.pos,
                         len: st.len,
                     }),
+                    track: Some(&mut parser.track),
                 };
-                let res = ws.ctx.read(&mut io);
+                let res = parser.ctx.read(&mut io);
                 if let Some(f) = &io.feed {
                     (st.stash_pos, st.pos, st.len) = (f.stash_pos, f.pos, f.len);
                 }
@@ -820,6 +824,18 @@ impl Worker {
                 }
                 if !c.out.is_empty() {
                     Conns::mark_pending(&mut self.conns.pending, c, id);
+                }
+                // All input so far parsed, and it ended a message: the
+                // parser holds nothing this connection needs until it sends
+                // again.
+                if let (Phase::Ws(ws), Err(tungstenite::Error::Io(e))) = (&mut c.phase, &res) {
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        && ws.parser.as_ref().is_some_and(|p| p.track.at_boundary())
+                    {
+                        if let Some(p) = ws.parser.take() {
+                            self.parsers.put(p);
+                        }
+                    }
                 }
                 (res, n, echo)
             };
@@ -967,16 +983,18 @@ impl Worker {
                         self.ws_per_ip.remove(&c.peer.ip());
                     }
                 }
+                let parser = ws.parser.get_or_insert_with(|| self.parsers.take());
                 let mut io = Io {
                     sock: &mut c.sock,
                     out: &mut c.out,
                     nread: 0,
                     feed: None,
+                    track: None,
                 };
                 // Results are ignored: the frame is queued into our own buffer
                 // (which never refuses), or the context is already closed.
                 let _ = match reason.code() {
-                    Some(code) => ws.ctx.close(
+                    Some(code) => parser.ctx.close(
                         &mut io,
                         Some(CloseFrame {
                             code: CloseCode::from(code),
@@ -984,7 +1002,7 @@ impl Worker {
                         }),
                     ),
                     // The client closed: this flushes tungstenite's reply.
-                    None => ws.ctx.flush(&mut io),
+                    None => parser.ctx.flush(&mut io),
                 };
                 session = Some(ws.session);
                 let client_closed =
