@@ -56,7 +56,6 @@ struct Room {
 fn room() -> Room {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback listener");
     let addr = listener.local_addr().expect("listener address");
-    let now = Instant::now();
     let mut conns = Conns::new(OUT_LIMIT);
     let mut sessions = Arena::<Session>::default();
     let mut targets = Vec::with_capacity(MEMBERS);
@@ -76,21 +75,21 @@ fn room() -> Room {
         let proto = Proto::Msgpack;
         let cid = conns.arena.next_id();
         let mut session =
-            Session::fresh(i as u64 + 1, format!("{i:032x}").into(), Some((cid, proto)));
+            Session::fresh(i as u64 + 1, (i as u128).to_be_bytes(), Some((cid, proto)));
         session.hello_done = true;
         let session = sessions.insert(session);
-        let mut conn = Conn::new(sock, peer, now);
-        conn.phase = Phase::Ws(Box::new(Ws {
+        let mut conn = Conn::new(sock, peer, 0);
+        conn.phase = Phase::Ws(Ws {
             parser: None,
             proto,
             session,
-            requests: Bucket::full(0, now),
-            creates: Bucket::full(0, now),
-            pub_bytes: Bucket::full(0, now),
+            requests: Bucket::full(0, 0),
+            creates: Bucket::full(0, 0),
+            pub_bytes: Bucket::full(0, 0),
             bad: 0,
             echo: false,
             paused: false,
-        }));
+        });
         assert_eq!(conns.arena.insert(conn), cid);
         targets.push((cid, proto));
         clients.push(client);

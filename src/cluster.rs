@@ -972,7 +972,7 @@ impl Worker {
                 return sid;
             }
         }
-        let mut s = Session::fresh(member, "".into(), None);
+        let mut s = Session::fresh(member, [0; 16], None);
         s.meta = meta.map(Into::into);
         s.hello_done = true;
         s.shadow = Some(Box::new(Shadow {
@@ -1032,7 +1032,7 @@ impl Worker {
     fn holder_mut(&mut self, sid: SessionId) -> Option<&mut Session> {
         self.sessions
             .get_mut(sid)
-            .filter(|s| s.proxy.is_none_or(|x| x.sid.is_none()))
+            .filter(|s| s.proxy.as_deref().is_none_or(|x| x.sid.is_none()))
     }
 
     /// The session ended (or now only stands in for a resumed one) while

@@ -22,7 +22,7 @@
 //! acknowledged are not counted (a stalled reader's window bounds them).
 
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
@@ -150,7 +150,7 @@ impl OutBuf {
 /// per-connection memory cost) while the socket is still read in large
 /// chunks into one buffer the whole worker shares.
 pub struct Feed<'a> {
-    pub stash: &'a mut Vec<u8>,
+    pub stash: &'a [u8],
     pub stash_pos: usize,
     pub buf: &'a mut [u8],
     pub pos: usize,
@@ -323,30 +323,39 @@ impl CloseReason {
 }
 
 /// A token bucket: `rate` tokens per second, holding at most `rate` (one
-/// second of burst). O(1), no timer: it refills when asked.
+/// second of burst). O(1), no timer: it refills when asked. Time is the
+/// worker's millisecond clock ([`millis`]); 8 bytes.
 pub struct Bucket {
     tokens: f32,
-    last: Instant,
+    /// When it was last refilled.
+    last: u32,
+}
+
+/// Milliseconds from `epoch` to `now`, wrapping after about 49 days (a
+/// bucket measures at most a second, so a wrap costs at most one partial
+/// refill).
+pub fn millis(epoch: Instant, now: Instant) -> u32 {
+    now.saturating_duration_since(epoch).as_millis() as u32
 }
 
 impl Bucket {
-    pub fn full(rate: u32, now: Instant) -> Self {
+    pub fn full(rate: u32, now_ms: u32) -> Self {
         Bucket {
             tokens: rate as f32,
-            last: now,
+            last: now_ms,
         }
     }
 
     /// Takes `n` tokens if there are that many; `rate` 0 means unlimited.
     /// A request larger than the whole burst is allowed when the bucket is
     /// full (and empties it), so a limit never refuses one item forever.
-    pub fn take(&mut self, now: Instant, rate: u32, n: u32) -> bool {
+    pub fn take(&mut self, now_ms: u32, rate: u32, n: u32) -> bool {
         if rate == 0 {
             return true;
         }
         let rate = rate as f32;
-        let dt = now.saturating_duration_since(self.last).as_secs_f32();
-        self.last = now;
+        let dt = now_ms.wrapping_sub(self.last) as f32 / 1000.0;
+        self.last = now_ms;
         self.tokens = (self.tokens + dt * rate).min(rate);
         let n = (n as f32).min(rate);
         if self.tokens < n {
@@ -521,7 +530,7 @@ pub enum Phase {
     /// Reading the HTTP request head.
     Http { head: Vec<u8> },
     /// An open WebSocket session.
-    Ws(Box<Ws>),
+    Ws(Ws),
     /// Output is flushed, then the socket is closed once the peer is done:
     /// its close frame has arrived (`peer_done`; RFC 6455 7.1.1: the server
     /// closes the TCP connection first), or EOF, or the linger timer. Until
@@ -530,15 +539,71 @@ pub enum Phase {
     /// frames). `ws` is kept when the server sent the close, to read the
     /// peer's reply.
     Closing {
-        ws: Option<Box<Ws>>,
+        ws: Option<Ws>,
         fin_sent: bool,
         peer_done: bool,
     },
 }
 
+/// A peer's address in 19 bytes (a `SocketAddr` takes 32).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    ip: [u8; 16],
+    port: u16,
+    v6: bool,
+}
+
+impl Peer {
+    pub fn ip(&self) -> IpAddr {
+        if self.v6 {
+            IpAddr::V6(Ipv6Addr::from(self.ip))
+        } else {
+            let [a, b, c, d] = [self.ip[0], self.ip[1], self.ip[2], self.ip[3]];
+            IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.ip(), self.port)
+    }
+}
+
+impl From<SocketAddr> for Peer {
+    fn from(a: SocketAddr) -> Peer {
+        let mut ip = [0u8; 16];
+        let v6 = match a.ip() {
+            IpAddr::V4(v4) => {
+                ip[..4].copy_from_slice(&v4.octets());
+                false
+            }
+            IpAddr::V6(v6) => {
+                ip = v6.octets();
+                true
+            }
+        };
+        Peer {
+            ip,
+            port: a.port(),
+            v6,
+        }
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.addr().fmt(f)
+    }
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.addr().fmt(f)
+    }
+}
+
 pub struct Conn {
     pub sock: TcpStream,
-    pub peer: SocketAddr,
+    pub peer: Peer,
     pub phase: Phase,
     pub out: OutBuf,
     /// On `Conns::pending`.
@@ -551,27 +616,30 @@ pub struct Conn {
     pub kernel: u32,
     /// A read stopped at the per-turn cap and must continue next turn.
     pub read_more: bool,
-    pub last_rx: Instant,
+    /// When a byte last came in (the worker's millisecond clock, see
+    /// [`millis`]).
+    pub last_rx: u32,
     pub timer: Option<TimerId>,
     /// Input read from the socket but not yet parsed, kept when a read stops
-    /// at the per-turn cap (empty, unallocated otherwise).
-    pub stash: Vec<u8>,
+    /// at the per-turn cap, or what followed the upgrade head (`None`
+    /// otherwise).
+    pub stash: Option<Box<Vec<u8>>>,
 }
 
 impl Conn {
-    pub fn new(sock: TcpStream, peer: SocketAddr, now: Instant) -> Self {
+    pub fn new(sock: TcpStream, peer: SocketAddr, now_ms: u32) -> Self {
         Conn {
             sock,
-            peer,
+            peer: Peer::from(peer),
             phase: Phase::Http { head: Vec::new() },
             out: OutBuf::default(),
             pending: false,
             overflowed: false,
             kernel: 0,
             read_more: false,
-            last_rx: now,
+            last_rx: now_ms,
             timer: None,
-            stash: Vec::new(),
+            stash: None,
         }
     }
 
@@ -760,6 +828,40 @@ mod tests {
             pool.spare(),
             Parsers::MAX - 1,
             "one that read a large frame is dropped"
+        );
+    }
+
+    #[test]
+    fn peers_keep_their_address() {
+        for a in [
+            "127.0.0.1:7700",
+            "[::1]:80",
+            "[2001:db8::7]:65535",
+            "0.0.0.0:0",
+        ] {
+            let a: SocketAddr = a.parse().expect("an address");
+            let p = Peer::from(a);
+            assert_eq!(p.addr(), a);
+            assert_eq!(p.ip(), a.ip());
+            assert_eq!(p.to_string(), a.to_string());
+        }
+    }
+
+    #[test]
+    fn buckets_refill_by_the_millisecond() {
+        let mut b = Bucket::full(1000, 5);
+        assert!(b.take(5, 1000, 1000), "a full second's burst");
+        assert!(!b.take(5, 1000, 1), "then nothing");
+        assert!(!b.take(5, 1000, 1));
+        assert!(b.take(6, 1000, 1), "one token a millisecond");
+        assert!(!b.take(6, 1000, 1));
+        assert!(b.take(1006, 1000, 1000), "a second refills it whole");
+        assert!(b.take(u32::MAX, 1000, 1), "the clock may wrap");
+        assert!(b.take(100, 1000, 100), "across the wrap");
+        assert!(Bucket::full(0, 0).take(0, 0, u32::MAX), "rate 0: unlimited");
+        assert!(
+            Bucket::full(10, 0).take(0, 10, 50),
+            "one item over the burst, when full"
         );
     }
 

@@ -255,7 +255,7 @@ impl Worker {
     /// One WebSocket message from a client.
     pub(crate) fn on_message(&mut self, cid: ConnId, payload: &[u8]) {
         self.metrics.messages_in += 1;
-        let now = self.now;
+        let now = self.millis();
         let rate = self.cfg.rate_limit;
         let Some(ws) = self.conn_ws(cid) else {
             return;
@@ -357,7 +357,7 @@ impl Worker {
     /// creation rate (`--pub-bytes-rate`, `--create-rate`).
     pub(crate) fn check_rates(&mut self, cid: ConnId, req: &Req) -> Result<(), Fail> {
         let (now, bytes_rate, create_rate) =
-            (self.now, self.cfg.pub_bytes_rate, self.cfg.create_rate);
+            (self.millis(), self.cfg.pub_bytes_rate, self.cfg.create_rate);
         let Some(ws) = self.conn_ws(cid) else {
             return Ok(());
         };

@@ -118,11 +118,11 @@ impl Worker {
         }
         e.finish();
         if let Some(s) = self.sessions.get_mut(sid) {
-            s.proxy = Some(Proxy {
+            s.proxy = Some(Box::new(Proxy {
                 worker: w,
                 sid: None,
                 rid: req.rid,
-            });
+            }));
         }
         self.set_paused(cid, true);
         Ok(())
@@ -194,7 +194,11 @@ impl Worker {
         let cid = self
             .sessions
             .get(sid)
-            .filter(|s| s.proxy.is_some_and(|x| x.worker == p && x.sid.is_none()))
+            .filter(|s| {
+                s.proxy
+                    .as_deref()
+                    .is_some_and(|x| x.worker == p && x.sid.is_none())
+            })
             .and_then(|s| s.conn)
             .map(|c| c.0);
         let Some(cid) = cid else {
@@ -218,7 +222,7 @@ impl Worker {
             x.sid = Some(asid);
         }
         let token = std::mem::take(&mut s.token);
-        self.forget_token(sid, &token);
+        self.forget_token(sid, token);
         self.release_seats(sid, Why::Left);
         self.unqueue(sid);
         self.lobby_end(sid);
@@ -228,7 +232,7 @@ impl Worker {
     /// On B: the proxied session `asid` of worker `w`, if `sid` stands in
     /// for one.
     pub(crate) fn proxied(&self, sid: SessionId) -> Option<(u32, u64)> {
-        let x = self.sessions.get(sid)?.proxy?;
+        let x = *self.sessions.get(sid)?.proxy.as_deref()?;
         Some((x.worker, x.sid?))
     }
 
@@ -326,7 +330,7 @@ impl Worker {
         let Some(s) = self.sessions.get_mut(sid) else {
             return Some(reason);
         };
-        match s.proxy {
+        match s.proxy.as_deref().copied() {
             None => Some(reason),
             Some(Proxy { sid: None, .. }) => {
                 s.proxy = None;
@@ -381,7 +385,7 @@ impl Worker {
         let cid = self
             .sessions
             .get(SessionId::from_bits(bsid))
-            .filter(|s| s.proxy.is_some_and(|x| x.worker == p))
+            .filter(|s| s.proxy.as_deref().is_some_and(|x| x.worker == p))
             .and_then(|s| s.conn);
         if let Some((cid, _)) = cid {
             self.close_conn(cid, reason);
@@ -404,7 +408,7 @@ impl Worker {
         let Some(cid) = s.conn.map(|c| c.0) else {
             return;
         };
-        match s.proxy {
+        match s.proxy.as_deref().copied() {
             Some(x) if x.worker == p && x.sid.is_some() => {
                 s.proxy = None;
                 self.close_conn(cid, CloseReason::SessionLost);

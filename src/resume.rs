@@ -22,8 +22,8 @@
 //! (each link is FIFO), so the replay meets live traffic with no gap and no
 //! duplicate, as on one worker.
 //!
-//! Invariant: `Worker::tokens` maps the key of every live session's token to
-//! that session, and nothing else (sessions are freed through
+//! Invariant: `Worker::tokens` maps the key of every live session's token
+//! ([`index_key`], unique among them) to that session, and nothing else (sessions are freed through
 //! [`Worker::free_session`]; a session that only stands in for a relayed one
 //! leaves the index).
 
@@ -42,10 +42,23 @@ use crate::worker::Worker;
 /// The index key of a resume token (its 128 bits); `None` for anything that
 /// is not 32 hex digits.
 pub(crate) fn token_key(token: &str) -> Option<u128> {
-    if token.len() != 32 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+    // Lowercase only, as sent: one spelling per token.
+    if token.len() != 32
+        || !token
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         return None;
     }
     u128::from_str_radix(token, 16).ok()
+}
+
+/// A token's key in the worker's index: its last 64 bits (random; the
+/// first byte may name a worker). 16 bytes a bucket with the session id.
+pub(crate) fn index_key(token: &[u8; 16]) -> u64 {
+    let mut k = [0u8; 8];
+    k.copy_from_slice(&token[8..]);
+    u64::from_be_bytes(k)
 }
 
 /// Bytes a replayed message is counted for against the replay budget: its
@@ -90,10 +103,10 @@ impl Worker {
 
     /// The session a token names, on this worker.
     pub(crate) fn find_session(&self, token: &str) -> Option<SessionId> {
-        let sid = *self.tokens.get(&token_key(token)?)?;
-        // The index is keyed by value; the token must also match as written.
+        let token = token_key(token)?.to_be_bytes();
+        let sid = *self.tokens.get(&index_key(&token))?;
         let s = self.sessions.get(sid)?;
-        (&*s.token == token).then_some(sid)
+        (s.token == token).then_some(sid)
     }
 
     /// `hello` with `resume` on connection `cid`, whose fresh session is
@@ -471,7 +484,7 @@ impl Worker {
         if let Some((t, _)) = s.grace {
             self.timers.cancel(t);
         }
-        self.forget_token(sid, &s.token);
+        self.forget_token(sid, s.token);
         self.forget_remote(sid, &s);
         self.unqueue(sid);
         if s.lobby.is_some() {
@@ -480,11 +493,10 @@ impl Worker {
     }
 
     /// Takes `token` out of the index if it names `sid` there.
-    pub(crate) fn forget_token(&mut self, sid: SessionId, token: &str) {
-        if let Some(k) = token_key(token) {
-            if self.tokens.get(&k) == Some(&sid) {
-                self.tokens.remove(&k);
-            }
+    pub(crate) fn forget_token(&mut self, sid: SessionId, token: [u8; 16]) {
+        let k = index_key(&token);
+        if self.tokens.get(&k) == Some(&sid) {
+            self.tokens.remove(&k);
         }
     }
 }
@@ -509,6 +521,7 @@ mod tests {
         assert_eq!(token_key(&format!("{t}0")), None);
         assert_eq!(token_key("+0112233445566778899aabbccddeeff"), None);
         assert_eq!(token_key("zz112233445566778899aabbccddeeff"), None);
+        assert_eq!(token_key("00112233445566778899AABBCCDDEEFF"), None);
         assert_eq!(token_key(""), None);
     }
 }

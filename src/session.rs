@@ -27,8 +27,10 @@ pub const MEMBER_BITS: u32 = 36;
 
 pub struct Session {
     pub member: MemberId,
-    /// The resume token sent in `welcome` (hex, 128 random bits).
-    pub token: Box<str>,
+    /// The resume token sent in `welcome` (128 random bits, sent as 32
+    /// lowercase hex digits; see [`Session::token_hex`]). All zero for a
+    /// session that has none (a shadow), or whose token was forgotten.
+    pub token: [u8; 16],
     pub meta: Option<Box<[u8]>>,
     /// The attached connection and its subprotocol.
     pub conn: Option<(ConnId, Proto)>,
@@ -50,7 +52,7 @@ pub struct Session {
     pub relay: Option<Relay>,
     /// On a connection's worker: this session only stands in for a session
     /// of another worker; the connection's requests go there.
-    pub proxy: Option<Proxy>,
+    pub proxy: Option<Box<Proxy>>,
     /// A resume waiting for the homes of its rooms on other workers.
     pub resuming: Option<Box<Resuming>>,
     /// Rooms that closed while the session was away, with the `why`: the
@@ -149,7 +151,7 @@ pub struct Shadow {
 
 impl Session {
     /// A session as its connection's `welcome` starts it.
-    pub fn fresh(member: MemberId, token: Box<str>, conn: Option<(ConnId, Proto)>) -> Session {
+    pub fn fresh(member: MemberId, token: [u8; 16], conn: Option<(ConnId, Proto)>) -> Session {
         Session {
             member,
             token,
@@ -168,6 +170,11 @@ impl Session {
             closed: Vec::new(),
             lobby: None,
         }
+    }
+
+    /// The token as the client sees it.
+    pub fn token_hex(&self) -> String {
+        format!("{:032x}", u128::from_be_bytes(self.token))
     }
 
     /// The subprotocol its output is encoded in, wherever it goes.

@@ -113,12 +113,14 @@ pub struct Worker {
     ws_open: usize,
     ws_per_ip: HashMap<std::net::IpAddr, u32>,
     pub(crate) now: Instant,
+    /// Start of the millisecond clock (`millis`).
+    epoch: Instant,
     pub(crate) next_member: u64,
     pub(crate) members: usize,
     /// Reused target lists for fan-out.
     pub(crate) scratch: crate::handler::Targets,
     /// Resume token (its 128 bits) -> session; see `resume`.
-    pub(crate) tokens: HashMap<u128, SessionId>,
+    pub(crate) tokens: HashMap<u64, SessionId>,
     /// Room histories' bounds and their worker-wide byte count.
     pub(crate) history: Recorder,
     /// Matchmaking queues.
@@ -197,6 +199,7 @@ impl Worker {
             ws_open: 0,
             ws_per_ip: HashMap::new(),
             now,
+            epoch: now,
             next_member: 1,
             members: 0,
             scratch: Default::default(),
@@ -230,6 +233,11 @@ impl Worker {
             .register(&mut s, SIGNALS, Interest::READABLE)?;
         self.signals = Some(s);
         Ok(())
+    }
+
+    /// The worker's millisecond clock (rate buckets).
+    pub(crate) fn millis(&self) -> u32 {
+        crate::conn::millis(self.epoch, self.now)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -427,7 +435,10 @@ impl Worker {
         if let Err(e) = socket2::SockRef::from(&sock).set_tcp_notsent_lowat(lowat) {
             debug!("w={} peer={peer} TCP_NOTSENT_LOWAT: {e}", self.id);
         }
-        let id = self.conns.arena.insert(Conn::new(sock, peer, self.now));
+        let id = self
+            .conns
+            .arena
+            .insert(Conn::new(sock, peer, self.millis()));
         let registered = match self.conns.arena.get_mut(id) {
             Some(c) => self.poll.registry().register(
                 &mut c.sock,
@@ -467,6 +478,7 @@ impl Worker {
     }
 
     fn read_head(&mut self, id: ConnId) {
+        let now_ms = self.millis();
         let mut buf = [0u8; 4096];
         loop {
             let Some(c) = self.conns.arena.get_mut(id) else {
@@ -482,7 +494,7 @@ impl Worker {
                 }
                 Ok(n) => {
                     self.metrics.bytes_in += n as u64;
-                    c.last_rx = self.now;
+                    c.last_rx = now_ms;
                     head.extend_from_slice(&buf[..n]);
                     let echo_path = self.cfg.echo_path.as_deref();
                     if let http::Parse::Done(route, used) = http::parse_with(head, echo_path) {
@@ -647,48 +659,52 @@ impl Worker {
         grant: Option<Box<auth::Grant>>,
     ) {
         let mut raw = [0u8; 16];
-        if let Err(e) = getrandom::fill(&mut raw) {
-            error!("w={} no randomness for a session token: {e}", self.id);
-            self.respond(id, 503, "text/plain", b"no entropy\n");
-            return;
+        // The index is keyed by the token's last 64 bits: one that is taken
+        // is drawn again (at a million sessions, once in 2^44 draws).
+        while raw == [0; 16] || self.tokens.contains_key(&crate::resume::index_key(&raw)) {
+            if let Err(e) = getrandom::fill(&mut raw) {
+                error!("w={} no randomness for a session token: {e}", self.id);
+                self.respond(id, 503, "text/plain", b"no entropy\n");
+                return;
+            }
+            if self.bus.is_some() {
+                // With several workers the first byte names the session's
+                // worker, so a resume landing on another one finds it (120
+                // random bits are left).
+                raw[0] = self.id as u8;
+            }
         }
-        if self.bus.is_some() {
-            // With several workers the first byte names the session's
-            // worker, so a resume landing on another one finds it (120
-            // random bits are left).
-            raw[0] = self.id as u8;
-        }
-        let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
         let member = self.next_member;
         self.next_member += 1;
-        let mut session = Session::fresh(member, token.into(), Some((id, up.proto)));
+        let mut session = Session::fresh(member, raw, Some((id, up.proto)));
         session.meta = grant
             .as_ref()
             .and_then(|g| g.sub.as_deref())
             .map(|s| s.as_bytes().into());
         session.grant = grant;
         let sid = self.sessions.insert(session);
-        self.tokens.insert(u128::from_be_bytes(raw), sid);
+        self.tokens.insert(crate::resume::index_key(&raw), sid);
+        let ms = self.millis();
         let Some(c) = self.conns.arena.get_mut(id) else {
             return;
         };
         // What followed the head is read first, as the socket's own input.
         if !rest.is_empty() {
-            c.stash = rest;
+            c.stash = Some(Box::new(rest));
         }
         c.out.extend(&http::switching(&up));
         Conns::mark_pending(&mut self.conns.pending, c, id);
-        c.phase = Phase::Ws(Box::new(Ws {
+        c.phase = Phase::Ws(Ws {
             parser: None,
             proto: up.proto,
             session: sid,
-            requests: Bucket::full(self.cfg.rate_limit, self.now),
-            creates: Bucket::full(self.cfg.create_rate, self.now),
-            pub_bytes: Bucket::full(self.cfg.pub_bytes_rate, self.now),
+            requests: Bucket::full(self.cfg.rate_limit, ms),
+            creates: Bucket::full(self.cfg.create_rate, ms),
+            pub_bytes: Bucket::full(self.cfg.pub_bytes_rate, ms),
             bad: 0,
             echo: up.echo,
             paused: false,
-        }));
+        });
         if let Some(t) = c.timer.take() {
             self.timers.cancel(t);
         }
@@ -720,7 +736,7 @@ impl Worker {
                 &V::Map(vec![
                     ("t", V::Str("welcome")),
                     ("id", V::U(member)),
-                    ("session", V::Str(&s.token)),
+                    ("session", V::Str(&s.token_hex())),
                     ("hb_ms", V::U(self.cfg.hb_ms.into())),
                     (
                         "server",
@@ -759,12 +775,16 @@ impl Worker {
         let mut st = FeedState::default();
         self.read_ws_loop(id, &mut rbuf, &mut st);
         if let Some(c) = self.conns.arena.get_mut(id) {
-            c.stash.drain(..st.stash_pos.min(c.stash.len()));
-            if st.pos < st.len && c.reads_frames() {
-                c.stash.extend_from_slice(&rbuf[st.pos..st.len]);
+            if let Some(stash) = &mut c.stash {
+                stash.drain(..st.stash_pos.min(stash.len()));
             }
-            if c.stash.is_empty() && c.stash.capacity() > 0 {
-                c.stash = Vec::new();
+            if st.pos < st.len && c.reads_frames() {
+                c.stash
+                    .get_or_insert_with(Default::default)
+                    .extend_from_slice(&rbuf[st.pos..st.len]);
+            }
+            if c.stash.as_ref().is_some_and(|s| s.is_empty()) {
+                c.stash = None;
             }
         }
         self.rbuf = rbuf;
@@ -788,6 +808,7 @@ impl Worker {
     }
 
     fn read_ws_loop(&mut self, id: ConnId, rbuf: &mut [u8], st: &mut FeedState) {
+        let now_ms = self.millis();
         for _ in 0..READ_CAP {
             let (res, nread, echo) = {
                 let Some(c) = self.conns.arena.get_mut(id) else {
@@ -805,7 +826,7 @@ impl Worker {
                     out: &mut c.out,
                     nread: 0,
                     feed: Some(Feed {
-                        stash: &mut c.stash,
+                        stash: c.stash.as_deref().map_or(&[][..], |s| &s[..]),
                         stash_pos: st.stash_pos,
                         buf: rbuf,
                         pos: st.pos,
@@ -820,7 +841,7 @@ impl Worker {
                 let n = io.nread;
                 let echo = ws.echo;
                 if n > 0 {
-                    c.last_rx = self.now;
+                    c.last_rx = now_ms;
                 }
                 if !c.out.is_empty() {
                     Conns::mark_pending(&mut self.conns.pending, c, id);
@@ -1096,6 +1117,7 @@ impl Worker {
     /// PROTOCOL.md "Liveness": a ping every `hb_ms`; silence for `hb_ms *
     /// hb_misses` is a drop (close 4000).
     fn heartbeat(&mut self, id: ConnId) {
+        let now_ms = self.millis();
         let Some(c) = self.conns.arena.get_mut(id) else {
             return;
         };
@@ -1103,7 +1125,8 @@ impl Worker {
         if !c.is_open_ws() {
             return;
         }
-        if self.now.saturating_duration_since(c.last_rx) >= self.cfg.liveness() {
+        let quiet = u128::from(now_ms.wrapping_sub(c.last_rx));
+        if quiet >= self.cfg.liveness().as_millis() {
             debug!(
                 "w={} conn={id:?} peer={} heartbeat timeout",
                 self.id, c.peer

@@ -229,10 +229,16 @@ fn forged_and_foreign_tokens_fail() {
     let mut flipped = real.clone().into_bytes();
     flipped[31] = if flipped[31] == b'0' { b'1' } else { b'0' };
     let flipped = String::from_utf8(flipped).unwrap();
+    // The real one's last half (what the server's index is keyed by) with
+    // a first half of another.
+    let mut half = real.clone().into_bytes();
+    half[2] = if half[2] == b'0' { b'1' } else { b'0' };
+    let half = String::from_utf8(half).unwrap();
     for bad in [
         foreign.as_str(),
         "0123456789abcdef0123456789abcdef",
         flipped.as_str(),
+        half.as_str(),
         &real.to_uppercase(),
         "xyz",
         "",
