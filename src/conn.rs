@@ -624,6 +624,18 @@ pub struct Conn {
     /// at the per-turn cap, or what followed the upgrade head (`None`
     /// otherwise).
     pub stash: Option<Box<Vec<u8>>>,
+    /// Its end was asked for this turn (on `Conns::ending`): nothing more is
+    /// read from it or queued for it; the loop's end step closes it.
+    pub end: Option<End>,
+}
+
+/// An end asked for a connection: close it (the close handshake, the
+/// session let go), and also free it when `free` (its socket is dead or
+/// done). The first reason asked stays; `free` only grows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct End {
+    pub reason: CloseReason,
+    pub free: bool,
 }
 
 impl Conn {
@@ -640,6 +652,7 @@ impl Conn {
             last_rx: now_ms,
             timer: None,
             stash: None,
+            end: None,
         }
     }
 
@@ -650,8 +663,9 @@ impl Conn {
         n
     }
 
+    /// An open WebSocket whose end was not asked.
     pub fn is_open_ws(&self) -> bool {
-        matches!(self.phase, Phase::Ws(_))
+        matches!(self.phase, Phase::Ws(_)) && self.end.is_none()
     }
 
     /// Whether input goes through the WebSocket parser (open, or closing by
@@ -673,6 +687,8 @@ pub struct Conns {
     pub overflow: Vec<ConnId>,
     /// Connections whose reads hit the per-turn cap.
     pub read_more: Vec<ConnId>,
+    /// Connections whose end was asked, for the loop's end step.
+    pub ending: Vec<ConnId>,
     pub out_limit: usize,
 }
 
@@ -683,7 +699,24 @@ impl Conns {
             pending: Vec::new(),
             overflow: Vec::new(),
             read_more: Vec::new(),
+            ending: Vec::new(),
             out_limit,
+        }
+    }
+
+    /// Asks for a connection's end (see [`End`]); the loop's end step
+    /// performs it. A closing connection takes only a `free`.
+    pub fn ask_end(&mut self, id: ConnId, reason: CloseReason, free: bool) {
+        let Some(c) = self.arena.get_mut(id) else {
+            return;
+        };
+        match &mut c.end {
+            Some(e) => e.free |= free,
+            None if free || !matches!(c.phase, Phase::Closing { .. }) => {
+                c.end = Some(End { reason, free });
+                self.ending.push(id);
+            }
+            None => {}
         }
     }
 

@@ -11,8 +11,14 @@
 //! 4. reads left over from the last turn;
 //! 5. expire timers;
 //! 6. close connections that overflowed their output limit (4001);
-//! 7. flush pending output, at most [`WRITE_CAP`] bytes per connection;
-//! 8. check shutdown.
+//! 7. end connections: every close and free asked this turn (and frees asked
+//!    by the last flush) is performed here, by [`Worker::end_conns`], the
+//!    only code that closes a connection's session or frees its slot;
+//! 8. flush pending output, at most [`WRITE_CAP`] bytes per connection;
+//! 9. check shutdown.
+//!
+//! Everywhere else a connection's end is only asked for (`close_conn`,
+//! `free_conn`): from then on nothing more is read from it or queued for it.
 //!
 //! Connections are registered once, edge-triggered, for both directions; every
 //! read loop ends at WouldBlock or at its cap, and a capped connection is put
@@ -258,6 +264,7 @@ impl Worker {
         if self.accept_more
             || !self.conns.pending.is_empty()
             || !self.conns.read_more.is_empty()
+            || !self.conns.ending.is_empty()
             || self.bus_busy()
         {
             return Some(Duration::ZERO);
@@ -323,6 +330,7 @@ impl Worker {
         for id in std::mem::take(&mut self.conns.overflow) {
             self.close_conn(id, CloseReason::SlowConsumer);
         }
+        self.end_conns();
         self.flush();
         self.flush_bus();
         self.metrics.turn(start.elapsed());
@@ -449,7 +457,7 @@ impl Worker {
         };
         if let Err(e) = registered {
             error!("w={} peer={peer} register: {e}", self.id);
-            self.conns.arena.remove(id);
+            self.free_conn(id, CloseReason::Dropped);
             return;
         }
         let t = self
@@ -468,6 +476,10 @@ impl Worker {
         let Some(c) = self.conns.arena.get(id) else {
             return;
         };
+        if c.end.is_some() {
+            // The end step reads what is left, if anything.
+            return;
+        }
         match &c.phase {
             Phase::Http { .. } => self.read_head(id),
             // Read again by `unpause`.
@@ -814,6 +826,9 @@ impl Worker {
                 let Some(c) = self.conns.arena.get_mut(id) else {
                     return;
                 };
+                if c.end.is_some() {
+                    return;
+                }
                 let ws = match &mut c.phase {
                     Phase::Ws(ws) if ws.paused => return,
                     Phase::Ws(ws) => ws,
@@ -973,13 +988,60 @@ impl Worker {
         }
     }
 
-    /// The one place a connection is closed: sends the close frame where the
-    /// server is the one closing, lets its session go (at once or into the
-    /// grace period), and moves it to `Closing` (or frees it when the socket
-    /// is already dead). Idempotent.
+    /// Asks for a connection to be closed for `reason`: the end step of the
+    /// turn closes it. Idempotent (the first reason stays).
     pub(crate) fn close_conn(&mut self, id: ConnId, reason: CloseReason) {
+        self.conns.ask_end(id, reason, false);
+    }
+
+    /// Asks for a connection to be freed (its socket is dead or done), after
+    /// its close where it is still open: the end step of the turn does it.
+    fn free_conn(&mut self, id: ConnId, reason: CloseReason) {
+        self.conns.ask_end(id, reason, true);
+    }
+
+    /// Step 7 of the turn: performs every end asked, including those asked
+    /// while it runs (letting a session go may end others). The only caller
+    /// of [`Worker::close_now`] and [`Worker::release`].
+    fn end_conns(&mut self) {
+        let mut i = 0;
+        while i < self.conns.ending.len() {
+            let id = self.conns.ending[i];
+            i += 1;
+            let Some(c) = self.conns.arena.get_mut(id) else {
+                continue;
+            };
+            let Some(end) = c.end.take() else {
+                continue;
+            };
+            let open = matches!(c.phase, Phase::Ws(_));
+            let release = if end.free && !open {
+                true
+            } else {
+                self.close_now(id, end.reason) || end.free
+            };
+            if release {
+                self.release(id);
+            } else if let Some(c) = self.conns.arena.get_mut(id) {
+                // Input that waited while the end was asked is read (and
+                // dropped, or parsed for the peer's close) next turn: no new
+                // event would say it is there.
+                if !c.read_more {
+                    c.read_more = true;
+                    self.conns.read_more.push(id);
+                }
+            }
+        }
+        self.conns.ending.clear();
+    }
+
+    /// Closes a connection: sends the close frame where the server is the
+    /// one closing, lets its session go (at once or into the grace period),
+    /// and moves it to `Closing`. Returns whether it is to be freed now (the
+    /// socket is already dead). Only from `end_conns`.
+    fn close_now(&mut self, id: ConnId, reason: CloseReason) -> bool {
         let Some(c) = self.conns.arena.get_mut(id) else {
-            return;
+            return false;
         };
         let phase = std::mem::replace(
             &mut c.phase,
@@ -993,7 +1055,7 @@ impl Worker {
         match phase {
             Phase::Closing { .. } => {
                 c.phase = phase;
-                return;
+                return false;
             }
             Phase::Http { .. } => {}
             Phase::Ws(mut ws) => {
@@ -1045,27 +1107,20 @@ impl Worker {
         if let Some(t) = c.timer.take() {
             self.timers.cancel(t);
         }
-        if reason == CloseReason::Dropped {
-            self.free_conn(id, reason);
-        } else {
+        let dead = reason == CloseReason::Dropped;
+        if !dead {
             c.timer = Some(self.timers.arm(self.now + LINGER, Timer::Linger(id)));
             Conns::mark_pending(&mut self.conns.pending, c, id);
         }
         if let Some(sid) = session {
             self.detach(sid, reason);
         }
+        dead
     }
 
-    /// Releases the socket and the slot. A WebSocket still open goes through
-    /// `close_conn` first so its session is let go.
-    fn free_conn(&mut self, id: ConnId, reason: CloseReason) {
-        if matches!(
-            self.conns.arena.get(id).map(|c| &c.phase),
-            Some(Phase::Ws(_))
-        ) {
-            self.close_conn(id, reason);
-            return;
-        }
+    /// Deregisters the socket and frees the slot (closing the socket): the
+    /// one place a client connection leaves the arena. Only from `end_conns`.
+    fn release(&mut self, id: ConnId) {
         if let Some(mut c) = self.conns.arena.remove(id) {
             if let Some(t) = c.timer.take() {
                 self.timers.cancel(t);
