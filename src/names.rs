@@ -47,12 +47,18 @@ enum Repr {
 impl RoomName {
     pub fn as_str(&self) -> &str {
         match &self.0 {
-            Repr::Inline { len, buf } => {
-                // Always valid: the bytes were copied from a `str` whole.
-                std::str::from_utf8(buf.get(..usize::from(*len)).unwrap_or_default())
-                    .unwrap_or_default()
-            }
+            // Always valid: the bytes were copied from a `str` whole.
+            Repr::Inline { .. } => std::str::from_utf8(self.as_bytes()).unwrap_or_default(),
             Repr::Heap(s) => s,
+        }
+    }
+
+    /// Its bytes, without the UTF-8 check `as_str` makes (what the index
+    /// hashes and compares).
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, buf } => buf.get(..usize::from(*len)).unwrap_or_default(),
+            Repr::Heap(s) => s.as_bytes(),
         }
     }
 
@@ -115,36 +121,34 @@ impl fmt::Display for RoomName {
     }
 }
 
-/// What a [`NameIndex`] finds its entries by.
+/// What a [`NameIndex`] finds its entries by: the bytes of their name.
 pub trait Named {
-    fn name(&self) -> &str;
+    fn name(&self) -> &[u8];
 }
 
 /// Entries of an `Arena<T>` by name; see the module doc for invariants.
-pub struct NameIndex<T> {
+/// `S` hashes the names (tests use a constant one).
+pub struct NameIndex<T, S = RandomState> {
     table: HashTable<u32>,
-    hasher: RandomState,
+    hasher: S,
     _t: PhantomData<fn() -> T>,
 }
 
-impl<T> Default for NameIndex<T> {
+impl<T, S: Default> Default for NameIndex<T, S> {
     fn default() -> Self {
         NameIndex {
             table: HashTable::new(),
-            hasher: RandomState::new(),
+            hasher: S::default(),
             _t: PhantomData,
         }
     }
 }
 
-impl<T: Named> NameIndex<T> {
-    fn hash(&self, name: &str) -> u64 {
-        self.hasher.hash_one(name)
-    }
-
+impl<T: Named, S: BuildHasher> NameIndex<T, S> {
     /// The entry named `name`.
     pub fn get(&self, arena: &Arena<T>, name: &str) -> Option<Id<T>> {
-        let idx = *self.table.find(self.hash(name), |&i| {
+        let name = name.as_bytes();
+        let idx = *self.table.find(self.hasher.hash_one(name), |&i| {
             arena.at(i as usize).is_some_and(|(_, v)| v.name() == name)
         })?;
         arena.id_at(idx as usize)
@@ -188,6 +192,7 @@ impl<T: Named> NameIndex<T> {
     /// the arena (before or after `Arena::remove`, before its slot is
     /// reused). False when it was not indexed.
     pub fn remove(&mut self, arena: &Arena<T>, name: &str, id: Id<T>) -> bool {
+        let name = name.as_bytes();
         let idx = id.index();
         // The slot is vacant (the entry already left) or still holds `id`;
         // one held by a later entry is that entry's, not ours.
@@ -197,7 +202,7 @@ impl<T: Named> NameIndex<T> {
                     .at(idx)
                     .is_none_or(|(cur, v)| cur == id && v.name() == name)
         };
-        match self.table.find_entry(self.hash(name), ours) {
+        match self.table.find_entry(self.hasher.hash_one(name), ours) {
             Ok(e) => {
                 e.remove();
                 true
@@ -226,8 +231,8 @@ mod tests {
 
     struct R(RoomName);
     impl Named for R {
-        fn name(&self) -> &str {
-            &self.0
+        fn name(&self) -> &[u8] {
+            self.0.as_bytes()
         }
     }
 
@@ -247,6 +252,7 @@ mod tests {
             let s = "x".repeat(n);
             let name = RoomName::from(s.as_str());
             assert_eq!(&*name, s.as_str(), "len {n}");
+            assert_eq!(name.as_bytes(), s.as_bytes(), "len {n}");
             assert_eq!(name.len(), n);
             assert_eq!(name.is_heap(), n > INLINE, "len {n}");
             assert_eq!(name.clone(), name);
@@ -264,7 +270,7 @@ mod tests {
     #[test]
     fn index_finds_inserts_and_refuses_duplicates() {
         let mut a = Arena::default();
-        let mut ix = NameIndex::default();
+        let mut ix: NameIndex<R> = NameIndex::default();
         let long = "L".repeat(64);
         let ids: Vec<_> = ["a", "b", &long, &"s".repeat(INLINE)]
             .iter()
@@ -294,7 +300,7 @@ mod tests {
     #[test]
     fn remove_then_reinsert_in_a_reused_slot() {
         let mut a = Arena::default();
-        let mut ix = NameIndex::default();
+        let mut ix: NameIndex<R> = NameIndex::default();
         let x = a.insert(r("room"));
         assert!(ix.insert(&a, x));
         // Removed from the arena first, then from the index (as close_room).
@@ -321,10 +327,11 @@ mod tests {
         assert_eq!(ix.len(), 1);
     }
 
-    /// Every name hashes alike: lookups fall back on comparing names.
+    /// Every name hashes alike: lookups, refusals and removals fall back on
+    /// comparing names (and slots), through growth and rehashing.
     #[test]
     fn collisions_compare_names() {
-        #[derive(Default, Clone)]
+        #[derive(Default)]
         struct Same;
         impl BuildHasher for Same {
             type Hasher = Fixed;
@@ -339,27 +346,33 @@ mod tests {
             }
             fn write(&mut self, _: &[u8]) {}
         }
-        // The table itself, with the same probe and compare as NameIndex.
-        let mut a: Arena<R> = Arena::default();
-        let mut t: HashTable<u32> = HashTable::new();
-        let h = Same;
-        let names: Vec<String> = (0..200).map(|i| format!("n{i}")).collect();
-        for n in &names {
-            let id = a.insert(r(n));
-            let eq = |i: &u32| a.at(*i as usize).is_some_and(|(_, o)| o.name() == n);
-            assert!(t.find(h.hash_one(n.as_str()), eq).is_none());
-            t.insert_unique(h.hash_one(n.as_str()), id.index() as u32, |&i| {
-                a.at(i as usize).map_or(0, |(_, o)| h.hash_one(o.name()))
-            });
+        let mut a = Arena::default();
+        let mut ix: NameIndex<R, Same> = NameIndex::default();
+        let names: Vec<String> = (0..300).map(|i| format!("n{i}")).collect();
+        let ids: Vec<_> = names
+            .iter()
+            .map(|n| {
+                let id = a.insert(r(n));
+                assert!(ix.insert(&a, id));
+                id
+            })
+            .collect();
+        for (n, &id) in names.iter().zip(&ids) {
+            assert_eq!(ix.get(&a, n), Some(id));
+            let dup = a.insert(r(n));
+            assert!(!ix.insert(&a, dup));
+            a.remove(dup);
         }
-        for n in &names {
-            let eq = |i: &u32| a.at(*i as usize).is_some_and(|(_, o)| o.name() == n);
-            let i = t.find(h.hash_one(n.as_str()), eq).copied();
-            assert_eq!(
-                i.and_then(|i| a.at(i as usize)).map(|(_, o)| o.name()),
-                Some(n.as_str())
-            );
+        assert_eq!(ix.get(&a, "n300"), None);
+        // Every other one out; the rest still found.
+        for (n, &id) in names.iter().zip(&ids).step_by(2) {
+            assert!(a.remove(id).is_some());
+            assert!(ix.remove(&a, n, id));
         }
+        for (k, (n, &id)) in names.iter().zip(&ids).enumerate() {
+            assert_eq!(ix.get(&a, n), (k % 2 == 1).then_some(id));
+        }
+        assert_eq!(ix.len(), 150);
     }
 
     /// Many entries, removed and added in turns (the table grows, rehashes
@@ -367,7 +380,7 @@ mod tests {
     #[test]
     fn churn_agrees_with_the_arena() {
         let mut a = Arena::default();
-        let mut ix = NameIndex::default();
+        let mut ix: NameIndex<R> = NameIndex::default();
         let mut live: Vec<(String, Id<R>)> = Vec::new();
         let mut next = 0u64;
         let mut rng = 0x9e37_79b9_7f4a_7c15u64;

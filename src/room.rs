@@ -211,8 +211,8 @@ pub struct Room {
 }
 
 impl Named for Room {
-    fn name(&self) -> &str {
-        &self.name
+    fn name(&self) -> &[u8] {
+        self.name.as_bytes()
     }
 }
 
