@@ -343,7 +343,7 @@ impl Worker {
             .iter()
             .map(|(_, r)| {
                 json!({"room": &*r.name, "members": r.members.len(), "max": r.max,
-                       "state": r.state.as_str(), "private": r.private,
+                       "state": r.state.as_str(), "private": r.private(),
                        "watchers": r.watchers()})
             })
             .collect()
@@ -355,7 +355,11 @@ impl Worker {
     }
 
     fn api_get(&mut self, id: ApiTo, name: &str) {
-        let Some(room) = self.names.get(name).and_then(|&r| self.rooms.get(r)) else {
+        let Some(room) = self
+            .names
+            .get(&self.rooms, name)
+            .and_then(|r| self.rooms.get(r))
+        else {
             self.api_fail(id, &Fail::new(Code::NotFound, format!("no room {name:?}")));
             return;
         };
@@ -368,12 +372,12 @@ impl Worker {
             })
             .collect();
         let props: serde_json::Map<String, Value> = room
-            .props
+            .props()
             .iter()
             .map(|(k, v)| (k.to_string(), Value::String(b64(v))))
             .collect();
         let v = json!({"room": &*room.name, "members": members, "max": room.max,
-            "private": room.private, "state": room.state.as_str(), "owner": room.owner,
+            "private": room.private(), "state": room.state.as_str(), "owner": room.owner,
             "props": props, "ver": room.ver, "seq": room.seq,
             "watchers": room.watchers()});
         self.api_json(id, 200, &v);
@@ -400,7 +404,7 @@ impl Worker {
     /// `POST /rooms/{room}/publish`: the raw body is `data`, sent as `msg`
     /// with `from: 0`.
     fn api_publish(&mut self, id: ApiTo, name: &str, body: &[u8]) {
-        let Some(&rid) = self.names.get(name) else {
+        let Some(rid) = self.names.get(&self.rooms, name) else {
             self.api_fail(id, &Fail::new(Code::NotFound, format!("no room {name:?}")));
             return;
         };
@@ -411,7 +415,7 @@ impl Worker {
     /// `POST /rooms/{room}/kick` with `{"id","ban"?}`: as `kick` from the
     /// room's owner.
     fn api_kick(&mut self, id: ApiTo, name: &str, body: &[u8]) {
-        let Some(&rid) = self.names.get(name) else {
+        let Some(rid) = self.names.get(&self.rooms, name) else {
             self.api_fail(id, &Fail::new(Code::NotFound, format!("no room {name:?}")));
             return;
         };
@@ -431,7 +435,7 @@ impl Worker {
     }
 
     fn api_close(&mut self, id: ApiTo, name: &str) {
-        let Some(&rid) = self.names.get(name) else {
+        let Some(rid) = self.names.get(&self.rooms, name) else {
             self.api_fail(id, &Fail::new(Code::NotFound, format!("no room {name:?}")));
             return;
         };

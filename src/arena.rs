@@ -125,6 +125,20 @@ impl<T> Arena<T> {
         })
     }
 
+    /// The live entry at a slab index, with its id.
+    pub fn at(&self, idx: usize) -> Option<(Id<T>, &T)> {
+        self.slab.get(idx).map(|e| {
+            (
+                Id {
+                    idx: idx as u32,
+                    gen: e.gen,
+                    _t: PhantomData,
+                },
+                &e.val,
+            )
+        })
+    }
+
     pub fn remove(&mut self, id: Id<T>) -> Option<T> {
         match self.slab.get(id.idx as usize) {
             Some(e) if e.gen == id.gen => Some(self.slab.remove(id.idx as usize).val),

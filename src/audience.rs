@@ -274,7 +274,7 @@ impl Worker {
                 }
             }
         }
-        let name: Box<str> = self.rooms.get(rid).map_or("".into(), |r| r.name.clone());
+        let name: Box<str> = self.rooms.get(rid).map_or("".into(), |r| (*r.name).into());
         self.send_to(
             tsid,
             &V::Map(vec![("t", V::Str("kicked")), ("room", V::Str(&name))]),

@@ -8,7 +8,6 @@
 //! subprotocol, and the same bytes are queued on every target.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use log::{debug, warn};
 
@@ -396,9 +395,9 @@ impl Worker {
 
     /// The room by name, and whether this session sits in it.
     pub(crate) fn seated(&self, sid: SessionId, name: &str) -> Result<(RoomId, bool), Fail> {
-        let rid = *self
+        let rid = self
             .names
-            .get(name)
+            .get(&self.rooms, name)
             .ok_or_else(|| Fail::new(Code::NotFound, format!("no room {name:?}")))?;
         let seated = self
             .sessions
@@ -497,7 +496,7 @@ impl Worker {
             if !self.homed_here(&name) {
                 continue;
             }
-            if !self.names.contains_key(name.as_str()) {
+            if !self.names.contains(&self.rooms, &name) {
                 return Ok(name);
             }
         }
@@ -539,7 +538,7 @@ impl Worker {
         let name = match &req.room {
             Some(_) => {
                 let n = room_name(req)?;
-                if self.names.contains_key(n) {
+                if self.names.contains(&self.rooms, n) {
                     return Err(Fail::new(Code::Exists, format!("room {n:?} exists")));
                 }
                 n.to_owned()
@@ -570,31 +569,23 @@ impl Worker {
                 ),
             ));
         }
-        let idle_after = Duration::from_millis(
-            req.idle_ms
-                .unwrap_or(self.cfg.idle_ms)
-                .min(MAX_IDLE_MS)
-                .into(),
-        );
-        let rid = self.rooms.insert(Room {
-            name: name.as_str().into(),
-            max,
-            private: req.private.unwrap_or(false),
-            autostart: req.autostart.unwrap_or(false),
-            idle_after,
-            state: RoomState::Created,
+        let idle_ms = req.idle_ms.unwrap_or(self.cfg.idle_ms).min(MAX_IDLE_MS);
+        let mut room = Room::new(
+            &name,
             owner,
-            props,
-            props_bytes,
-            ver: 0,
-            seq: 0,
-            members: Vec::new(),
-            idle: None,
-            history: None,
-            extra: None,
-            lobby_dirty: false,
-        });
-        self.names.insert(name.as_str().into(), rid);
+            max,
+            idle_ms,
+            req.private.unwrap_or(false),
+            req.autostart.unwrap_or(false),
+        );
+        if !props.is_empty() {
+            let x = room.extra_mut();
+            x.props = props;
+            x.props_bytes = props_bytes;
+        }
+        let rid = self.rooms.insert(room);
+        let indexed = self.names.insert(&self.rooms, rid);
+        debug_assert!(indexed, "room names are unique");
         self.arm_idle(rid);
         self.lobby_touch(rid);
         Ok((rid, name))
@@ -607,7 +598,7 @@ impl Worker {
         if room.idle.is_none() {
             room.idle = Some(
                 self.timers
-                    .arm(self.now + room.idle_after, Timer::Idle(rid)),
+                    .arm(self.now + room.idle_after(), Timer::Idle(rid)),
             );
         }
     }
@@ -692,7 +683,7 @@ impl Worker {
         let start = self
             .rooms
             .get(rid)
-            .is_some_and(|r| r.autostart && r.is_full() && r.state == RoomState::Waiting);
+            .is_some_and(|r| r.autostart() && r.is_full() && r.state == RoomState::Waiting);
         if start {
             self.set_state(rid, RoomState::Playing);
         }
@@ -750,7 +741,7 @@ impl Worker {
             V::Arr(room.members.iter().map(member_v).collect()),
         ));
         m.push(("state", V::Str(room.state.as_str())));
-        m.push(("props", props_v(&room.props)));
+        m.push(("props", props_v(room.props())));
         m.push(("ver", V::U(room.ver)));
         m.push(("seq", V::U(room.seq)));
         m.push(("owner", V::U(room.owner)));
@@ -936,7 +927,7 @@ impl Worker {
         let changed: Vec<_> = set
             .iter()
             .filter(|(k, v)| {
-                room.props.get(&***k).map(|b| &**b) != v.as_ref().map(|v| v.0.as_ref())
+                room.props().get(&***k).map(|b| &**b) != v.as_ref().map(|v| v.0.as_ref())
             })
             .collect();
         if changed.is_empty() {
@@ -944,9 +935,9 @@ impl Worker {
             self.ok(sid, req.rid, vec![("ver", V::U(ver))]);
             return Ok(());
         }
-        let mut size = room.props_bytes;
+        let mut size = room.props_bytes();
         for &(k, v) in &changed {
-            if let Some(old) = room.props.get(&**k) {
+            if let Some(old) = room.props().get(&**k) {
                 size -= k.len() + old.len();
             }
             if let Some(v) = v {
@@ -959,17 +950,18 @@ impl Worker {
                 format!("props would be {size} bytes; at most {max}"),
             ));
         }
+        let x = room.extra_mut();
         for &(k, v) in &changed {
             match v {
                 Some(v) => {
-                    room.props.insert((&**k).into(), v.0.as_ref().into());
+                    x.props.insert((&**k).into(), v.0.as_ref().into());
                 }
                 None => {
-                    room.props.remove(&**k);
+                    x.props.remove(&**k);
                 }
             }
         }
-        room.props_bytes = size;
+        x.props_bytes = size;
         room.ver += 1;
         let ver = room.ver;
         self.ok(sid, req.rid, vec![("ver", V::U(ver))]);
@@ -1054,12 +1046,12 @@ impl Worker {
             .rooms
             .iter()
             .map(|(_, r)| r)
-            .filter(|r| !r.private)
+            .filter(|r| !r.private())
             .filter(|r| want.is_none_or(|s| r.state == s))
             .filter(|r| !space || !r.is_full())
             .take((limit as usize).saturating_sub(out.len()))
             .map(|r| ListedRoom {
-                name: r.name.clone(),
+                name: (*r.name).into(),
                 members: r.members.len() as u32,
                 max: r.max,
                 state: r.state,
@@ -1115,7 +1107,7 @@ impl Worker {
         let Some(room) = self.rooms.remove(rid) else {
             return;
         };
-        self.names.remove(&room.name);
+        self.names.remove(&self.rooms, &room.name, rid);
         if let Some(t) = room.idle {
             self.timers.cancel(t);
         }
@@ -1128,7 +1120,7 @@ impl Worker {
             s.seats.retain(|&r| r != rid);
             s.watching.retain(|&r| r != rid);
             if s.shadow.is_none() && !s.attached() {
-                s.closed.push((room.name.clone(), why.into()));
+                s.closed.push(((*room.name).into(), why.into()));
             }
             self.tell_seat(sid, &room.name, false, Some(why));
             // A shadow with no seats left has nothing to wait for.

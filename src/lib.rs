@@ -20,6 +20,7 @@ mod lobby;
 pub mod matcher;
 mod matchmaking;
 pub mod metrics;
+pub mod names;
 pub mod protocol;
 mod relay;
 mod resume;

@@ -243,7 +243,7 @@ impl Worker {
             l.shown.extend(
                 self.rooms
                     .iter()
-                    .filter(|(_, r)| !r.private)
+                    .filter(|(_, r)| !r.private())
                     .map(|(rid, r)| (rid, r.shown())),
             );
         } else {
@@ -251,7 +251,7 @@ impl Worker {
             l.gone.clear();
             for rid in std::mem::take(&mut l.dirty) {
                 if let Some(r) = self.rooms.get_mut(rid) {
-                    r.lobby_dirty = false;
+                    r.set_lobby_dirty(false);
                 }
             }
         }
@@ -265,10 +265,10 @@ impl Worker {
         let Some(room) = self.rooms.get_mut(rid) else {
             return;
         };
-        if room.private || room.lobby_dirty {
+        if room.private() || room.lobby_dirty() {
             return;
         }
-        room.lobby_dirty = true;
+        room.set_lobby_dirty(true);
         self.lobby_list.dirty.push(rid);
         self.arm_lobby();
     }
@@ -303,14 +303,14 @@ impl Worker {
             let Some(room) = self.rooms.get_mut(rid) else {
                 continue;
             };
-            room.lobby_dirty = false;
+            room.set_lobby_dirty(false);
             let now = room.shown();
             let was = self.lobby_list.shown.insert(rid, now);
             if was == Some(now) {
                 continue;
             }
             ups.push(Update {
-                name: room.name.clone(),
+                name: (*room.name).into(),
                 max: room.max,
                 was,
                 now: Some(now),

@@ -312,7 +312,7 @@ impl Worker {
                 ));
             }
         }
-        Some((room.name.clone(), Part::Recovered(recovered.is_some())))
+        Some(((*room.name).into(), Part::Recovered(recovered.is_some())))
     }
 
     /// Every part of a resume is in: sends `resumed` and then what was held

@@ -23,6 +23,7 @@
 //! O(ticks elapsed, capped at one revolution + pairs visited), plus a scan of
 //! `slots / 64` words when it passes the cached next deadline.
 
+use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use slab::Slab;
@@ -39,12 +40,13 @@ const MAX_TICK: u64 = u64::MAX / 4;
 /// Handle to an armed timer, for `Wheel::cancel`.
 ///
 /// A slab key plus the generation of the arm that created it. Generations
-/// come from a per-wheel 32-bit counter, so an old id can only collide with a
-/// timer armed 2^32 arms later on the same key.
+/// come from a per-wheel 32-bit counter that skips 0, so an old id can only
+/// collide with a timer armed 2^32 - 1 arms later on the same key, and an
+/// `Option<TimerId>` takes no more room than a `TimerId` (8 bytes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TimerId {
     key: u32,
-    generation: u32,
+    generation: NonZeroU32,
 }
 
 struct Entry<T> {
@@ -112,7 +114,7 @@ impl<T> Wheel<T> {
     /// deadline inside the current tick but after that `now` fires at the
     /// next tick boundary.
     pub fn arm(&mut self, at: Instant, payload: T) -> TimerId {
-        self.generation = self.generation.wrapping_add(1);
+        self.generation = self.generation.wrapping_add(1).max(1);
         let generation = self.generation;
         let overdue = at <= self.now;
         // Rounded up so a timer never fires before `at`.
@@ -141,7 +143,10 @@ impl<T> Wheel<T> {
             self.set_occupied(idx, true);
             self.next_tick = self.next_tick.min(deadline);
         }
-        TimerId { key, generation }
+        TimerId {
+            key,
+            generation: NonZeroU32::new(generation).unwrap_or(NonZeroU32::MIN),
+        }
     }
 
     /// Cancels; returns the payload if it had not fired yet. A stale id
@@ -151,7 +156,7 @@ impl<T> Wheel<T> {
     /// The slot keeps a stale pair until `expire` passes it, and
     /// `next_timeout` may still wake for it once.
     pub fn cancel(&mut self, id: TimerId) -> Option<T> {
-        self.take_live(id.key, id.generation)
+        self.take_live(id.key, id.generation.get())
     }
 
     /// Moves the payload of every timer due at `now` into `out`, in deadline

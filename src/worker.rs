@@ -110,7 +110,7 @@ pub struct Worker {
     pub(crate) conns: Conns,
     pub(crate) sessions: Arena<Session>,
     pub(crate) rooms: Arena<Room>,
-    pub(crate) names: HashMap<Box<str>, RoomId>,
+    pub(crate) names: crate::names::NameIndex<Room>,
     pub(crate) timers: Wheel<Timer>,
     pub(crate) metrics: Metrics,
     /// Shared socket read buffer (see `conn::Feed`).
@@ -198,7 +198,7 @@ impl Worker {
             signals: None,
             sessions: Arena::default(),
             rooms: Arena::default(),
-            names: HashMap::new(),
+            names: Default::default(),
             timers: Wheel::new(Duration::from_millis(10), 4096, now),
             metrics: Metrics::default(),
             rbuf: vec![0; READ_CHUNK],
@@ -1280,16 +1280,16 @@ impl Worker {
                 room.idle.is_some(),
                 "idle timer iff empty"
             );
-            debug_assert_eq!(self.names.get(&room.name), Some(&rid));
+            debug_assert_eq!(self.names.get(&self.rooms, &room.name), Some(rid));
             for m in &room.members {
                 let s = self.sessions.get(m.session);
                 debug_assert!(s.is_some_and(|s| s.seats.contains(&rid) && s.member == m.id));
             }
             seats += room.members.len();
-            debug_assert_eq!(room.lobby_dirty, self.lobby_list.dirty.contains(&rid));
-            debug_assert!(self.lobby_list.active || !room.lobby_dirty);
-            if self.lobby_list.active && !room.private {
-                debug_assert!(room.lobby_dirty || self.lobby_list.shown.contains_key(&rid));
+            debug_assert_eq!(room.lobby_dirty(), self.lobby_list.dirty.contains(&rid));
+            debug_assert!(self.lobby_list.active || !room.lobby_dirty());
+            if self.lobby_list.active && !room.private() {
+                debug_assert!(room.lobby_dirty() || self.lobby_list.shown.contains_key(&rid));
             }
             if let Some(x) = room.extra.as_deref() {
                 let mut live = 0;
@@ -1302,6 +1302,7 @@ impl Worker {
             }
         }
         debug_assert_eq!(seats, self.members);
+        debug_assert_eq!(self.names.len(), self.rooms.len());
         if !self.lobby_list.active {
             debug_assert!(self.lobby_list.shown.is_empty());
         }
