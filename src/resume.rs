@@ -30,10 +30,10 @@
 use log::debug;
 
 use crate::auth::Grant;
-use crate::bus::{self, kind, Dec};
 use crate::cluster::Route;
 use crate::conn::{CloseReason, ConnId};
 use crate::history;
+use crate::hub::bus_msg::{BusMsg, Seq};
 use crate::protocol::{self, reply, Code, Fail, Proto, Req, V};
 use crate::room::{RoomId, Why};
 use crate::session::{Part, Relay, Resuming, SessionId};
@@ -236,20 +236,19 @@ impl Worker {
         }
         let share = u32::try_from(share).unwrap_or(u32::MAX);
         for &h in &homes {
-            let Some(mut e) = self.bus.as_mut().and_then(|b| b.msg(h, kind::REJOIN)) else {
-                continue;
+            let last: Vec<(&str, u64)> = (remote.iter().filter(|x| x.0 == h))
+                .map(|x| (&*x.1, (ask.last)(&x.1).unwrap_or(u64::MAX)))
+                .collect();
+            let m = BusMsg::Rejoin {
+                sid: old.to_bits(),
+                epoch,
+                proto,
+                budget: share,
+                last: Seq::Items(&last),
             };
-            let mine: Vec<&str> = remote.iter().filter(|x| x.0 == h).map(|x| &*x.1).collect();
-            e.u64(old.to_bits())
-                .u32(epoch)
-                .u8(bus::proto_byte(proto))
-                .u32(share)
-                .u32(mine.len() as u32);
-            for name in mine {
-                e.bytes(name.as_bytes())
-                    .u64((ask.last)(name).unwrap_or(u64::MAX));
+            if let Some(bus) = self.bus.as_mut() {
+                bus.send(h, &m);
             }
-            e.finish();
         }
         if homes.is_empty() {
             self.resume_done(old);
@@ -342,14 +341,15 @@ impl Worker {
             Route::Remote(w, bsid, proto) => {
                 frame.extend_from_slice(&r.held);
                 if let Some(bus) = self.bus.as_mut() {
-                    if let Some(mut e) = bus.msg(w, kind::DELIVER) {
-                        e.u64(bsid).bytes(&frame);
-                        e.finish();
-                    }
-                    if let Some(mut e) = bus.msg(w, kind::RESUMED) {
-                        e.u64(bsid).u64(sid.to_bits());
-                        e.finish();
-                    }
+                    bus.send(
+                        w,
+                        &BusMsg::Deliver {
+                            sid: bsid,
+                            frame: &frame,
+                        },
+                    );
+                    let asid = sid.to_bits();
+                    bus.send(w, &BusMsg::Resumed { bsid, asid });
                 }
                 if r.overflow {
                     let relay = Relay {
@@ -368,15 +368,13 @@ impl Worker {
     /// shadow is attached again (`back` where it was away), in the
     /// subprotocol of the new connection, and each room's replay goes back
     /// in the answer.
-    pub(crate) fn on_rejoin(&mut self, p: u32, d: &mut Dec) -> Option<()> {
-        let (asid, epoch) = (d.u64()?, d.u32()?);
-        let proto = bus::proto_of(d.u8()?)?;
-        let budget = d.u32()? as usize;
-        let n = d.u32()?;
-        let mut last = Vec::with_capacity(n.min(1024) as usize);
-        for _ in 0..n {
-            last.push((d.str()?, d.u64()?));
-        }
+    pub(crate) fn on_rejoin(
+        &mut self,
+        p: u32,
+        (asid, epoch, proto, budget): (u64, u32, Proto, u32),
+        last: Seq<(&str, u64)>,
+    ) {
+        let budget = budget as usize;
         let lookup = |name: &str| {
             last.iter()
                 .find(|x| x.0 == name)
@@ -405,25 +403,29 @@ impl Worker {
                 }
             }
         }
-        let mut e = self.bus.as_mut()?.msg(p, kind::REJOINED)?;
-        e.u64(asid).u32(epoch).u32(rooms.len() as u32);
-        for (name, part) in &rooms {
-            e.bytes(name.as_bytes())
-                .u8(matches!(part, Part::Recovered(true)).into());
+        let rooms: Vec<(&str, bool)> = (rooms.iter())
+            .map(|(name, part)| (&**name, matches!(part, Part::Recovered(true))))
+            .collect();
+        let m = BusMsg::Rejoined {
+            sid: asid,
+            epoch,
+            rooms: Seq::Items(&rooms),
+            frames: &frames,
+        };
+        if let Some(bus) = self.bus.as_mut() {
+            bus.send(p, &m);
         }
-        e.bytes(&frames);
-        e.finish();
-        Some(())
     }
 
     /// On the session's worker: one home's part of a resume.
-    pub(crate) fn on_rejoined(&mut self, p: u32, d: &mut Dec) -> Option<()> {
-        let (asid, epoch, n) = (d.u64()?, d.u32()?, d.u32()?);
-        let mut rooms = Vec::with_capacity(n.min(1024) as usize);
-        for _ in 0..n {
-            rooms.push((Box::<str>::from(d.str()?), Part::Recovered(d.u8()? != 0)));
-        }
-        let frames = d.bytes()?;
+    pub(crate) fn on_rejoined(
+        &mut self,
+        p: u32,
+        (asid, epoch): (u64, u32),
+        rooms: Seq<(&str, bool)>,
+        frames: &[u8],
+    ) {
+        let rooms = (rooms.iter()).map(|(name, on)| (Box::<str>::from(name), Part::Recovered(on)));
         let sid = SessionId::from_bits(asid);
         let limit = self.conns.out_limit;
         let Some(r) = self
@@ -432,7 +434,7 @@ impl Worker {
             .and_then(|s| s.resuming.as_deref_mut())
             .filter(|r| r.epoch == epoch && r.waiting.contains(&p))
         else {
-            return Some(());
+            return;
         };
         r.waiting.retain(|&w| w != p);
         r.rooms.extend(rooms);
@@ -441,7 +443,6 @@ impl Worker {
         if done {
             self.resume_done(sid);
         }
-        Some(())
     }
 
     /// Worker `p` is gone: a resume waiting for it goes on without it (its
