@@ -282,16 +282,30 @@ pub enum Groups<'a> {
 
 impl<'a> Groups<'a> {
     /// The groups with sessions.
-    pub fn iter(&self) -> impl Iterator<Item = Group<'a>> + 'a {
-        let (out, inn) = match *self {
-            Groups::Out(gs) => (Some(gs), None),
-            Groups::In(s) => (None, Some(s.iter())),
-        };
-        out.into_iter()
-            .flatten()
-            .filter(|g| !g.1.is_empty())
-            .map(|&(frame, ids)| (frame, Seq::Items(ids)))
-            .chain(inn.into_iter().flatten())
+    #[inline]
+    pub fn iter(&self) -> GroupsIter<'a> {
+        match *self {
+            Groups::Out(gs) => GroupsIter::Out(gs.iter()),
+            Groups::In(s) => GroupsIter::In(s.iter()),
+        }
+    }
+}
+
+pub enum GroupsIter<'a> {
+    Out(std::slice::Iter<'a, (&'a [u8], &'a [u64])>),
+    In(SeqIter<'a, Group<'a>>),
+}
+
+impl<'a> Iterator for GroupsIter<'a> {
+    type Item = Group<'a>;
+    #[inline]
+    fn next(&mut self) -> Option<Group<'a>> {
+        match self {
+            GroupsIter::Out(gs) => gs
+                .find(|g| !g.1.is_empty())
+                .map(|&(frame, ids)| (frame, Seq::Items(ids))),
+            GroupsIter::In(s) => s.next(),
+        }
     }
 }
 
@@ -323,6 +337,7 @@ impl<T> Clone for Seq<'_, T> {
 impl<T> Copy for Seq<'_, T> {}
 
 impl<'a, T: Item<'a>> Seq<'a, T> {
+    #[inline]
     pub fn len(&self) -> usize {
         match self {
             Seq::Items(x) => x.len(),
@@ -334,6 +349,7 @@ impl<'a, T: Item<'a>> Seq<'a, T> {
         self.len() == 0
     }
 
+    #[inline]
     pub fn iter(&self) -> SeqIter<'a, T> {
         match *self {
             Seq::Items(x) => SeqIter::Items(x.iter()),
@@ -354,8 +370,13 @@ impl<'a, T: Item<'a>> Seq<'a, T> {
         }
     }
 
-    /// `n` items, each checked.
+    /// `n` items, each checked (items of a fixed size only counted).
+    #[inline]
     fn get(r: &mut Reader<'a>, n: u32) -> Result<Self, BusError> {
+        if T::SIZE > 0 {
+            let raw = r.take((n as usize).saturating_mul(T::SIZE))?;
+            return Ok(Seq::In { n, raw });
+        }
         let start = r.b;
         for _ in 0..n {
             T::get(r)?;
@@ -387,6 +408,7 @@ pub enum SeqIter<'a, T> {
 
 impl<'a, T: Item<'a>> Iterator for SeqIter<'a, T> {
     type Item = T;
+    #[inline]
     fn next(&mut self) -> Option<T> {
         match self {
             SeqIter::Items(x) => x.next().copied(),
@@ -404,14 +426,19 @@ impl<'a, T: Item<'a>> Iterator for SeqIter<'a, T> {
 
 /// An item of a list ([`Seq`]).
 pub trait Item<'a>: Copy {
+    /// Bytes each item takes on the wire when that is fixed, else 0.
+    const SIZE: usize = 0;
     fn put(&self, w: &mut Writer);
     fn get(r: &mut Reader<'a>) -> Result<Self, BusError>;
 }
 
 impl<'a> Item<'a> for u64 {
+    const SIZE: usize = 8;
+    #[inline]
     fn put(&self, w: &mut Writer) {
         w.u64(*self);
     }
+    #[inline]
     fn get(r: &mut Reader<'a>) -> Result<Self, BusError> {
         r.u64()
     }
@@ -449,6 +476,7 @@ impl<'a> Item<'a> for Group<'a> {
         w.bytes(self.0).u32(self.1.len() as u32);
         self.1.put(w);
     }
+    #[inline]
     fn get(r: &mut Reader<'a>) -> Result<Self, BusError> {
         let frame = r.bytes()?;
         let n = r.u32()?;
@@ -570,26 +598,32 @@ impl<'a> Writer<'a> {
         b.extend_from_slice(&[0, 0, 0, 0, kind]);
         Writer { b, start }
     }
+    #[inline]
     fn u8(&mut self, x: u8) -> &mut Self {
         self.b.push(x);
         self
     }
+    #[inline]
     fn u16(&mut self, x: u16) -> &mut Self {
         self.b.extend_from_slice(&x.to_le_bytes());
         self
     }
+    #[inline]
     fn u32(&mut self, x: u32) -> &mut Self {
         self.b.extend_from_slice(&x.to_le_bytes());
         self
     }
+    #[inline]
     fn u64(&mut self, x: u64) -> &mut Self {
         self.b.extend_from_slice(&x.to_le_bytes());
         self
     }
+    #[inline]
     fn raw(&mut self, x: &[u8]) -> &mut Self {
         self.b.extend_from_slice(x);
         self
     }
+    #[inline]
     fn bytes(&mut self, x: &[u8]) -> &mut Self {
         self.u32(x.len() as u32);
         self.raw(x)
@@ -618,6 +652,7 @@ pub struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8], BusError> {
         if self.b.len() < n {
             return Err(BusError::Truncated { kind: self.kind });
@@ -626,6 +661,7 @@ impl<'a> Reader<'a> {
         self.b = rest;
         Ok(x)
     }
+    #[inline]
     fn array<const N: usize>(&mut self) -> Result<[u8; N], BusError> {
         let mut a = [0; N];
         a.copy_from_slice(self.take(N)?);
@@ -637,25 +673,32 @@ impl<'a> Reader<'a> {
             what,
         }
     }
+    #[inline]
     fn u8(&mut self) -> Result<u8, BusError> {
         Ok(self.array::<1>()?[0])
     }
+    #[inline]
     fn bool(&mut self) -> Result<bool, BusError> {
         Ok(self.u8()? != 0)
     }
+    #[inline]
     fn u16(&mut self) -> Result<u16, BusError> {
         self.array().map(u16::from_le_bytes)
     }
+    #[inline]
     fn u32(&mut self) -> Result<u32, BusError> {
         self.array().map(u32::from_le_bytes)
     }
+    #[inline]
     fn u64(&mut self) -> Result<u64, BusError> {
         self.array().map(u64::from_le_bytes)
     }
+    #[inline]
     fn bytes(&mut self) -> Result<&'a [u8], BusError> {
         let n = self.u32()? as usize;
         self.take(n)
     }
+    #[inline]
     fn str(&mut self) -> Result<&'a str, BusError> {
         let b = self.bytes()?;
         std::str::from_utf8(b).map_err(|_| self.invalid("UTF-8"))
