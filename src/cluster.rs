@@ -37,6 +37,7 @@ use crate::bus::{self, kind, Bus, Link, ReadEnd};
 use crate::conn::{CloseReason, ConnId};
 use crate::handler::ListedRoom;
 use crate::hub::bus_msg::{BusError, BusMsg, Listed, Seq};
+use crate::hub::out::{self, Presence};
 use crate::ipc::{Control, FromSupervisor, ToSupervisor};
 use crate::protocol::{self, err_v, Code, Fail, Proto, Req, V};
 use crate::room::{valid_name, RoomState, Why};
@@ -1102,7 +1103,7 @@ impl Worker {
             self.watch_attach(sid, false);
         }
         self.unqueue(sid);
-        self.announce(&seats, member, "away");
+        self.announce(&seats, member, Presence::Away);
     }
 
     /// Link `p` is gone. Rooms homed there are lost to members here;
@@ -1157,13 +1158,7 @@ impl Worker {
                 self.send_to(sid, &err_v(rid, &f));
             }
             for queue in unqueued {
-                self.send_to(
-                    sid,
-                    &V::Map(vec![
-                        ("t", V::Str("match_timeout")),
-                        ("queue", V::Str(&queue)),
-                    ]),
-                );
+                self.send_to(sid, &out::match_timeout(&queue));
             }
             for name in lost {
                 if !attached {
@@ -1171,14 +1166,7 @@ impl Worker {
                         s.closed.push((name.clone(), "lost".into()));
                     }
                 }
-                self.send_to(
-                    sid,
-                    &V::Map(vec![
-                        ("t", V::Str("closed")),
-                        ("room", V::Str(&name)),
-                        ("why", V::Str("lost")),
-                    ]),
-                );
+                self.send_to(sid, &out::closed(&name, "lost"));
             }
             self.resume_peer_lost(p, sid);
             if self.disposable(sid) {

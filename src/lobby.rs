@@ -31,7 +31,8 @@
 use std::time::Duration;
 
 use crate::hub::bus_msg::{BusMsg, LobbyRoom, Seq};
-use crate::protocol::{Code, Fail, Frames, Req, V};
+use crate::hub::out;
+use crate::protocol::{Code, Fail, Frames, Req};
 use crate::room::{RoomId, RoomState, Shown};
 use crate::session::SessionId;
 use crate::timer::TimerId;
@@ -129,7 +130,7 @@ impl Worker {
     pub(crate) fn op_unlobby(&mut self, sid: SessionId, req: &Req) -> Result<(), Fail> {
         self.lobby_end(sid);
         if req.rid.is_some() {
-            self.send_to(sid, &V::Map(crate::protocol::reply("ok", req.rid)));
+            self.send_to(sid, &out::ok(req.rid, vec![]));
         }
         Ok(())
     }
@@ -323,21 +324,8 @@ impl Worker {
         let subs = self.lobby_list.subs.clone();
         let limit = self.conns.out_limit;
         for u in ups {
-            let mut changed = u.now.as_ref().map(|s| {
-                Frames::new(V::Map(vec![
-                    ("t", V::Str("lobby")),
-                    ("room", V::Str(&u.name)),
-                    ("members", V::U(s.members.into())),
-                    ("max", V::U(u.max.into())),
-                    ("state", V::Str(s.state.as_str())),
-                    ("watchers", V::U(s.watchers.into())),
-                ]))
-            });
-            let mut gone = Frames::new(V::Map(vec![
-                ("t", V::Str("lobby")),
-                ("room", V::Str(&u.name)),
-                ("gone", V::Bool(true)),
-            ]));
+            let mut changed = (u.now).map(|s| Frames::new(out::lobby(&u.name, u.max, s)));
+            let mut gone = Frames::new(out::lobby_gone(&u.name));
             for &sid in &subs {
                 let Some(sub) = self.sessions.get(sid).and_then(|s| s.lobby.as_deref()) else {
                     continue;

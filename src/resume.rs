@@ -34,7 +34,8 @@ use crate::cluster::Route;
 use crate::conn::{CloseReason, ConnId};
 use crate::history;
 use crate::hub::bus_msg::{BusMsg, Seq};
-use crate::protocol::{self, reply, Code, Fail, Proto, Req, V};
+use crate::hub::out::Presence;
+use crate::protocol::{self, Code, Fail, Proto, Req};
 use crate::room::{RoomId, Why};
 use crate::session::{Part, Relay, Resuming, SessionId};
 use crate::worker::Worker;
@@ -231,7 +232,7 @@ impl Worker {
             if was_away { "" } else { ", took over" }
         );
         if was_away {
-            self.announce(&seats, member, "back");
+            self.announce(&seats, member, Presence::Back);
             self.watch_attach(old, true);
         }
         let share = u32::try_from(share).unwrap_or(u32::MAX);
@@ -286,16 +287,8 @@ impl Worker {
         if let Some(last) = recovered {
             let missed = history::since(room.history.as_deref(), last, room.seq);
             for (seq, from, data) in missed.into_iter().flatten() {
-                out.extend_from_slice(&protocol::encode_frame(
-                    proto,
-                    &V::Map(vec![
-                        ("t", V::Str("msg")),
-                        ("room", V::Str(&room.name)),
-                        ("from", V::U(from)),
-                        ("seq", V::U(seq)),
-                        ("data", V::Bin(data)),
-                    ]),
-                ));
+                let m = crate::hub::out::msg(&room.name, from, seq, data);
+                out.extend_from_slice(&protocol::encode_frame(proto, &m));
             }
         }
         Some((room.name.clone(), Part::Recovered(recovered.is_some())))
@@ -315,21 +308,8 @@ impl Worker {
         let Some(route) = self.route(sid) else {
             return;
         };
-        let rooms = r
-            .rooms
-            .iter()
-            .map(|(name, part)| {
-                let v = match part {
-                    Part::Recovered(rec) => ("recovered", V::Bool(*rec)),
-                    Part::Closed(why) => ("closed", V::Str(why)),
-                };
-                (&**name, V::Map(vec![v]))
-            })
-            .collect();
-        let mut m = reply("resumed", r.rid);
-        m.push(("id", V::U(member)));
-        m.push(("rooms", V::Map(rooms)));
-        let mut frame = protocol::encode_frame(route.proto(), &V::Map(m));
+        let m = crate::hub::out::resumed(r.rid, member, &r.rooms);
+        let mut frame = protocol::encode_frame(route.proto(), &m);
         match route {
             Route::Local(cid, _) => {
                 self.conns.push(cid, &frame);
@@ -392,7 +372,7 @@ impl Worker {
                 sh.proto = proto;
             }
             if !was {
-                self.announce(&seats, member, "back");
+                self.announce(&seats, member, Presence::Back);
                 self.watch_attach(sid, true);
             }
             for rid in seats.into_iter().chain(watching) {
