@@ -3,7 +3,7 @@
 //! to encode once per subprotocol: `protocol::encode_frame` for one
 //! session, `protocol::Frames` for a fan-out. Keys come in the order they
 //! always had, so the bytes on the wire are the same. (`err` is
-//! `protocol::err_v`, shared with the HTTP side.)
+//! `protocol::err_v`, next to the `Fail` it is made from.)
 
 use std::collections::BTreeMap;
 
