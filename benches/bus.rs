@@ -18,19 +18,15 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use roomd::bus::{self, kind, Dec, Enc, Link, ReadEnd};
+use roomd::bus::{self, Link, ReadEnd};
+use roomd::hub::bus_msg::{BusMsg, Groups};
 
 const FRAME: usize = 100;
 const IDS: [u64; 5] = [11, 12, 13, 14, 15];
 
 /// Appends one FANOUT as `Bus::fanout` does.
 fn encode(out: &mut Vec<u8>, frame: &[u8]) {
-    let mut e = Enc::new(out, kind::FANOUT);
-    e.u8(1).bytes(frame).u32(IDS.len() as u32);
-    for id in IDS {
-        e.u64(id);
-    }
-    e.finish();
+    BusMsg::Fanout(Groups::Out(&[(frame, &IDS)])).encode(out);
 }
 
 /// Splits and decodes every message in `buf` as the receiving worker does;
@@ -38,17 +34,13 @@ fn encode(out: &mut Vec<u8>, frame: &[u8]) {
 /// optimized away).
 fn decode_all(buf: &[u8]) -> (usize, u64) {
     let (mut pos, mut n, mut sum) = (0, 0, 0);
-    while let Ok(Some((k, body, used))) = bus::split(&buf[pos..]) {
-        assert_eq!(k, kind::FANOUT);
-        let mut d = Dec::new(body);
-        let groups = d.u8().expect("groups");
-        for _ in 0..groups {
-            let frame = d.bytes().expect("frame");
+    while let Ok(Some((m, used))) = bus::split(&buf[pos..]) {
+        let Ok(BusMsg::Fanout(groups)) = BusMsg::decode(m) else {
+            panic!("not a fanout");
+        };
+        for (frame, ids) in groups.iter() {
             assert_eq!(frame.len(), FRAME);
-            let ids = d.u32().expect("count");
-            for _ in 0..ids {
-                sum += d.u64().expect("id");
-            }
+            sum += ids.iter().sum::<u64>();
         }
         pos += used;
         n += 1;

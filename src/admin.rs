@@ -8,9 +8,9 @@
 use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::bus::kind;
 use crate::conn::ConnId;
 use crate::http::ApiReq;
+use crate::hub::bus_msg::BusMsg;
 use crate::protocol::{self, Code, Fail, Proto};
 use crate::room::valid_name;
 use crate::worker::Worker;
@@ -93,9 +93,13 @@ impl Worker {
         match to {
             ApiTo::Conn(id) => self.respond(id, status, "application/json", body.as_bytes()),
             ApiTo::Peer(p, qid) => {
-                if let Some(mut e) = self.bus.as_mut().and_then(|b| b.msg(p, kind::API_RESP)) {
-                    e.u32(qid).u16(status).bytes(body.as_bytes());
-                    e.finish();
+                let m = BusMsg::ApiResp {
+                    qid,
+                    status,
+                    body: body.as_bytes(),
+                };
+                if let Some(bus) = self.bus.as_mut() {
+                    bus.send(p, &m);
                 }
             }
         }
@@ -154,18 +158,13 @@ impl Worker {
     /// `API_RESP`.
     fn api_forward(&mut self, conn: ConnId, home: u32, method: &str, path: &str, body: &[u8]) {
         let qid = self.next_list;
-        let sent = match self.bus.as_mut().and_then(|b| b.msg(home, kind::API_REQ)) {
-            Some(mut e) => {
-                e.u32(qid)
-                    .bytes(method.as_bytes())
-                    .bytes(path.as_bytes())
-                    .bytes(body);
-                e.finish();
-                true
-            }
-            None => false,
+        let m = BusMsg::ApiReq {
+            qid,
+            method,
+            path,
+            body,
         };
-        if !sent {
+        if !self.bus.as_mut().is_some_and(|b| b.send(home, &m)) {
             let f = Fail::new(Code::Internal, "the room's worker is restarting; try again");
             self.api_fail(ApiTo::Conn(conn), &f);
             return;
@@ -177,8 +176,11 @@ impl Worker {
 
     fn api_list_all(&mut self, conn: ConnId) {
         let rooms = self.api_rooms();
-        let (qid, waiting) = self.ask_all(kind::API_REQ, |e| {
-            e.bytes(b"GET").bytes(b"/rooms").bytes(b"");
+        let (qid, waiting) = self.ask_all(|qid| BusMsg::ApiReq {
+            qid,
+            method: "GET",
+            path: "/rooms",
+            body: b"",
         });
         if waiting.is_empty() {
             self.api_json(ApiTo::Conn(conn), 200, &json!({ "rooms": rooms }));
@@ -200,7 +202,7 @@ impl Worker {
     /// merged into one exposition (see `metrics::merge`).
     pub(crate) fn metrics_all(&mut self, conn: ConnId) {
         let text = self.metrics.render(&self.gauges());
-        let (qid, waiting) = self.ask_all(kind::METRICS_REQ, |_| {});
+        let (qid, waiting) = self.ask_all(|qid| BusMsg::MetricsReq { qid });
         if waiting.is_empty() {
             self.respond(conn, 200, "text/plain; version=0.0.4", text.as_bytes());
             return;

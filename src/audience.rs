@@ -23,7 +23,8 @@
 
 use std::time::Duration;
 
-use crate::protocol::{reply, Code, Fail, Req, V};
+use crate::hub::out;
+use crate::protocol::{Code, Fail, Req};
 use crate::room::{Room, RoomId, Watcher, Why, MAX_BANS};
 use crate::session::SessionId;
 use crate::worker::{Timer, Worker};
@@ -183,11 +184,10 @@ impl Worker {
         }
         x.sent = x.attached;
         x.quiet_until = Some(now + WATCHERS_EVERY);
-        broadcast!(self, rid, None, |room: &Room| V::Map(vec![
-            ("t", V::Str("watchers")),
-            ("room", V::Str(&room.name)),
-            ("n", V::U(room.watchers().into())),
-        ]));
+        broadcast!(self, rid, None, |room: &Room| out::watchers(
+            &room.name,
+            room.watchers()
+        ));
     }
 
     /// `kick`: the owner removes a member or watcher, which gets `kicked`;
@@ -213,7 +213,7 @@ impl Worker {
         let ban = req.ban.unwrap_or(false);
         let target = self.kick_target(rid, id, ban)?;
         if req.rid.is_some() {
-            self.send_to(sid, &V::Map(reply("ok", req.rid)));
+            self.send_to(sid, &out::ok(req.rid, vec![]));
         }
         self.kick_out(rid, id, target, ban);
         Ok(())
@@ -275,10 +275,7 @@ impl Worker {
             }
         }
         let name: Box<str> = self.rooms.get(rid).map_or("".into(), |r| (*r.name).into());
-        self.send_to(
-            tsid,
-            &V::Map(vec![("t", V::Str("kicked")), ("room", V::Str(&name))]),
-        );
+        self.send_to(tsid, &out::kicked(&name));
         if member {
             self.remove_member(rid, tsid, Why::Kicked);
         } else {

@@ -1,12 +1,12 @@
 //! The bus between workers: one Unix stream socket per pair of workers
 //! (made by the supervisor, see `supervisor`), carrying length-prefixed
-//! binary messages. This module is the transport and the wire format; what
-//! the messages mean is in `cluster`.
+//! binary messages. This module is the transport; the messages and their
+//! wire format are [`BusMsg`] (`hub::bus_msg`), and what they mean is in
+//! `cluster`.
 //!
 //! A message on the wire is `len: u32 LE` (of what follows), `kind: u8`, then
-//! the kind's fields: integers little-endian, byte strings as `u32 LE length +
-//! bytes`. Output to a peer is queued on the link's buffer like a client's and
-//! written once per loop turn; a link whose unsent output passes
+//! the kind's fields. Output to a peer is queued on the link's buffer like a
+//! client's and written once per loop turn; a link whose unsent output passes
 //! `--bus-buffer` is dropped (the peer is slow or stuck) and the supervisor
 //! is asked for a new one. Unsent output is roomd's buffer plus what the
 //! kernel holds for the peer (`SIOCOUTQ`, read when a write blocks; at most
@@ -23,7 +23,7 @@ use std::io::{self, Read, Write};
 use mio::net::UnixStream;
 
 use crate::conn::{kernel_unsent, OutBuf, Queue};
-use crate::protocol::Proto;
+use crate::hub::bus_msg::{BusMsg, Groups};
 
 /// Largest bus message accepted (a fan-out of a 16 MiB frame to a large room
 /// fits many times over).
@@ -47,162 +47,11 @@ pub fn home(name: &str, workers: u32) -> u32 {
     (h % u64::from(workers)) as u32
 }
 
-/// Message kinds.
-pub mod kind {
-    /// A client request for a room (or queue) homed on the receiver.
-    pub const REQ: u8 = 1;
-    /// One frame for one session.
-    pub const DELIVER: u8 = 2;
-    /// A forwarded request is done (and how it went).
-    pub const OUTCOME: u8 = 3;
-    /// A session got or lost a seat in a room homed on the sender.
-    pub const SEAT: u8 = 4;
-    /// One frame per subprotocol, each for a list of sessions.
-    pub const FANOUT: u8 = 5;
-    /// A session's connection is gone (grace period).
-    pub const AWAY: u8 = 6;
-    /// A session resumed: its shadow is attached again (`back` where it
-    /// was away), with the client's `last` per room and a replay budget;
-    /// the answer (`REJOINED`) carries each room's `recovered` and the
-    /// replayed frames.
-    pub const REJOIN: u8 = 7;
-    pub const REJOINED: u8 = 15;
-    /// A session is gone: release its seats with `why`.
-    pub const RELEASE: u8 = 8;
-    /// `list`: the receiver's public rooms, and the answer.
-    pub const LIST_REQ: u8 = 9;
-    pub const LIST_RESP: u8 = 10;
-    /// An HTTP room API call for a room homed on the receiver (or its part
-    /// of `GET /rooms`), and the answer.
-    pub const API_REQ: u8 = 11;
-    pub const API_RESP: u8 = 12;
-    /// `/metrics/all`: the receiver's `/metrics` text, and the answer.
-    pub const METRICS_REQ: u8 = 13;
-    pub const METRICS_RESP: u8 = 14;
-    /// Relayed sessions (see `relay`): a `hello` with a token of the
-    /// receiver's, asked by the worker the new connection is on, and the
-    /// answer (the session's id, 0 when there is none).
-    pub const RESUME: u8 = 16;
-    pub const RESUMED: u8 = 17;
-    /// A client request of a relayed session, as the client sent it.
-    pub const RREQ: u8 = 18;
-    /// A relayed session's connection ended (with its close reason).
-    pub const DETACH: u8 = 19;
-    /// Close a relayed session's connection (with a close reason).
-    pub const KICK: u8 = 20;
-    /// The queues homed on the sender a session waits in (all of them).
-    pub const PLACES: u8 = 21;
-    /// A batch of lobby updates of rooms homed on the sender (see `lobby`).
-    pub const LOBBY_UPD: u8 = 22;
-    /// Whether the sender has lobby subscribers (it wants `LOBBY_UPD`).
-    pub const LOBBY_INTEREST: u8 = 23;
-}
+pub use crate::hub::bus_msg::kind;
 
-/// Appends one message to a buffer.
-pub struct Enc<'a> {
-    b: &'a mut Vec<u8>,
-    start: usize,
-}
-
-impl<'a> Enc<'a> {
-    pub fn new(b: &'a mut Vec<u8>, kind: u8) -> Self {
-        let start = b.len();
-        b.extend_from_slice(&[0, 0, 0, 0, kind]);
-        Enc { b, start }
-    }
-    pub fn u8(&mut self, x: u8) -> &mut Self {
-        self.b.push(x);
-        self
-    }
-    pub fn u16(&mut self, x: u16) -> &mut Self {
-        self.b.extend_from_slice(&x.to_le_bytes());
-        self
-    }
-    pub fn u32(&mut self, x: u32) -> &mut Self {
-        self.b.extend_from_slice(&x.to_le_bytes());
-        self
-    }
-    pub fn u64(&mut self, x: u64) -> &mut Self {
-        self.b.extend_from_slice(&x.to_le_bytes());
-        self
-    }
-    pub fn bytes(&mut self, x: &[u8]) -> &mut Self {
-        self.u32(x.len() as u32);
-        self.b.extend_from_slice(x);
-        self
-    }
-    /// Writes the length prefix.
-    pub fn finish(self) {
-        let len = (self.b.len() - self.start - 4) as u32;
-        self.b[self.start..self.start + 4].copy_from_slice(&len.to_le_bytes());
-    }
-}
-
-/// Reads one message's fields; every getter is `None` past the end, so a
-/// short message is an error, never a panic.
-pub struct Dec<'a> {
-    b: &'a [u8],
-}
-
-impl<'a> Dec<'a> {
-    pub fn new(b: &'a [u8]) -> Self {
-        Dec { b }
-    }
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.b.len() < n {
-            return None;
-        }
-        let (x, rest) = self.b.split_at(n);
-        self.b = rest;
-        Some(x)
-    }
-    pub fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|x| x[0])
-    }
-    pub fn u16(&mut self) -> Option<u16> {
-        self.take(2)
-            .and_then(|x| x.try_into().ok())
-            .map(u16::from_le_bytes)
-    }
-    pub fn u32(&mut self) -> Option<u32> {
-        self.take(4)
-            .and_then(|x| x.try_into().ok())
-            .map(u32::from_le_bytes)
-    }
-    pub fn u64(&mut self) -> Option<u64> {
-        self.take(8)
-            .and_then(|x| x.try_into().ok())
-            .map(u64::from_le_bytes)
-    }
-    pub fn bytes(&mut self) -> Option<&'a [u8]> {
-        let n = self.u32()? as usize;
-        self.take(n)
-    }
-    pub fn str(&mut self) -> Option<&'a str> {
-        std::str::from_utf8(self.bytes()?).ok()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.b.is_empty()
-    }
-}
-
-pub fn proto_byte(p: Proto) -> u8 {
-    match p {
-        Proto::Msgpack => 0,
-        Proto::Json => 1,
-    }
-}
-
-pub fn proto_of(b: u8) -> Option<Proto> {
-    match b {
-        0 => Some(Proto::Msgpack),
-        1 => Some(Proto::Json),
-        _ => None,
-    }
-}
-
-/// A message split off the input: its kind, its fields, and the bytes it took.
-pub type Split<'a> = (u8, &'a [u8], usize);
+/// A message split off the input: its kind and fields (what
+/// [`BusMsg::decode`] takes), and the bytes it took.
+pub type Split<'a> = (&'a [u8], usize);
 
 /// One complete message at the start of `buf`. `Ok(None)` when it is not all
 /// there yet; `Err(len)` when the length is impossible.
@@ -217,7 +66,7 @@ pub fn split(buf: &[u8]) -> Result<Option<Split<'_>>, usize> {
     if buf.len() < 4 + len {
         return Ok(None);
     }
-    Ok(Some((buf[4], &buf[5..4 + len], 4 + len)))
+    Ok(Some((&buf[4..4 + len], 4 + len)))
 }
 
 /// One link to a peer worker.
@@ -342,39 +191,32 @@ impl Bus {
         matches!(self.links.get(peer as usize), Some(Some(_)))
     }
 
-    /// Starts a message to `peer`, queued on its link; `None` when there is
-    /// no link (or it just overflowed). Call [`Enc::finish`] when done.
-    pub fn msg(&mut self, peer: u32, kind: u8) -> Option<Enc<'_>> {
-        let link = self.links.get_mut(peer as usize)?.as_mut()?;
+    /// Queues one message to `peer` on its link, encoded straight onto
+    /// the link's output buffer. False when there is no link (or it just
+    /// overflowed): the message is dropped.
+    pub fn send(&mut self, peer: u32, m: &BusMsg) -> bool {
+        let Some(Some(link)) = self.links.get_mut(peer as usize) else {
+            return false;
+        };
         if link.over(self.out_limit) {
             if !self.overflow.contains(&peer) {
                 self.overflow.push(peer);
             }
-            return None;
+            return false;
         }
         if !link.pending {
             link.pending = true;
             self.pending.push(peer);
         }
         self.msgs_out += 1;
-        Some(Enc::new(link.out.tail(), kind))
+        m.encode(link.out.tail());
+        true
     }
 
     /// One frame per group, each for a list of sessions on `peer`. Empty
     /// groups are left out.
     pub fn fanout(&mut self, peer: u32, groups: &[(&[u8], &[u64])]) {
-        let Some(mut e) = self.msg(peer, kind::FANOUT) else {
-            return;
-        };
-        let n = groups.iter().filter(|g| !g.1.is_empty()).count();
-        e.u8(n as u8);
-        for (frame, ids) in groups.iter().filter(|g| !g.1.is_empty()) {
-            e.bytes(frame).u32(ids.len() as u32);
-            for &id in *ids {
-                e.u64(id);
-            }
-        }
-        e.finish();
+        self.send(peer, &BusMsg::Fanout(Groups::Out(groups)));
     }
 }
 
@@ -395,29 +237,24 @@ mod tests {
     }
 
     #[test]
-    fn messages_round_trip_and_short_ones_fail() {
+    fn messages_split_whole_and_short_ones_wait() {
         let mut b = Vec::new();
-        let mut e = Enc::new(&mut b, kind::SEAT);
-        e.u64(7).u8(1).bytes(b"lobby");
-        e.finish();
-        let mut e = Enc::new(&mut b, kind::AWAY);
-        e.u64(9);
-        e.finish();
-        let Ok(Some((k, body, used))) = split(&b) else {
+        let seat = BusMsg::Seat {
+            sid: 7,
+            on: true,
+            room: "lobby",
+            closed: None,
+        };
+        seat.encode(&mut b);
+        BusMsg::Away { sid: 9 }.encode(&mut b);
+        let Ok(Some((m, used))) = split(&b) else {
             panic!("no message");
         };
-        assert_eq!(k, kind::SEAT);
-        let mut d = Dec::new(body);
-        assert_eq!(
-            (d.u64(), d.u8(), d.str()),
-            (Some(7), Some(1), Some("lobby"))
-        );
-        assert!(d.is_empty());
-        assert_eq!(d.u8(), None);
-        let Ok(Some((k, body, _))) = split(&b[used..]) else {
+        assert_eq!(BusMsg::decode(m), Ok(seat));
+        let Ok(Some((m, _))) = split(&b[used..]) else {
             panic!("no second message");
         };
-        assert_eq!((k, Dec::new(body).u64()), (kind::AWAY, Some(9)));
+        assert_eq!(BusMsg::decode(m), Ok(BusMsg::Away { sid: 9 }));
         assert!(matches!(split(&b[used..used + 6]), Ok(None)));
         assert!(split(&[0, 0, 0, 0]).is_err());
         assert!(split(&[0xff, 0xff, 0xff, 0xff]).is_err());

@@ -33,9 +33,11 @@ use log::{debug, info, warn};
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
 
-use crate::bus::{self, kind, Bus, Dec, Enc, Link, ReadEnd};
+use crate::bus::{self, kind, Bus, Link, ReadEnd};
 use crate::conn::{CloseReason, ConnId};
 use crate::handler::ListedRoom;
+use crate::hub::bus_msg::{BusError, BusMsg, Listed, Seq};
+use crate::hub::out::{self, Presence};
 use crate::ipc::{Control, FromSupervisor, ToSupervisor};
 use crate::protocol::{self, err_v, Code, Fail, Proto, Req, V};
 use crate::room::{valid_name, RoomState, Why};
@@ -81,28 +83,6 @@ pub(crate) struct PendingList {
     limit: u16,
     waiting: Vec<u32>,
     rooms: Vec<ListedRoom>,
-}
-
-const STATES: [RoomState; 5] = [
-    RoomState::Created,
-    RoomState::Waiting,
-    RoomState::Playing,
-    RoomState::Settling,
-    RoomState::Closed,
-];
-const WHYS: [Why; 4] = [Why::Left, Why::Disconnect, Why::Timeout, Why::Kicked];
-
-pub(crate) fn state_of(b: u8) -> Option<RoomState> {
-    STATES.get(b as usize).copied()
-}
-
-pub(crate) fn state_byte(s: Option<RoomState>) -> u8 {
-    s.and_then(|s| STATES.iter().position(|&x| x == s))
-        .map_or(u8::MAX, |i| i as u8)
-}
-
-fn why_byte(w: Why) -> u8 {
-    WHYS.iter().position(|&x| x == w).unwrap_or(1) as u8
 }
 
 impl Worker {
@@ -220,12 +200,8 @@ impl Worker {
                 crate::handler::hold(&mut self.sessions, sid, frame, self.conns.out_limit)
             }
             Route::Remote(w, rsid, _) => {
-                let Some(mut e) = self.bus.as_mut().and_then(|b| b.msg(w, kind::DELIVER)) else {
-                    return false;
-                };
-                e.u64(rsid).bytes(frame);
-                e.finish();
-                true
+                let m = BusMsg::Deliver { sid: rsid, frame };
+                self.bus.as_mut().is_some_and(|b| b.send(w, &m))
             }
         }
     }
@@ -268,13 +244,14 @@ impl Worker {
         let Some((w, rsid)) = self.shadow_of(sid) else {
             return;
         };
-        if let Some(mut e) = self.bus.as_mut().and_then(|b| b.msg(w, kind::SEAT)) {
-            e.u64(rsid).u8(on.into()).bytes(name.as_bytes());
-            match closed {
-                Some(why) => e.u8(1).bytes(why.as_bytes()),
-                None => e.u8(0),
-            };
-            e.finish();
+        let m = BusMsg::Seat {
+            sid: rsid,
+            on,
+            room: name,
+            closed,
+        };
+        if let Some(bus) = self.bus.as_mut() {
+            bus.send(w, &m);
         }
     }
 
@@ -288,13 +265,12 @@ impl Worker {
         let Some(bus) = self.bus.as_mut() else {
             return;
         };
-        if let Some(mut e) = bus.msg(w, kind::PLACES) {
-            e.u64(rsid).u32(self.lobby.matcher.queued(sid) as u32);
-            for q in self.lobby.matcher.queues_of(sid) {
-                e.bytes(q.as_bytes());
-            }
-            e.finish();
-        }
+        let queues: Vec<&str> = self.lobby.matcher.queues_of(sid).collect();
+        let m = BusMsg::Places {
+            sid: rsid,
+            queues: Seq::Items(&queues),
+        };
+        bus.send(w, &m);
     }
 
     /// On a session's worker: tells every home where it holds (or is
@@ -321,14 +297,13 @@ impl Worker {
         let Some(bus) = self.bus.as_mut() else {
             return;
         };
+        let sid = sid.to_bits();
+        let m = match k {
+            kind::RELEASE => BusMsg::Release { sid, why },
+            _ => BusMsg::Away { sid },
+        };
         for h in homes {
-            if let Some(mut e) = bus.msg(h, k) {
-                e.u64(sid.to_bits());
-                if k == kind::RELEASE {
-                    e.u8(why_byte(why));
-                }
-                e.finish();
-            }
+            bus.send(h, &m);
         }
     }
 
@@ -355,11 +330,12 @@ impl Worker {
         let Some(bus) = self.bus.as_mut() else {
             return;
         };
+        let m = BusMsg::Release {
+            sid: sid.to_bits(),
+            why: Why::Disconnect,
+        };
         for h in homes {
-            if let Some(mut e) = bus.msg(h, kind::RELEASE) {
-                e.u64(sid.to_bits()).u8(why_byte(Why::Disconnect));
-                e.finish();
-            }
+            bus.send(h, &m);
         }
     }
 
@@ -430,15 +406,18 @@ impl Worker {
                 format!("the worker of {name:?} is restarting; try again"),
             )
         };
-        let bus = self.bus.as_mut().ok_or_else(gone)?;
-        let mut e = bus.msg(home, kind::REQ).ok_or_else(gone)?;
-        e.u64(sid.to_bits()).u64(member).u8(bus::proto_byte(proto));
-        match meta {
-            Some(m) => e.u8(1).bytes(m),
-            None => e.u8(0),
+        let m = BusMsg::Req {
+            sid: sid.to_bits(),
+            member,
+            proto,
+            meta,
+            payload_proto,
+            payload,
         };
-        e.u8(bus::proto_byte(payload_proto)).bytes(payload);
-        e.finish();
+        let bus = self.bus.as_mut().ok_or_else(gone)?;
+        if !bus.send(home, &m) {
+            return Err(gone());
+        }
         if let Some(s) = self.sessions.get_mut(sid) {
             s.remote
                 .get_or_insert_with(Default::default)
@@ -452,19 +431,17 @@ impl Worker {
         Ok(())
     }
 
-    /// Sends a query of kind `k` (its id, then what `fill` writes) to every
-    /// other worker with a link up. Returns the query id and the workers
-    /// asked; when none was, the caller answers at once and the id is not
-    /// used up. Ids come from one counter for every kind.
-    pub(crate) fn ask_all(&mut self, k: u8, fill: impl Fn(&mut Enc)) -> (u32, Vec<u32>) {
+    /// Sends the query `ask` makes of its id to every other worker with a
+    /// link up. Returns the query id and the workers asked; when none was,
+    /// the caller answers at once and the id is not used up. Ids come from
+    /// one counter for every kind.
+    pub(crate) fn ask_all(&mut self, ask: impl Fn(u32) -> BusMsg<'static>) -> (u32, Vec<u32>) {
         let qid = self.next_list;
+        let m = ask(qid);
         let mut waiting = Vec::new();
         if let Some(bus) = self.bus.as_mut() {
             for p in 0..bus.n {
-                if let Some(mut e) = bus.msg(p, k) {
-                    e.u32(qid);
-                    fill(&mut e);
-                    e.finish();
+                if bus.send(p, &m) {
                     waiting.push(p);
                 }
             }
@@ -484,8 +461,11 @@ impl Worker {
         (want, space, limit): (Option<RoomState>, bool, u16),
         rooms: Vec<ListedRoom>,
     ) {
-        let (qid, waiting) = self.ask_all(kind::LIST_REQ, |e| {
-            e.u8(state_byte(want)).u8(space.into()).u16(limit);
+        let (qid, waiting) = self.ask_all(|qid| BusMsg::ListReq {
+            qid,
+            state: want,
+            has_space: space,
+            limit,
         });
         if waiting.is_empty() {
             self.list_done(sid, rid, &rooms, lobby, &[]);
@@ -708,13 +688,14 @@ impl Worker {
         let mut broken = false;
         loop {
             match bus::split(&inbuf[pos..]) {
-                Ok(Some((k, body, used))) => {
+                Ok(Some((m, used))) => {
                     pos += used;
                     if let Some(bus) = self.bus.as_mut() {
                         bus.msgs_in += 1;
                     }
-                    if self.on_bus(p, k, body).is_none() {
-                        warn!("w={} bad bus message kind {k} from worker {p}", self.id);
+                    match BusMsg::decode(m) {
+                        Ok(m) => self.on_bus(p, m),
+                        Err(e) => self.skip_bus_message(p, e, m.len()),
                     }
                 }
                 Ok(None) => break,
@@ -743,150 +724,164 @@ impl Worker {
         }
     }
 
-    /// One message from peer `p`. `None` when it does not parse.
-    fn on_bus(&mut self, p: u32, k: u8, body: &[u8]) -> Option<()> {
-        let mut d = Dec::new(body);
-        match k {
-            kind::REQ => self.on_req(p, &mut d),
-            kind::DELIVER => {
-                let rsid = d.u64()?;
-                let frame = d.bytes()?;
-                self.deliver(p, rsid, frame);
-                Some(())
+    /// A message of `len` bytes from peer `p` that does not parse: logged
+    /// and skipped; the link goes on.
+    fn skip_bus_message(&self, p: u32, e: BusError, len: usize) {
+        let w = self.id;
+        match e {
+            BusError::Truncated { kind } => warn!(
+                "w={w} truncated bus message kind {kind} ({len} bytes) from worker {p}: skipped"
+            ),
+            BusError::UnknownKind(k) => {
+                warn!("w={w} unknown bus message kind {k} from worker {p}: skipped")
             }
-            kind::FANOUT => {
-                let groups = d.u8()?;
-                for _ in 0..groups {
-                    let frame = d.bytes()?;
-                    let n = d.u32()?;
-                    for _ in 0..n {
-                        let rsid = d.u64()?;
+            BusError::Invalid { kind, what } => {
+                warn!("w={w} bad bus message kind {kind} from worker {p} ({what}): skipped")
+            }
+        }
+    }
+
+    /// One message from peer `p`.
+    fn on_bus(&mut self, p: u32, m: BusMsg) {
+        let invalid = |kind, what| BusError::Invalid { kind, what };
+        match m {
+            BusMsg::Req {
+                sid,
+                member,
+                proto,
+                meta,
+                payload_proto,
+                payload,
+            } => self.on_req(p, (sid, member, proto, meta), payload_proto, payload),
+            BusMsg::Deliver { sid, frame } => {
+                self.deliver(p, sid, frame);
+            }
+            BusMsg::Fanout(groups) => {
+                for (frame, ids) in groups.iter() {
+                    for rsid in ids.iter() {
                         if self.deliver(p, rsid, frame) {
                             self.metrics.deliveries += 1;
                         }
                     }
                 }
-                Some(())
             }
-            kind::OUTCOME => {
-                let (rsid, code) = (d.u64()?, d.u8()?);
-                self.on_outcome(p, SessionId::from_bits(rsid), code);
-                Some(())
+            BusMsg::Outcome { sid, code } => self.on_outcome(p, SessionId::from_bits(sid), code),
+            BusMsg::Seat {
+                sid,
+                on,
+                room,
+                closed,
+            } => self.on_seat(p, sid, on, room, closed),
+            BusMsg::LobbyUpd(rooms) => self.on_lobby_upd(rooms),
+            BusMsg::LobbyInterest { on } => self.on_lobby_interest(p, on),
+            BusMsg::Places { sid, queues } => {
+                let queues = queues.iter().map(Box::<str>::from).collect();
+                self.on_places(p, sid, queues);
             }
-            kind::SEAT => {
-                let (rsid, on, name) = (d.u64()?, d.u8()? != 0, d.str()?);
-                let closed = match d.u8()? {
-                    0 => None,
-                    _ => Some(d.str()?),
-                };
-                self.on_seat(p, rsid, on, name, closed);
-                Some(())
-            }
-            kind::LOBBY_UPD => self.on_lobby_upd(&mut d),
-            kind::LOBBY_INTEREST => {
-                let on = d.u8()? != 0;
-                self.on_lobby_interest(p, on);
-                Some(())
-            }
-            kind::PLACES => {
-                let (rsid, n) = (d.u64()?, d.u32()?);
-                let mut queues = Vec::with_capacity(n.min(64) as usize);
-                for _ in 0..n {
-                    queues.push(Box::<str>::from(d.str()?));
-                }
-                self.on_places(p, rsid, queues);
-                Some(())
-            }
-            kind::AWAY => {
-                let rsid = d.u64()?;
+            BusMsg::Away { sid: rsid } => {
                 if let Some(&sid) = self.shadows.get(&(p, rsid)) {
                     self.shadow_away(sid);
                     if self.disposable(sid) {
                         self.free_session(sid);
                     }
                 }
-                Some(())
             }
-            kind::REJOIN => self.on_rejoin(p, &mut d),
-            kind::REJOINED => self.on_rejoined(p, &mut d),
-            kind::RESUME => self.on_resume_ask(p, &mut d),
-            kind::RESUMED => {
-                let (bsid, asid) = (d.u64()?, d.u64()?);
-                self.on_resumed(p, bsid, asid);
-                Some(())
-            }
-            kind::RREQ => self.on_relayed_request(p, &mut d),
-            kind::DETACH => {
-                let (asid, bsid) = (d.u64()?, d.u64()?);
-                let reason = CloseReason::from_index(d.u8()?)?;
-                self.on_relay_detached(p, asid, bsid, reason);
-                Some(())
-            }
-            kind::KICK => {
-                let bsid = d.u64()?;
-                let reason = CloseReason::from_index(d.u8()?)?;
-                self.on_kick(p, bsid, reason);
-                Some(())
-            }
-            kind::RELEASE => {
-                let rsid = d.u64()?;
-                let why = *WHYS.get(d.u8()? as usize)?;
+            BusMsg::Rejoin {
+                sid,
+                epoch,
+                proto,
+                budget,
+                last,
+            } => self.on_rejoin(p, (sid, epoch, proto, budget), last),
+            BusMsg::Rejoined {
+                sid,
+                epoch,
+                rooms,
+                frames,
+            } => self.on_rejoined(p, (sid, epoch), rooms, frames),
+            BusMsg::Resume(ask) => self.on_resume_ask(p, ask),
+            BusMsg::Resumed { bsid, asid } => self.on_resumed(p, bsid, asid),
+            BusMsg::RReq {
+                asid,
+                bsid,
+                proto,
+                payload,
+            } => self.on_relayed_request(p, (asid, bsid), proto, payload),
+            BusMsg::Detach { asid, bsid, reason } => match CloseReason::from_index(reason) {
+                Some(reason) => self.on_relay_detached(p, asid, bsid, reason),
+                None => self.skip_bus_message(p, invalid(kind::DETACH, "close reason"), 0),
+            },
+            BusMsg::Kick { bsid, reason } => match CloseReason::from_index(reason) {
+                Some(reason) => self.on_kick(p, bsid, reason),
+                None => self.skip_bus_message(p, invalid(kind::KICK, "close reason"), 0),
+            },
+            BusMsg::Release { sid: rsid, why } => {
                 if let Some(&sid) = self.shadows.get(&(p, rsid)) {
                     self.release_session(sid, why);
                 }
-                Some(())
             }
-            kind::LIST_REQ => {
-                let (qid, state, space, limit) = (d.u32()?, d.u8()?, d.u8()? != 0, d.u16()?);
-                let want = STATES.get(state as usize).copied();
+            BusMsg::ListReq {
+                qid,
+                state,
+                has_space,
+                limit,
+            } => {
                 let mut rooms = Vec::new();
-                self.list_rooms(want, space, limit, &mut rooms);
-                let mut e = self.bus.as_mut()?.msg(p, kind::LIST_RESP)?;
-                e.u32(qid).u32(rooms.len() as u32);
-                for r in &rooms {
-                    e.bytes(r.name.as_bytes())
-                        .u32(r.members)
-                        .u16(r.max)
-                        .u8(state_byte(Some(r.state)))
-                        .u32(r.watchers);
+                self.list_rooms(state, has_space, limit, &mut rooms);
+                let listed: Vec<Listed> = rooms
+                    .iter()
+                    .map(|r| Listed {
+                        name: &r.name,
+                        members: r.members,
+                        max: r.max,
+                        state: r.state,
+                        watchers: r.watchers,
+                    })
+                    .collect();
+                let m = BusMsg::ListResp {
+                    qid,
+                    rooms: Seq::Items(&listed),
+                };
+                if let Some(bus) = self.bus.as_mut() {
+                    bus.send(p, &m);
                 }
-                e.finish();
-                Some(())
             }
-            kind::LIST_RESP => {
-                let (qid, n) = (d.u32()?, d.u32()?);
-                let mut rooms = Vec::with_capacity(n.min(1000) as usize);
-                for _ in 0..n {
-                    rooms.push(ListedRoom {
-                        name: d.str()?.into(),
-                        members: d.u32()?,
-                        max: d.u16()?,
-                        state: *STATES.get(d.u8()? as usize)?,
-                        watchers: d.u32()?,
-                    });
-                }
+            BusMsg::ListResp { qid, rooms } => {
+                let rooms = rooms
+                    .iter()
+                    .map(|r| ListedRoom {
+                        name: r.name.into(),
+                        members: r.members,
+                        max: r.max,
+                        state: r.state,
+                        watchers: r.watchers,
+                    })
+                    .collect();
                 self.list_answered(qid, p, Some(rooms));
-                Some(())
             }
-            kind::API_REQ => {
-                let (qid, method, path, body) = (d.u32()?, d.str()?, d.str()?, d.bytes()?);
-                self.api_remote(p, qid, method, path, body);
-                Some(())
-            }
-            kind::METRICS_REQ => {
-                let qid = d.u32()?;
+            BusMsg::ApiReq {
+                qid,
+                method,
+                path,
+                body,
+            } => self.api_remote(p, qid, method, path, body),
+            BusMsg::MetricsReq { qid } => {
                 let text = self.metrics.render(&self.gauges());
-                let mut e = self.bus.as_mut()?.msg(p, kind::METRICS_RESP)?;
-                e.u32(qid).u16(200).bytes(text.as_bytes());
-                e.finish();
-                Some(())
+                let m = BusMsg::MetricsResp {
+                    qid,
+                    status: 200,
+                    text: text.as_bytes(),
+                };
+                if let Some(bus) = self.bus.as_mut() {
+                    bus.send(p, &m);
+                }
             }
-            kind::API_RESP | kind::METRICS_RESP => {
-                let (qid, status, body) = (d.u32()?, d.u16()?, d.bytes()?);
-                self.api_answered(qid, p, Some((status, body)));
-                Some(())
-            }
-            _ => None,
+            BusMsg::ApiResp { qid, status, body }
+            | BusMsg::MetricsResp {
+                qid,
+                status,
+                text: body,
+            } => self.api_answered(qid, p, Some((status, body))),
         }
     }
 
@@ -908,17 +903,15 @@ impl Worker {
         }
     }
 
-    /// On a home: a forwarded request, run on the shadow of its session.
-    fn on_req(&mut self, p: u32, d: &mut Dec) -> Option<()> {
-        let rsid = d.u64()?;
-        let member = d.u64()?;
-        let proto = bus::proto_of(d.u8()?)?;
-        let meta = match d.u8()? {
-            0 => None,
-            _ => Some(d.bytes()?),
-        };
-        let payload_proto = bus::proto_of(d.u8()?)?;
-        let payload = d.bytes()?;
+    /// On a home: a forwarded request, run on the shadow of its session
+    /// (`rsid` of `p`, with its member id, subprotocol and `meta`).
+    fn on_req(
+        &mut self,
+        p: u32,
+        (rsid, member, proto, meta): (u64, u64, Proto, Option<&[u8]>),
+        payload_proto: Proto,
+        payload: &[u8],
+    ) {
         let sid = self.shadow_for(p, rsid, member, proto, meta);
         let code = match protocol::decode(payload_proto, payload) {
             Ok(req) => {
@@ -933,14 +926,12 @@ impl Worker {
             }
             Err((rid, f)) => self.fail_remote(sid, rid, f),
         };
-        if let Some(mut e) = self.bus.as_mut().and_then(|b| b.msg(p, kind::OUTCOME)) {
-            e.u64(rsid).u8(code);
-            e.finish();
+        if let Some(bus) = self.bus.as_mut() {
+            bus.send(p, &BusMsg::Outcome { sid: rsid, code });
         }
         if self.disposable(sid) {
             self.free_session(sid);
         }
-        Some(())
     }
 
     /// Answers a request of a session that has no connection here (a
@@ -1001,15 +992,8 @@ impl Worker {
         }
         let Some((cid, _)) = s.conn else {
             // Relayed: the connection's worker keeps the count.
-            if let Some(r) = s.relay {
-                if let Some(mut e) = self
-                    .bus
-                    .as_mut()
-                    .and_then(|b| b.msg(r.worker, kind::OUTCOME))
-                {
-                    e.u64(r.rsid).u8(code);
-                    e.finish();
-                }
+            if let (Some(r), Some(bus)) = (s.relay, self.bus.as_mut()) {
+                bus.send(r.worker, &BusMsg::Outcome { sid: r.rsid, code });
             }
             return;
         };
@@ -1038,9 +1022,12 @@ impl Worker {
     /// The session ended (or now only stands in for a resumed one) while
     /// a join or a queue place of it was on its way to home `p`: let it go.
     fn release_stray(&mut self, p: u32, rsid: u64) {
-        if let Some(mut e) = self.bus.as_mut().and_then(|b| b.msg(p, kind::RELEASE)) {
-            e.u64(rsid).u8(why_byte(Why::Left));
-            e.finish();
+        let m = BusMsg::Release {
+            sid: rsid,
+            why: Why::Left,
+        };
+        if let Some(bus) = self.bus.as_mut() {
+            bus.send(p, &m);
         }
     }
 
@@ -1116,7 +1103,7 @@ impl Worker {
             self.watch_attach(sid, false);
         }
         self.unqueue(sid);
-        self.announce(&seats, member, "away");
+        self.announce(&seats, member, Presence::Away);
     }
 
     /// Link `p` is gone. Rooms homed there are lost to members here;
@@ -1171,13 +1158,7 @@ impl Worker {
                 self.send_to(sid, &err_v(rid, &f));
             }
             for queue in unqueued {
-                self.send_to(
-                    sid,
-                    &V::Map(vec![
-                        ("t", V::Str("match_timeout")),
-                        ("queue", V::Str(&queue)),
-                    ]),
-                );
+                self.send_to(sid, &out::match_timeout(&queue));
             }
             for name in lost {
                 if !attached {
@@ -1185,14 +1166,7 @@ impl Worker {
                         s.closed.push((name.clone(), "lost".into()));
                     }
                 }
-                self.send_to(
-                    sid,
-                    &V::Map(vec![
-                        ("t", V::Str("closed")),
-                        ("room", V::Str(&name)),
-                        ("why", V::Str("lost")),
-                    ]),
-                );
+                self.send_to(sid, &out::closed(&name, "lost"));
             }
             self.resume_peer_lost(p, sid);
             if self.disposable(sid) {

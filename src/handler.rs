@@ -14,7 +14,8 @@ use log::{debug, warn};
 use crate::arena::Arena;
 use crate::bus::Bus;
 use crate::conn::{CloseReason, ConnId, Conns, Phase};
-use crate::protocol::{self, err_v, reply, Blob, Code, Fail, Frames, Proto, Req, To, V};
+use crate::hub::out::{self, Presence};
+use crate::protocol::{self, err_v, Blob, Code, Fail, Frames, Proto, Req, To, V};
 use crate::room::{valid_name, Member, Room, RoomId, RoomState, Why};
 use crate::session::{MemberId, Session, SessionId};
 use crate::worker::{Timer, Worker};
@@ -193,14 +194,6 @@ fn data<'a>(req: &'a Req) -> Result<&'a [u8], Fail> {
         .ok_or_else(|| Fail::new(Code::BadRequest, "missing \"data\""))
 }
 
-pub(crate) fn member_v(m: &Member) -> V<'_> {
-    let mut kv = vec![("id", V::U(m.id))];
-    if let Some(meta) = &m.meta {
-        kv.push(("meta", V::Bin(meta)));
-    }
-    V::Map(kv)
-}
-
 /// One room of a `list` answer.
 pub(crate) struct ListedRoom {
     pub(crate) name: Box<str>,
@@ -208,10 +201,6 @@ pub(crate) struct ListedRoom {
     pub(crate) max: u16,
     pub(crate) state: RoomState,
     pub(crate) watchers: u32,
-}
-
-fn props_v(props: &BTreeMap<Box<str>, Box<[u8]>>) -> V<'_> {
-    V::Map(props.iter().map(|(k, v)| (&**k, V::Bin(v))).collect())
 }
 
 impl Worker {
@@ -341,7 +330,7 @@ impl Worker {
                 None => Err(Fail::new(Code::BadRequest, "hello may be sent once")),
             },
             Some("ping") => {
-                self.send_to(sid, &V::Map(reply("pong", rid)));
+                self.send_to(sid, &out::pong(rid));
                 Ok(())
             }
             Some("match") => self.op_match(sid, req),
@@ -383,9 +372,7 @@ impl Worker {
 
     fn ok(&mut self, sid: SessionId, rid: Option<u32>, extra: Vec<(&str, V)>) {
         if rid.is_some() {
-            let mut m = reply("ok", rid);
-            m.extend(extra);
-            self.send_to(sid, &V::Map(m));
+            self.send_to(sid, &out::ok(rid, extra));
         }
     }
 
@@ -515,9 +502,7 @@ impl Worker {
             self.id,
             self.member_id(sid)
         );
-        let mut m = reply("created", req.rid);
-        m.push(("room", V::Str(&name)));
-        self.send_to(sid, &V::Map(m));
+        self.send_to(sid, &out::created(req.rid, &name));
         if join {
             self.op_join(sid, req.rid, &name, req.meta.as_ref())?;
         }
@@ -667,12 +652,7 @@ impl Worker {
         }
         let member = self.member_id(sid);
         broadcast!(self, rid, Some(member), |room: &Room| {
-            let m = room.members.last().map_or(V::Nil, member_v);
-            V::Map(vec![
-                ("t", V::Str("presence")),
-                ("room", V::Str(&room.name)),
-                ("join", m),
-            ])
+            out::presence(&room.name, Presence::Join(room.members.last()))
         });
         self.autostart(rid);
         Ok(())
@@ -734,22 +714,7 @@ impl Worker {
         let Some(room) = self.rooms.get(rid) else {
             return;
         };
-        let mut m = reply("joined", rid_req);
-        m.push(("room", V::Str(&room.name)));
-        m.push((
-            "members",
-            V::Arr(room.members.iter().map(member_v).collect()),
-        ));
-        m.push(("state", V::Str(room.state.as_str())));
-        m.push(("props", props_v(room.props())));
-        m.push(("ver", V::U(room.ver)));
-        m.push(("seq", V::U(room.seq)));
-        m.push(("owner", V::U(room.owner)));
-        m.push(("watchers", V::U(room.watchers().into())));
-        if watch {
-            m.push(("watch", V::Bool(true)));
-        }
-        let frame = protocol::encode_frame(route.proto(), &V::Map(m));
+        let frame = protocol::encode_frame(route.proto(), &out::joined(rid_req, room, watch));
         self.push_route(route, &frame);
     }
 
@@ -762,12 +727,9 @@ impl Worker {
         room.ver += 1;
         let ver = room.ver;
         self.lobby_touch(rid);
-        broadcast!(self, rid, None, |room: &Room| V::Map(vec![
-            ("t", V::Str("state")),
-            ("room", V::Str(&room.name)),
-            ("state", V::Str(room.state.as_str())),
-            ("ver", V::U(room.ver)),
-        ]));
+        broadcast!(self, rid, None, |room: &Room| out::state(
+            &room.name, room.state, room.ver
+        ));
         ver
     }
 
@@ -778,9 +740,7 @@ impl Worker {
         } else if !self.remove_watcher(rid, sid) {
             self.member_room(sid, req)?;
         }
-        let mut m = reply("left", req.rid);
-        m.push(("room", V::Str(room_name(req)?)));
-        self.send_to(sid, &V::Map(m));
+        self.send_to(sid, &out::left(req.rid, room_name(req)?));
         Ok(())
     }
 
@@ -809,12 +769,10 @@ impl Worker {
         let empty = room.members.is_empty();
         let name = room.name.clone();
         self.tell_seat(sid, &name, false, None);
-        broadcast!(self, rid, None, |room: &Room| V::Map(vec![
-            ("t", V::Str("presence")),
-            ("room", V::Str(&room.name)),
-            ("leave", V::U(member)),
-            ("why", V::Str(why.as_str())),
-        ]));
+        broadcast!(self, rid, None, |room: &Room| out::presence(
+            &room.name,
+            Presence::Leave(member, why)
+        ));
         if empty {
             self.arm_idle(rid);
         }
@@ -851,13 +809,9 @@ impl Worker {
         room.seq += 1;
         let seq = room.seq;
         self.history.record(&mut room.history, seq, from, data);
-        let n = broadcast!(self, rid, except, |room: &Room| V::Map(vec![
-            ("t", V::Str("msg")),
-            ("room", V::Str(&room.name)),
-            ("from", V::U(from)),
-            ("seq", V::U(seq)),
-            ("data", V::Bin(data)),
-        ]));
+        let n = broadcast!(self, rid, except, |room: &Room| out::msg(
+            &room.name, from, seq, data
+        ));
         self.metrics.published += 1;
         self.metrics.deliveries += n;
         seq
@@ -883,16 +837,7 @@ impl Worker {
         let route = self
             .route(target.session)
             .ok_or_else(|| Fail::new(Code::NotFound, format!("member {to} is away")))?;
-        let frame = protocol::encode_frame(
-            route.proto(),
-            &V::Map(vec![
-                ("t", V::Str("msg")),
-                ("room", V::Str(&room.name)),
-                ("from", V::U(from)),
-                ("to", V::U(to)),
-                ("data", V::Bin(data)),
-            ]),
-        );
+        let frame = protocol::encode_frame(route.proto(), &out::msg_to(&room.name, from, to, data));
         if self.push_route(route, &frame) {
             self.metrics.deliveries += 1;
         }
@@ -966,22 +911,11 @@ impl Worker {
         let ver = room.ver;
         self.ok(sid, req.rid, vec![("ver", V::U(ver))]);
         // The broadcast carries the changed keys only.
-        broadcast!(self, rid, None, |room: &Room| V::Map(vec![
-            ("t", V::Str("props")),
-            ("room", V::Str(&room.name)),
-            (
-                "set",
-                V::Map(
-                    changed
-                        .iter()
-                        .map(|&(k, v)| {
-                            (&**k, v.as_ref().map_or(V::Nil, |v| V::Bin(v.0.as_ref())))
-                        })
-                        .collect(),
-                ),
-            ),
-            ("ver", V::U(ver)),
-        ]));
+        broadcast!(self, rid, None, |room: &Room| out::props(
+            &room.name,
+            (changed.iter()).map(|&(k, v)| (&**k, v.as_ref().map(|v| v.0.as_ref()))),
+            ver
+        ));
         Ok(())
     }
 
@@ -1069,41 +1003,21 @@ impl Worker {
         rooms: &[ListedRoom],
         missing: &[u32],
     ) {
-        let rooms: Vec<V> = rooms
-            .iter()
-            .map(|r| {
-                V::Map(vec![
-                    ("room", V::Str(&r.name)),
-                    ("members", V::U(r.members.into())),
-                    ("max", V::U(r.max.into())),
-                    ("state", V::Str(r.state.as_str())),
-                    ("watchers", V::U(r.watchers.into())),
-                ])
-            })
+        let rooms = (rooms.iter())
+            .map(|r| out::listed(&r.name, r.members, r.max, r.state, r.watchers))
             .collect();
-        let mut m = reply("rooms", rid);
-        m.push(("rooms", V::Arr(rooms)));
-        if !missing.is_empty() {
-            m.push((
-                "missing",
-                V::Arr(missing.iter().map(|&w| V::U(w.into())).collect()),
-            ));
-        }
+        let m = out::rooms(rid, rooms, missing);
         let Some(route) = self.route(sid) else {
             return;
         };
-        let frame = protocol::encode_frame(route.proto(), &V::Map(m));
+        let frame = protocol::encode_frame(route.proto(), &m);
         self.push_route(route, &frame);
     }
 
     /// Closes a room: every member gets `closed` with `why`, seats are
     /// released, the name is free again.
     pub(crate) fn close_room(&mut self, rid: RoomId, why: &str) {
-        broadcast!(self, rid, None, |room: &Room| V::Map(vec![
-            ("t", V::Str("closed")),
-            ("room", V::Str(&room.name)),
-            ("why", V::Str(why)),
-        ]));
+        broadcast!(self, rid, None, |room: &Room| out::closed(&room.name, why));
         let Some(room) = self.rooms.remove(rid) else {
             return;
         };
@@ -1178,19 +1092,23 @@ impl Worker {
         let member = s.member;
         s.grace = Some((self.timers.arm(self.now + grace, Timer::Grace(sid)), why));
         let seats = s.seats.clone();
-        self.announce(&seats, member, "away");
+        self.announce(&seats, member, Presence::Away);
         self.tell_homes(sid, crate::bus::kind::AWAY, why);
     }
 
     /// Tells the other members of each room in `seats` that `member` is
-    /// `away` or `back` (`key`). O(seats * members).
-    pub(crate) fn announce(&mut self, seats: &[RoomId], member: MemberId, key: &'static str) {
+    /// `away` or `back` (`change`). O(seats * members).
+    pub(crate) fn announce(
+        &mut self,
+        seats: &[RoomId],
+        member: MemberId,
+        change: fn(MemberId) -> Presence<'static>,
+    ) {
         for &rid in seats {
-            broadcast!(self, rid, Some(member), |room: &Room| V::Map(vec![
-                ("t", V::Str("presence")),
-                ("room", V::Str(&room.name)),
-                (key, V::U(member)),
-            ]));
+            broadcast!(self, rid, Some(member), |room: &Room| out::presence(
+                &room.name,
+                change(member)
+            ));
         }
     }
 

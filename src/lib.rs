@@ -15,6 +15,7 @@ mod handler;
 mod audience;
 pub mod history;
 pub mod http;
+pub mod hub;
 pub mod ipc;
 mod lobby;
 pub mod matcher;

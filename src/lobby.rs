@@ -30,8 +30,9 @@
 
 use std::time::Duration;
 
-use crate::bus::{kind, Dec};
-use crate::protocol::{Code, Fail, Frames, Req, V};
+use crate::hub::bus_msg::{BusMsg, LobbyRoom, Seq};
+use crate::hub::out;
+use crate::protocol::{Code, Fail, Frames, Req};
 use crate::room::{RoomId, RoomState, Shown};
 use crate::session::SessionId;
 use crate::timer::TimerId;
@@ -86,34 +87,6 @@ pub struct LobbyList {
     pub shown: std::collections::HashMap<RoomId, Shown>,
 }
 
-fn put_shown(e: &mut crate::bus::Enc, s: Option<&Shown>) {
-    match s {
-        Some(s) => {
-            e.u8(1)
-                .u32(s.members)
-                .u8(crate::cluster::state_byte(Some(s.state)))
-                .u32(s.watchers);
-        }
-        None => {
-            e.u8(0);
-        }
-    }
-}
-
-fn get_shown(d: &mut Dec) -> Option<Option<Shown>> {
-    if d.u8()? == 0 {
-        return Some(None);
-    }
-    let members = d.u32()?;
-    let state = crate::cluster::state_of(d.u8()?)?;
-    let watchers = d.u32()?;
-    Some(Some(Shown {
-        members,
-        state,
-        watchers,
-    }))
-}
-
 impl Worker {
     /// `lobby`: (re)subscribes with the filter, answers the snapshot.
     pub(crate) fn op_lobby(&mut self, sid: SessionId, req: &Req) -> Result<(), Fail> {
@@ -157,7 +130,7 @@ impl Worker {
     pub(crate) fn op_unlobby(&mut self, sid: SessionId, req: &Req) -> Result<(), Fail> {
         self.lobby_end(sid);
         if req.rid.is_some() {
-            self.send_to(sid, &V::Map(crate::protocol::reply("ok", req.rid)));
+            self.send_to(sid, &out::ok(req.rid, vec![]));
         }
         Ok(())
     }
@@ -197,10 +170,7 @@ impl Worker {
             return;
         };
         for p in 0..bus.n {
-            if let Some(mut e) = bus.msg(p, kind::LOBBY_INTEREST) {
-                e.u8(on.into());
-                e.finish();
-            }
+            bus.send(p, &BusMsg::LobbyInterest { on });
         }
     }
 
@@ -209,13 +179,8 @@ impl Worker {
         if self.lobby_list.subs.is_empty() {
             return;
         }
-        if let Some(mut e) = self
-            .bus
-            .as_mut()
-            .and_then(|b| b.msg(p, kind::LOBBY_INTEREST))
-        {
-            e.u8(1);
-            e.finish();
+        if let Some(bus) = self.bus.as_mut() {
+            bus.send(p, &BusMsg::LobbyInterest { on: true });
         }
     }
 
@@ -320,41 +285,34 @@ impl Worker {
             return;
         }
         let peers = self.lobby_list.peers;
-        if let Some(bus) = self.bus.as_mut() {
+        if let Some(bus) = self.bus.as_mut().filter(|_| peers != 0) {
+            let rooms: Vec<LobbyRoom> = (ups.iter())
+                .map(|u| LobbyRoom {
+                    name: &u.name,
+                    max: u.max,
+                    was: u.was,
+                    now: u.now,
+                })
+                .collect();
+            let m = BusMsg::LobbyUpd(Seq::Items(&rooms));
             for p in (0..bus.n).filter(|p| peers & (1 << p) != 0) {
-                let Some(mut e) = bus.msg(p, kind::LOBBY_UPD) else {
-                    continue;
-                };
-                e.u32(ups.len() as u32);
-                for u in &ups {
-                    e.bytes(u.name.as_bytes()).u16(u.max);
-                    put_shown(&mut e, u.was.as_ref());
-                    put_shown(&mut e, u.now.as_ref());
-                }
-                e.finish();
+                bus.send(p, &m);
             }
         }
         self.lobby_deliver(&ups);
     }
 
     /// Another worker's batch of updates.
-    pub(crate) fn on_lobby_upd(&mut self, d: &mut Dec) -> Option<()> {
-        let n = d.u32()?;
-        let mut ups = Vec::with_capacity(n.min(4096) as usize);
-        for _ in 0..n {
-            let name: Box<str> = d.str()?.into();
-            let max = d.u16()?;
-            let was = get_shown(d)?;
-            let now = get_shown(d)?;
-            ups.push(Update {
-                name,
-                max,
-                was,
-                now,
-            });
-        }
+    pub(crate) fn on_lobby_upd(&mut self, rooms: Seq<LobbyRoom>) {
+        let ups: Vec<Update> = (rooms.iter())
+            .map(|r| Update {
+                name: r.name.into(),
+                max: r.max,
+                was: r.was,
+                now: r.now,
+            })
+            .collect();
         self.lobby_deliver(&ups);
-        Some(())
     }
 
     /// Sends each subscriber here what it should see of `ups`: each frame
@@ -366,21 +324,8 @@ impl Worker {
         let subs = self.lobby_list.subs.clone();
         let limit = self.conns.out_limit;
         for u in ups {
-            let mut changed = u.now.as_ref().map(|s| {
-                Frames::new(V::Map(vec![
-                    ("t", V::Str("lobby")),
-                    ("room", V::Str(&u.name)),
-                    ("members", V::U(s.members.into())),
-                    ("max", V::U(u.max.into())),
-                    ("state", V::Str(s.state.as_str())),
-                    ("watchers", V::U(s.watchers.into())),
-                ]))
-            });
-            let mut gone = Frames::new(V::Map(vec![
-                ("t", V::Str("lobby")),
-                ("room", V::Str(&u.name)),
-                ("gone", V::Bool(true)),
-            ]));
+            let mut changed = (u.now).map(|s| Frames::new(out::lobby(&u.name, u.max, s)));
+            let mut gone = Frames::new(out::lobby_gone(&u.name));
             for &sid in &subs {
                 let Some(sub) = self.sessions.get(sid).and_then(|s| s.lobby.as_deref()) else {
                     continue;

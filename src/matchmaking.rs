@@ -17,8 +17,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::hub::out;
 use crate::matcher::{EnqueueError, Event, Matcher, Rules};
-use crate::protocol::{reply, Code, Fail, Req, V};
+use crate::protocol::{Code, Fail, Req};
 use crate::room::valid_name;
 use crate::session::SessionId;
 use crate::timer::TimerId;
@@ -109,9 +110,7 @@ impl Worker {
                 ))
             }
         }
-        let mut m = reply("queued", req.rid);
-        m.push(("queue", V::Str(queue)));
-        self.send_to(sid, &V::Map(m));
+        self.send_to(sid, &out::queued(req.rid, queue));
         self.run_matcher();
         Ok(())
     }
@@ -127,7 +126,7 @@ impl Worker {
             ));
         }
         if req.rid.is_some() {
-            self.send_to(sid, &V::Map(reply("ok", req.rid)));
+            self.send_to(sid, &out::ok(req.rid, vec![]));
         }
         Ok(())
     }
@@ -159,13 +158,7 @@ impl Worker {
                     }
                 }
                 Event::Timeout { queue, owner } => {
-                    self.send_to(
-                        owner,
-                        &V::Map(vec![
-                            ("t", V::Str("match_timeout")),
-                            ("queue", V::Str(&queue)),
-                        ]),
-                    );
+                    self.send_to(owner, &out::match_timeout(&queue));
                     self.tell_places(owner);
                     if self.disposable(owner) {
                         self.free_session(owner);
@@ -243,18 +236,8 @@ impl Worker {
             let Some(route) = self.route(sid) else {
                 continue;
             };
-            let frame = crate::protocol::encode_frame(
-                route.proto(),
-                &V::Map(vec![
-                    ("t", V::Str("matched")),
-                    ("queue", V::Str(queue)),
-                    ("room", V::Str(&name)),
-                    (
-                        "players",
-                        V::Arr(room.members.iter().map(crate::handler::member_v).collect()),
-                    ),
-                ]),
-            );
+            let m = out::matched(queue, &name, &room.members);
+            let frame = crate::protocol::encode_frame(route.proto(), &m);
             self.push_route(route, &frame);
             self.send_joined(sid, rid, None, false);
         }

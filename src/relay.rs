@@ -25,59 +25,15 @@
 
 use log::debug;
 
-use crate::auth::Grant;
-use crate::bus::{self, kind, Dec, Enc};
+use std::borrow::Cow;
+
 use crate::conn::{CloseReason, ConnId};
+use crate::hub::bus_msg::{BusMsg, ResumeAsk, Seq};
 use crate::protocol::{self, err_v, Code, Fail, Proto, Req};
 use crate::resume::{resume_gone, Ask, Attach};
 use crate::room::Why;
 use crate::session::{Proxy, Relay, SessionId};
 use crate::worker::Worker;
-
-fn put_grant(e: &mut Enc, g: Option<&Grant>) {
-    let Some(g) = g else {
-        e.u8(0);
-        return;
-    };
-    e.u8(1);
-    match &g.sub {
-        Some(sub) => e.u8(1).bytes(sub.as_bytes()),
-        None => e.u8(0),
-    };
-    match &g.rooms {
-        Some(rooms) => {
-            e.u8(1).u32(rooms.len() as u32);
-            for r in rooms {
-                e.bytes(r.as_bytes());
-            }
-        }
-        None => {
-            e.u8(0);
-        }
-    }
-}
-
-fn get_grant(d: &mut Dec) -> Option<Option<Box<Grant>>> {
-    if d.u8()? == 0 {
-        return Some(None);
-    }
-    let sub = match d.u8()? {
-        0 => None,
-        _ => Some(d.str()?.to_owned()),
-    };
-    let rooms = match d.u8()? {
-        0 => None,
-        _ => {
-            let n = d.u32()?;
-            let mut v = Vec::with_capacity(n.min(1024) as usize);
-            for _ in 0..n {
-                v.push(d.str()?.to_owned());
-            }
-            Some(v)
-        }
-    };
-    Some(Some(Box::new(Grant { sub, rooms })))
-}
 
 impl Worker {
     /// On B: `hello` with a token of worker `w`. Asks `w` and pauses the
@@ -96,27 +52,23 @@ impl Worker {
         let Some((_, proto)) = s.conn else {
             return Ok(());
         };
-        let meta = req.meta.as_ref().and(s.meta.clone());
-        let grant = s.grant.clone();
+        let meta = req.meta.as_ref().and(s.meta.as_deref());
+        let last: Vec<(&str, u64)> = (req.last.iter().flatten())
+            .map(|(room, seq)| (&**room, *seq))
+            .collect();
+        let m = BusMsg::Resume(ResumeAsk {
+            bsid: sid.to_bits(),
+            proto,
+            rid: req.rid,
+            token,
+            meta,
+            grant: s.grant.as_deref().map(Cow::Borrowed),
+            last: Seq::Items(&last),
+        });
         let bus = self.bus.as_mut().ok_or_else(resume_gone)?;
-        let mut e = bus.msg(w, kind::RESUME).ok_or_else(resume_gone)?;
-        e.u64(sid.to_bits()).u8(bus::proto_byte(proto));
-        match req.rid {
-            Some(r) => e.u8(1).u32(r),
-            None => e.u8(0),
-        };
-        e.bytes(token.as_bytes());
-        match &meta {
-            Some(m) => e.u8(1).bytes(m),
-            None => e.u8(0),
-        };
-        put_grant(&mut e, grant.as_deref());
-        let last = req.last.as_ref();
-        e.u32(last.map_or(0, |l| l.len()) as u32);
-        for (room, seq) in last.into_iter().flatten() {
-            e.bytes(room.as_bytes()).u64(*seq);
+        if !bus.send(w, &m) {
+            return Err(resume_gone());
         }
-        e.finish();
         if let Some(s) = self.sessions.get_mut(sid) {
             s.proxy = Some(Box::new(Proxy {
                 worker: w,
@@ -130,37 +82,33 @@ impl Worker {
 
     /// On A: a resume asked by worker `p` for its connection's session
     /// `bsid`. A token not found here is answered with the `err` and id 0.
-    pub(crate) fn on_resume_ask(&mut self, p: u32, d: &mut Dec) -> Option<()> {
-        let bsid = d.u64()?;
-        let proto = bus::proto_of(d.u8()?)?;
-        let rid = match d.u8()? {
-            0 => None,
-            _ => Some(d.u32()?),
-        };
-        let token = d.str()?;
-        let meta = match d.u8()? {
-            0 => None,
-            _ => Some(Box::<[u8]>::from(d.bytes()?)),
-        };
-        let grant = get_grant(d)?;
-        let n = d.u32()?;
-        let mut last = Vec::with_capacity(n.min(1024) as usize);
-        for _ in 0..n {
-            last.push((d.str()?, d.u64()?));
-        }
+    pub(crate) fn on_resume_ask(&mut self, p: u32, ask: ResumeAsk) {
+        let ResumeAsk {
+            bsid,
+            proto,
+            rid,
+            token,
+            meta,
+            grant,
+            last,
+        } = ask;
+        let meta = meta.map(Box::<[u8]>::from);
+        let grant = grant.map(|g| Box::new(g.into_owned()));
         let Some(old) = self.find_session(token) else {
             let f = resume_gone();
             self.metrics.error(f.code);
             let frame = protocol::encode_frame(proto, &err_v(rid, &f));
-            let bus = self.bus.as_mut()?;
-            if let Some(mut e) = bus.msg(p, kind::DELIVER) {
-                e.u64(bsid).bytes(&frame);
-                e.finish();
+            if let Some(bus) = self.bus.as_mut() {
+                bus.send(
+                    p,
+                    &BusMsg::Deliver {
+                        sid: bsid,
+                        frame: &frame,
+                    },
+                );
+                bus.send(p, &BusMsg::Resumed { bsid, asid: 0 });
             }
-            let mut e = bus.msg(p, kind::RESUMED)?;
-            e.u64(bsid).u64(0);
-            e.finish();
-            return Some(());
+            return;
         };
         let lookup = |name: &str| last.iter().find(|x| x.0 == name).map(|x| x.1);
         let relay = Relay {
@@ -183,7 +131,6 @@ impl Worker {
                 last: &lookup,
             },
         );
-        Some(())
     }
 
     /// On B: worker `p`'s answer to the resume of `bsid`'s connection. On
@@ -252,18 +199,13 @@ impl Worker {
                 return;
             }
         }
-        let sent = self
-            .bus
-            .as_mut()
-            .and_then(|b| b.msg(w, kind::RREQ))
-            .map(|mut e| {
-                e.u64(asid)
-                    .u64(sid.to_bits())
-                    .u8(bus::proto_byte(proto))
-                    .bytes(payload);
-                e.finish();
-            });
-        if sent.is_none() {
+        let m = BusMsg::RReq {
+            asid,
+            bsid: sid.to_bits(),
+            proto,
+            payload,
+        };
+        if !self.bus.as_mut().is_some_and(|b| b.send(w, &m)) {
             self.close_conn(cid, CloseReason::SessionLost);
         }
     }
@@ -271,21 +213,24 @@ impl Worker {
     /// On A: a request of relayed session `asid`, from its connection on
     /// worker `p`; run as a local client's, with the outcome sent back for
     /// the connection's bad-request count.
-    pub(crate) fn on_relayed_request(&mut self, p: u32, d: &mut Dec) -> Option<()> {
-        let (asid, bsid) = (d.u64()?, d.u64()?);
-        let proto = bus::proto_of(d.u8()?)?;
-        let payload = d.bytes()?;
+    pub(crate) fn on_relayed_request(
+        &mut self,
+        p: u32,
+        (asid, bsid): (u64, u64),
+        proto: Proto,
+        payload: &[u8],
+    ) {
         let sid = SessionId::from_bits(asid);
         if !self.relayed_via(sid, p, bsid) {
             // The session moved on (or ended) after this was sent.
-            return Some(());
+            return;
         }
         let code = match protocol::decode(proto, payload) {
             Err((rid, f)) => self.fail_remote(sid, rid, f),
             Ok(req) => match self.remote_home(&req) {
                 // Its home answers the outcome, relayed on from here.
                 Some(home) => match self.forward(sid, home, &req, proto, payload) {
-                    Ok(()) => return Some(()),
+                    Ok(()) => return,
                     Err(f) => self.fail_remote(sid, req.rid, f),
                 },
                 None => match self.dispatch(None, sid, &req) {
@@ -294,10 +239,9 @@ impl Worker {
                 },
             },
         };
-        let mut e = self.bus.as_mut()?.msg(p, kind::OUTCOME)?;
-        e.u64(bsid).u8(code);
-        e.finish();
-        Some(())
+        if let Some(bus) = self.bus.as_mut() {
+            bus.send(p, &BusMsg::Outcome { sid: bsid, code });
+        }
     }
 
     /// On A: `sid` is relayed through worker `p`'s stand-in `bsid` (a
@@ -310,9 +254,9 @@ impl Worker {
     }
 
     fn send_detach(&mut self, w: u32, asid: u64, bsid: u64, reason: CloseReason) {
-        if let Some(mut e) = self.bus.as_mut().and_then(|b| b.msg(w, kind::DETACH)) {
-            e.u64(asid).u64(bsid).u8(reason.index() as u8);
-            e.finish();
+        let reason = reason.index() as u8;
+        if let Some(bus) = self.bus.as_mut() {
+            bus.send(w, &BusMsg::Detach { asid, bsid, reason });
         }
     }
 
@@ -374,9 +318,12 @@ impl Worker {
     /// On A: closes a relayed session's connection (4003 when the session
     /// moved to another connection, 4001 when its resume overflowed).
     pub(crate) fn kick(&mut self, r: Relay, reason: CloseReason) {
-        if let Some(mut e) = self.bus.as_mut().and_then(|b| b.msg(r.worker, kind::KICK)) {
-            e.u64(r.rsid).u8(reason.index() as u8);
-            e.finish();
+        let m = BusMsg::Kick {
+            bsid: r.rsid,
+            reason: reason.index() as u8,
+        };
+        if let Some(bus) = self.bus.as_mut() {
+            bus.send(r.worker, &m);
         }
     }
 

@@ -30,11 +30,12 @@
 use log::debug;
 
 use crate::auth::Grant;
-use crate::bus::{self, kind, Dec};
 use crate::cluster::Route;
 use crate::conn::{CloseReason, ConnId};
 use crate::history;
-use crate::protocol::{self, reply, Code, Fail, Proto, Req, V};
+use crate::hub::bus_msg::{BusMsg, Seq};
+use crate::hub::out::Presence;
+use crate::protocol::{self, Code, Fail, Proto, Req};
 use crate::room::{RoomId, Why};
 use crate::session::{Part, Relay, Resuming, SessionId};
 use crate::worker::Worker;
@@ -244,25 +245,24 @@ impl Worker {
             if was_away { "" } else { ", took over" }
         );
         if was_away {
-            self.announce(&seats, member, "back");
+            self.announce(&seats, member, Presence::Back);
             self.watch_attach(old, true);
         }
         let share = u32::try_from(share).unwrap_or(u32::MAX);
         for &h in &homes {
-            let Some(mut e) = self.bus.as_mut().and_then(|b| b.msg(h, kind::REJOIN)) else {
-                continue;
+            let last: Vec<(&str, u64)> = (remote.iter().filter(|x| x.0 == h))
+                .map(|x| (&*x.1, (ask.last)(&x.1).unwrap_or(u64::MAX)))
+                .collect();
+            let m = BusMsg::Rejoin {
+                sid: old.to_bits(),
+                epoch,
+                proto,
+                budget: share,
+                last: Seq::Items(&last),
             };
-            let mine: Vec<&str> = remote.iter().filter(|x| x.0 == h).map(|x| &*x.1).collect();
-            e.u64(old.to_bits())
-                .u32(epoch)
-                .u8(bus::proto_byte(proto))
-                .u32(share)
-                .u32(mine.len() as u32);
-            for name in mine {
-                e.bytes(name.as_bytes())
-                    .u64((ask.last)(name).unwrap_or(u64::MAX));
+            if let Some(bus) = self.bus.as_mut() {
+                bus.send(h, &m);
             }
-            e.finish();
         }
         if homes.is_empty() {
             self.resume_done(old);
@@ -300,16 +300,8 @@ impl Worker {
         if let Some(last) = recovered {
             let missed = history::since(room.history.as_deref(), last, room.seq);
             for (seq, from, data) in missed.into_iter().flatten() {
-                out.extend_from_slice(&protocol::encode_frame(
-                    proto,
-                    &V::Map(vec![
-                        ("t", V::Str("msg")),
-                        ("room", V::Str(&room.name)),
-                        ("from", V::U(from)),
-                        ("seq", V::U(seq)),
-                        ("data", V::Bin(data)),
-                    ]),
-                ));
+                let m = crate::hub::out::msg(&room.name, from, seq, data);
+                out.extend_from_slice(&protocol::encode_frame(proto, &m));
             }
         }
         Some(((*room.name).into(), Part::Recovered(recovered.is_some())))
@@ -329,21 +321,8 @@ impl Worker {
         let Some(route) = self.route(sid) else {
             return;
         };
-        let rooms = r
-            .rooms
-            .iter()
-            .map(|(name, part)| {
-                let v = match part {
-                    Part::Recovered(rec) => ("recovered", V::Bool(*rec)),
-                    Part::Closed(why) => ("closed", V::Str(why)),
-                };
-                (&**name, V::Map(vec![v]))
-            })
-            .collect();
-        let mut m = reply("resumed", r.rid);
-        m.push(("id", V::U(member)));
-        m.push(("rooms", V::Map(rooms)));
-        let mut frame = protocol::encode_frame(route.proto(), &V::Map(m));
+        let m = crate::hub::out::resumed(r.rid, member, &r.rooms);
+        let mut frame = protocol::encode_frame(route.proto(), &m);
         match route {
             Route::Local(cid, _) => {
                 self.conns.push(cid, &frame);
@@ -355,14 +334,15 @@ impl Worker {
             Route::Remote(w, bsid, proto) => {
                 frame.extend_from_slice(&r.held);
                 if let Some(bus) = self.bus.as_mut() {
-                    if let Some(mut e) = bus.msg(w, kind::DELIVER) {
-                        e.u64(bsid).bytes(&frame);
-                        e.finish();
-                    }
-                    if let Some(mut e) = bus.msg(w, kind::RESUMED) {
-                        e.u64(bsid).u64(sid.to_bits());
-                        e.finish();
-                    }
+                    bus.send(
+                        w,
+                        &BusMsg::Deliver {
+                            sid: bsid,
+                            frame: &frame,
+                        },
+                    );
+                    let asid = sid.to_bits();
+                    bus.send(w, &BusMsg::Resumed { bsid, asid });
                 }
                 if r.overflow {
                     let relay = Relay {
@@ -381,15 +361,13 @@ impl Worker {
     /// shadow is attached again (`back` where it was away), in the
     /// subprotocol of the new connection, and each room's replay goes back
     /// in the answer.
-    pub(crate) fn on_rejoin(&mut self, p: u32, d: &mut Dec) -> Option<()> {
-        let (asid, epoch) = (d.u64()?, d.u32()?);
-        let proto = bus::proto_of(d.u8()?)?;
-        let budget = d.u32()? as usize;
-        let n = d.u32()?;
-        let mut last = Vec::with_capacity(n.min(1024) as usize);
-        for _ in 0..n {
-            last.push((d.str()?, d.u64()?));
-        }
+    pub(crate) fn on_rejoin(
+        &mut self,
+        p: u32,
+        (asid, epoch, proto, budget): (u64, u32, Proto, u32),
+        last: Seq<(&str, u64)>,
+    ) {
+        let budget = budget as usize;
         let lookup = |name: &str| {
             last.iter()
                 .find(|x| x.0 == name)
@@ -407,7 +385,7 @@ impl Worker {
                 sh.proto = proto;
             }
             if !was {
-                self.announce(&seats, member, "back");
+                self.announce(&seats, member, Presence::Back);
                 self.watch_attach(sid, true);
             }
             for rid in seats.into_iter().chain(watching) {
@@ -418,25 +396,29 @@ impl Worker {
                 }
             }
         }
-        let mut e = self.bus.as_mut()?.msg(p, kind::REJOINED)?;
-        e.u64(asid).u32(epoch).u32(rooms.len() as u32);
-        for (name, part) in &rooms {
-            e.bytes(name.as_bytes())
-                .u8(matches!(part, Part::Recovered(true)).into());
+        let rooms: Vec<(&str, bool)> = (rooms.iter())
+            .map(|(name, part)| (&**name, matches!(part, Part::Recovered(true))))
+            .collect();
+        let m = BusMsg::Rejoined {
+            sid: asid,
+            epoch,
+            rooms: Seq::Items(&rooms),
+            frames: &frames,
+        };
+        if let Some(bus) = self.bus.as_mut() {
+            bus.send(p, &m);
         }
-        e.bytes(&frames);
-        e.finish();
-        Some(())
     }
 
     /// On the session's worker: one home's part of a resume.
-    pub(crate) fn on_rejoined(&mut self, p: u32, d: &mut Dec) -> Option<()> {
-        let (asid, epoch, n) = (d.u64()?, d.u32()?, d.u32()?);
-        let mut rooms = Vec::with_capacity(n.min(1024) as usize);
-        for _ in 0..n {
-            rooms.push((Box::<str>::from(d.str()?), Part::Recovered(d.u8()? != 0)));
-        }
-        let frames = d.bytes()?;
+    pub(crate) fn on_rejoined(
+        &mut self,
+        p: u32,
+        (asid, epoch): (u64, u32),
+        rooms: Seq<(&str, bool)>,
+        frames: &[u8],
+    ) {
+        let rooms = (rooms.iter()).map(|(name, on)| (Box::<str>::from(name), Part::Recovered(on)));
         let sid = SessionId::from_bits(asid);
         let limit = self.conns.out_limit;
         let Some(r) = self
@@ -445,7 +427,7 @@ impl Worker {
             .and_then(|s| s.resuming.as_deref_mut())
             .filter(|r| r.epoch == epoch && r.waiting.contains(&p))
         else {
-            return Some(());
+            return;
         };
         r.waiting.retain(|&w| w != p);
         r.rooms.extend(rooms);
@@ -454,7 +436,6 @@ impl Worker {
         if done {
             self.resume_done(sid);
         }
-        Some(())
     }
 
     /// Worker `p` is gone: a resume waiting for it goes on without it (its

@@ -385,12 +385,7 @@ impl Worker {
             self.cfg.drain_ms
         );
         self.draining = Some(self.now + self.cfg.drain());
-        let frame = |p| {
-            protocol::encode_frame(
-                p,
-                &V::Map(vec![("t", V::Str("closing")), ("retry_ms", V::U(RETRY_MS))]),
-            )
-        };
+        let frame = |p| protocol::encode_frame(p, &crate::hub::out::closing(RETRY_MS));
         let (mp, js) = (frame(Proto::Msgpack), frame(Proto::Json));
         for id in self.conns.arena.ids() {
             let proto = match self.conns.arena.get(id).map(|c| &c.phase) {
@@ -743,20 +738,10 @@ impl Worker {
             let Some(s) = self.sessions.get(sid) else {
                 return;
             };
-            protocol::encode_frame(
-                up.proto,
-                &V::Map(vec![
-                    ("t", V::Str("welcome")),
-                    ("id", V::U(member)),
-                    ("session", V::Str(&s.token_hex())),
-                    ("hb_ms", V::U(self.cfg.hb_ms.into())),
-                    (
-                        "server",
-                        V::Str(concat!("roomd/", env!("CARGO_PKG_VERSION"))),
-                    ),
-                    ("worker", V::U(self.id.into())),
-                ]),
-            )
+            let (hb_ms, worker) = (self.cfg.hb_ms.into(), self.id.into());
+            let token = s.token_hex();
+            let m = crate::hub::out::welcome(member, &token, hb_ms, worker);
+            protocol::encode_frame(up.proto, &m)
         };
         self.conns.push(id, &welcome);
         if let Some(room) = up.room {
