@@ -15,6 +15,7 @@ use crate::arena::Arena;
 use crate::bus::Bus;
 use crate::conn::{CloseReason, ConnId, Conns, Phase};
 use crate::hub::out::{self, Presence};
+use crate::hub::rules::{check_state, PropsChange};
 use crate::protocol::{self, err_v, Blob, Code, Fail, Frames, Proto, Req, To, V};
 use crate::room::{valid_name, Member, Room, RoomId, RoomState, Why};
 use crate::session::{MemberId, Session, SessionId};
@@ -855,65 +856,23 @@ impl Worker {
         let Some(room) = self.rooms.get_mut(rid) else {
             return Ok(());
         };
-        if let Some(e) = req.expect {
-            if e != room.ver {
-                let mut f = Fail::new(
-                    Code::Conflict,
-                    format!("expected ver {e}, room is at {}", room.ver),
-                );
-                f.ver = Some(room.ver);
-                return Err(f);
-            }
-        }
-        // Only keys whose value moves count: deleting an absent key or
-        // setting the value a key has changes nothing (PROTOCOL.md), and a
-        // request of only such keys answers the current `ver` and is not
-        // announced.
-        let changed: Vec<_> = set
+        let set = set
             .iter()
-            .filter(|(k, v)| {
-                room.props().get(&***k).map(|b| &**b) != v.as_ref().map(|v| v.0.as_ref())
-            })
-            .collect();
-        if changed.is_empty() {
+            .map(|(k, v)| (&**k, v.as_ref().map(|v| v.0.as_ref())));
+        let change = PropsChange::check(room, set, req.expect, max)?;
+        if change.is_empty() {
+            // Nothing moves (PROTOCOL.md): the current `ver`, no broadcast.
             let ver = room.ver;
             self.ok(sid, req.rid, vec![("ver", V::U(ver))]);
             return Ok(());
         }
-        let mut size = room.props_bytes();
-        for &(k, v) in &changed {
-            if let Some(old) = room.props().get(&**k) {
-                size -= k.len() + old.len();
-            }
-            if let Some(v) = v {
-                size += k.len() + v.0.len();
-            }
-        }
-        if size > max {
-            return Err(Fail::new(
-                Code::TooLarge,
-                format!("props would be {size} bytes; at most {max}"),
-            ));
-        }
-        let x = room.extra_mut();
-        for &(k, v) in &changed {
-            match v {
-                Some(v) => {
-                    x.props.insert((&**k).into(), v.0.as_ref().into());
-                }
-                None => {
-                    x.props.remove(&**k);
-                }
-            }
-        }
-        x.props_bytes = size;
-        room.ver += 1;
-        let ver = room.ver;
+        let ver = change.apply(room);
+        let changed = change.changed;
         self.ok(sid, req.rid, vec![("ver", V::U(ver))]);
         // The broadcast carries the changed keys only.
         broadcast!(self, rid, None, |room: &Room| out::props(
             &room.name,
-            (changed.iter()).map(|&(k, v)| (&**k, v.as_ref().map(|v| v.0.as_ref()))),
+            changed.iter().copied(),
             ver
         ));
         Ok(())
@@ -931,18 +890,7 @@ impl Worker {
         let Some(room) = self.rooms.get(rid) else {
             return Ok(());
         };
-        if room.owner != member {
-            return Err(Fail::new(
-                Code::Forbidden,
-                "only the room's owner may change its state",
-            ));
-        }
-        if !room.state.can_move(to) {
-            return Err(Fail::new(
-                Code::InvalidState,
-                format!("cannot go from {} to {}", room.state.as_str(), to.as_str()),
-            ));
-        }
+        check_state(room, member, to)?;
         let ver = room.ver + 1;
         self.ok(sid, req.rid, vec![("ver", V::U(ver))]);
         self.set_state(rid, to);
