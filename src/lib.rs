@@ -13,24 +13,23 @@ pub mod conn;
 #[macro_use]
 mod handler;
 mod audience;
-pub mod history;
 pub mod http;
 pub mod hub;
 pub mod ipc;
 mod lobby;
-pub mod matcher;
 mod matchmaking;
 pub mod metrics;
-pub mod names;
 pub mod protocol;
 mod relay;
 mod resume;
-pub mod room;
 pub mod session;
 pub mod supervisor;
 pub mod timer;
 pub mod web;
 pub mod worker;
+
+// The core's data, at the paths the rest of the crate names them by.
+pub use hub::{history, matcher, names, room};
 
 pub use config::Config;
 pub use worker::Worker;
