@@ -7,15 +7,15 @@
 //! members (sessions with a connection), the message is encoded once per
 //! subprotocol, and the same bytes are queued on every target.
 
-use std::collections::BTreeMap;
-
 use log::{debug, warn};
 
 use crate::arena::Arena;
 use crate::bus::Bus;
 use crate::conn::{CloseReason, ConnId, Conns, Phase};
 use crate::hub::out::{self, Presence};
-use crate::hub::rules::{check_state, PropsChange};
+use crate::hub::rules::{
+    autostarts, check_join, check_state, initial_props, room_max, PropsChange,
+};
 use crate::protocol::{self, err_v, Blob, Code, Fail, Frames, Proto, Req, To, V};
 use crate::room::{valid_name, Member, Room, RoomId, RoomState, Why};
 use crate::session::{MemberId, Session, SessionId};
@@ -534,27 +534,12 @@ impl Worker {
         if let Some(sid) = grant_of {
             self.check_grant(sid, &name)?;
         }
-        let server_max = self.cfg.max_members;
-        let max = match req.max {
-            None => 16.min(server_max),
-            Some(0) => server_max,
-            Some(m) => m.min(server_max),
-        };
-        let mut props = BTreeMap::new();
-        let mut props_bytes = 0;
-        for (k, v) in req.props.iter().flatten() {
-            props_bytes += k.len() + v.0.len();
-            props.insert(Box::<str>::from(&**k), Box::<[u8]>::from(v.0.as_ref()));
-        }
-        if props_bytes > self.cfg.max_message as usize {
-            return Err(Fail::new(
-                Code::TooLarge,
-                format!(
-                    "props are {props_bytes} bytes; at most {}",
-                    self.cfg.max_message
-                ),
-            ));
-        }
+        let max = room_max(req.max, self.cfg.max_members);
+        let kv = req.props.iter().flatten();
+        let (props, props_bytes) = initial_props(
+            kv.map(|(k, v)| (&**k, v.0.as_ref())),
+            self.cfg.max_message as usize,
+        )?;
         let idle_ms = req.idle_ms.unwrap_or(self.cfg.idle_ms).min(MAX_IDLE_MS);
         let mut room = Room::new(
             &name,
@@ -622,24 +607,7 @@ impl Worker {
                 .rooms
                 .get(rid)
                 .ok_or_else(|| Fail::new(Code::NotFound, "gone"))?;
-            if !room.state.accepts_joins() {
-                return Err(Fail::new(
-                    Code::InvalidState,
-                    format!("room {name:?} is {}; joins are closed", room.state.as_str()),
-                ));
-            }
-            if room.is_full() {
-                return Err(Fail::new(
-                    Code::Full,
-                    format!("room {name:?} is full ({} members)", room.max),
-                ));
-            }
-            if room.is_banned(self.member_id(sid)) {
-                return Err(Fail::new(
-                    Code::Forbidden,
-                    format!("you are banned from {name:?}"),
-                ));
-            }
+            check_join(room, self.member_id(sid))?;
             let meta = meta_of(&meta.cloned())?;
             // A watcher taking a seat stops watching.
             if !self.remove_watcher(rid, sid) {
@@ -661,10 +629,7 @@ impl Worker {
 
     /// With `autostart`, a room that just filled up starts `playing`.
     pub(crate) fn autostart(&mut self, rid: RoomId) {
-        let start = self
-            .rooms
-            .get(rid)
-            .is_some_and(|r| r.autostart() && r.is_full() && r.state == RoomState::Waiting);
+        let start = self.rooms.get(rid).is_some_and(autostarts);
         if start {
             self.set_state(rid, RoomState::Playing);
         }

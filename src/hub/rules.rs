@@ -5,8 +5,75 @@
 //! server.
 
 use crate::protocol::{Code, Fail};
-use crate::room::{Room, RoomState};
+use crate::room::{Props, Room, RoomState};
 use crate::session::MemberId;
+
+/// Members a room takes when `create` does not say (at most the server's).
+pub const DEFAULT_MAX: u16 = 16;
+
+/// A room's member limit from `create`'s `max`: 16 when absent, the
+/// server's `--max-members` for 0, never more than it.
+pub fn room_max(asked: Option<u16>, server_max: u16) -> u16 {
+    match asked {
+        None => DEFAULT_MAX.min(server_max),
+        Some(0) => server_max,
+        Some(m) => m.min(server_max),
+    }
+}
+
+/// A new room's props from `create`'s `props`, with their size (keys plus
+/// values), which must stay within `max` (`too_large`).
+pub fn initial_props<'a>(
+    kv: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    max: usize,
+) -> Result<(Props, usize), Fail> {
+    let mut props = Props::new();
+    let mut bytes = 0;
+    for (k, v) in kv {
+        if let Some(old) = props.insert(k.into(), v.into()) {
+            bytes -= k.len() + old.len();
+        }
+        bytes += k.len() + v.len();
+    }
+    if bytes > max {
+        return Err(Fail::new(
+            Code::TooLarge,
+            format!("props are {bytes} bytes; at most {max}"),
+        ));
+    }
+    Ok((props, bytes))
+}
+
+/// Whether member `who` (not seated there) may take a seat in `room`: joins
+/// are open (`created` or `waiting`, else `invalid_state`), a seat is free
+/// (`full`), and `who` is not banned (`forbidden`).
+pub fn check_join(room: &Room, who: MemberId) -> Result<(), Fail> {
+    let name = &*room.name;
+    if !room.state.accepts_joins() {
+        return Err(Fail::new(
+            Code::InvalidState,
+            format!("room {name:?} is {}; joins are closed", room.state.as_str()),
+        ));
+    }
+    if room.is_full() {
+        return Err(Fail::new(
+            Code::Full,
+            format!("room {name:?} is full ({} members)", room.max),
+        ));
+    }
+    if room.is_banned(who) {
+        return Err(Fail::new(
+            Code::Forbidden,
+            format!("you are banned from {name:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// An `autostart` room that just filled up while `waiting` starts `playing`.
+pub fn autostarts(room: &Room) -> bool {
+    room.autostart() && room.is_full() && room.state == RoomState::Waiting
+}
 
 /// A `props` request checked against a room: the keys whose value moves,
 /// and the room's props size once they have.
@@ -110,6 +177,54 @@ mod tests {
 
     fn room() -> Room {
         Room::new("r", 1, 8, 60_000, false, false)
+    }
+
+    #[test]
+    fn max_defaults_to_16_and_never_passes_the_server() {
+        assert_eq!(room_max(None, 64), 16);
+        assert_eq!(room_max(None, 8), 8);
+        assert_eq!(room_max(Some(0), 64), 64, "0: the server's limit");
+        assert_eq!(room_max(Some(2), 64), 2);
+        assert_eq!(room_max(Some(1000), 64), 64);
+    }
+
+    #[test]
+    fn initial_props_are_bounded_and_counted() {
+        let (p, n) = initial_props([("a", &b"12"[..]), ("bb", b"")], 5).expect("5 bytes");
+        assert_eq!(n, 5);
+        assert_eq!(p.len(), 2);
+        let f = initial_props([("a", &b"123"[..]), ("bb", b"")], 5).expect_err("6 bytes");
+        assert_eq!(f.code, Code::TooLarge);
+        let (p, n) = initial_props([("a", &b"1234"[..]), ("a", b"1")], 2).expect("last wins");
+        assert_eq!((p.len(), n), (1, 2));
+        assert_eq!(
+            initial_props([], 0).map(|(p, n)| (p.len(), n)).ok(),
+            Some((0, 0))
+        );
+    }
+
+    #[test]
+    fn joins_need_an_open_state_a_free_seat_and_no_ban() {
+        let mut r = Room::new("r", 1, 1, 60_000, false, false);
+        assert!(check_join(&r, 2).is_ok());
+        for (state, ok) in [
+            (RoomState::Created, true),
+            (RoomState::Waiting, true),
+            (RoomState::Playing, false),
+            (RoomState::Settling, false),
+            (RoomState::Closed, false),
+        ] {
+            r.state = state;
+            let got = check_join(&r, 2);
+            assert_eq!(got.is_ok(), ok, "{state:?}");
+            if let Err(f) = got {
+                assert_eq!(f.code, Code::InvalidState);
+            }
+        }
+        r.state = RoomState::Waiting;
+        r.extra_mut().banned.push(3);
+        assert_eq!(check_join(&r, 3).map_err(|f| f.code), Err(Code::Forbidden));
+        assert!(check_join(&r, 2).is_ok(), "a ban is per member");
     }
 
     fn set<'a>(kv: &[(&'a str, Option<&'a [u8]>)]) -> Vec<(&'a str, Option<&'a [u8]>)> {
