@@ -25,7 +25,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use roomd::arena::Arena;
 use roomd::conn::{Bucket, Conn, ConnId, Conns, Phase, Ws};
 use roomd::protocol::{Frames, Proto, V};
-use roomd::session::Session;
+use roomd::session::{Attach, Client, Session};
 
 const MEMBERS: usize = 1_000;
 const ROOM: &str = "lobby-42";
@@ -74,8 +74,11 @@ fn room() -> Room {
         let sock = mio::net::TcpStream::from_std(server);
         let proto = Proto::Msgpack;
         let cid = conns.arena.next_id();
-        let mut session =
-            Session::fresh(i as u64 + 1, (i as u128).to_be_bytes(), Some((cid, proto)));
+        let mut session = Session::fresh(
+            i as u64 + 1,
+            (i as u128).to_be_bytes(),
+            Attach::On(Client::Local(cid, proto)),
+        );
         session.hello_done = true;
         let session = sessions.insert(session);
         let mut conn = Conn::new(sock, peer, 0);

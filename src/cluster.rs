@@ -41,7 +41,7 @@ use crate::hub::out::{self, Presence};
 use crate::ipc::{Control, FromSupervisor, ToSupervisor};
 use crate::protocol::{self, err_v, Code, Fail, Proto, Req, V};
 use crate::room::{valid_name, RoomState, Why};
-use crate::session::{Asked, Part, Session, SessionId, Shadow, MEMBER_BITS};
+use crate::session::{Asked, Attach, Client, Far, Part, Session, SessionId, Shadow, MEMBER_BITS};
 use crate::worker::{Timer, Worker};
 
 pub(crate) const CONTROL: Token = Token(usize::MAX - 3);
@@ -182,15 +182,14 @@ impl Worker {
         if s.resuming.is_some() {
             return Some(Route::Hold(sid, s.proto()?));
         }
-        if let Some((c, p)) = s.conn {
-            return Some(Route::Local(c, p));
+        match &s.at {
+            Attach::On(Client::Local(c, p)) => Some(Route::Local(*c, *p)),
+            Attach::On(Client::Relayed(r)) => Some(Route::Remote(r.worker, r.rsid, r.proto)),
+            Attach::Shadow(sh) => {
+                (sh.client == Far::Attached).then_some(Route::Remote(sh.worker, sh.rsid, sh.proto))
+            }
+            Attach::Away { .. } | Attach::Detached => None,
         }
-        if let Some(r) = s.relay {
-            return Some(Route::Remote(r.worker, r.rsid, r.proto));
-        }
-        let sh = s.shadow.as_deref()?;
-        sh.attached
-            .then_some(Route::Remote(sh.worker, sh.rsid, sh.proto))
     }
 
     pub(crate) fn push_route(&mut self, r: Route, frame: &[u8]) -> bool {
@@ -222,10 +221,12 @@ impl Worker {
         let Some(s) = self.sessions.get(sid) else {
             return false;
         };
-        if s.shadow.is_some() {
-            s.seats.is_empty() && s.watching.is_empty() && self.lobby.matcher.queued(sid) == 0
-        } else {
-            !s.attached() && s.grace.is_none()
+        match s.at {
+            Attach::Shadow(_) => {
+                s.seats.is_empty() && s.watching.is_empty() && self.lobby.matcher.queued(sid) == 0
+            }
+            Attach::Detached => true,
+            Attach::On(_) | Attach::Away { .. } => false,
         }
     }
 
@@ -233,7 +234,7 @@ impl Worker {
     fn shadow_of(&self, sid: SessionId) -> Option<(u32, u64)> {
         self.sessions
             .get(sid)
-            .and_then(|s| s.shadow.as_deref())
+            .and_then(Session::shadow)
             .map(|sh| (sh.worker, sh.rsid))
     }
 
@@ -310,7 +311,7 @@ impl Worker {
     /// A session leaves the arena: a shadow leaves the index; homes still
     /// holding seats of a local one let them go.
     pub(crate) fn forget_remote(&mut self, sid: SessionId, s: &Session) {
-        if let Some(sh) = s.shadow.as_deref() {
+        if let Some(sh) = s.shadow() {
             if self.shadows.get(&(sh.worker, sh.rsid)) == Some(&sid) {
                 self.shadows.remove(&(sh.worker, sh.rsid));
             }
@@ -963,15 +964,15 @@ impl Worker {
                 return sid;
             }
         }
-        let mut s = Session::fresh(member, [0; 16], None);
-        s.meta = meta.map(Into::into);
-        s.hello_done = true;
-        s.shadow = Some(Box::new(Shadow {
+        let shadow = Shadow {
             worker: p,
             rsid,
             proto,
-            attached: true,
-        }));
+            client: Far::Attached,
+        };
+        let mut s = Session::fresh(member, [0; 16], Attach::Shadow(Box::new(shadow)));
+        s.meta = meta.map(Into::into);
+        s.hello_done = true;
         let sid = self.sessions.insert(s);
         self.shadows.insert((p, rsid), sid);
         sid
@@ -990,9 +991,9 @@ impl Worker {
                 r.asked.remove(i);
             }
         }
-        let Some((cid, _)) = s.conn else {
+        let Some((cid, _)) = s.conn() else {
             // Relayed: the connection's worker keeps the count.
-            if let (Some(r), Some(bus)) = (s.relay, self.bus.as_mut()) {
+            if let (Some(r), Some(bus)) = (s.relay(), self.bus.as_mut()) {
                 bus.send(r.worker, &BusMsg::Outcome { sid: r.rsid, code });
             }
             return;
@@ -1094,9 +1095,9 @@ impl Worker {
             return;
         };
         let member = s.member;
-        let was = s.shadow.as_ref().is_some_and(|sh| sh.attached);
-        if let Some(sh) = s.shadow.as_mut() {
-            sh.attached = false;
+        let was = s.shadow().is_some_and(|sh| sh.client == Far::Attached);
+        if let Some(sh) = s.shadow_mut() {
+            sh.client = Far::Away;
         }
         let seats = s.seats.clone();
         if was {
@@ -1189,8 +1190,12 @@ impl Worker {
             }
             self.shadow_away(sid);
             let t = self.timers.arm(self.now + grace, Timer::Grace(sid));
-            if let Some(s) = self.sessions.get_mut(sid) {
-                s.grace = Some((t, Why::Disconnect));
+            let old = self
+                .sessions
+                .get_mut(sid)
+                .and_then(|s| s.go_away(t, Why::Disconnect));
+            if let Some(old) = old {
+                self.timers.cancel(old);
             }
         }
         let qids: Vec<u32> = self.lists.keys().copied().collect();

@@ -18,7 +18,7 @@ use crate::hub::rules::{
 };
 use crate::protocol::{self, err_v, Blob, Code, Fail, Frames, Proto, Req, To, V};
 use crate::room::{valid_name, Member, Room, RoomId, RoomState, Why};
-use crate::session::{MemberId, Session, SessionId};
+use crate::session::{Attach, Client, Far, MemberId, Session, SessionId};
 use crate::worker::{Timer, Worker};
 
 /// Largest `meta` (PROTOCOL.md "Identities and names").
@@ -84,12 +84,15 @@ fn collect_targets(
             if let Some(p) = s.proto() {
                 t.held.push((session, p));
             }
-        } else if let Some(conn) = s.conn {
-            t.local.push(conn);
-        } else if let Some(r) = s.relay {
-            t.remote.push((r.worker, r.proto, r.rsid));
-        } else if let Some(sh) = s.shadow.as_deref().filter(|sh| sh.attached) {
-            t.remote.push((sh.worker, sh.proto, sh.rsid));
+            continue;
+        }
+        match &s.at {
+            Attach::On(Client::Local(c, p)) => t.local.push((*c, *p)),
+            Attach::On(Client::Relayed(r)) => t.remote.push((r.worker, r.proto, r.rsid)),
+            Attach::Shadow(sh) if sh.client == Far::Attached => {
+                t.remote.push((sh.worker, sh.proto, sh.rsid));
+            }
+            _ => {}
         }
     }
 }
@@ -946,7 +949,7 @@ impl Worker {
             };
             s.seats.retain(|&r| r != rid);
             s.watching.retain(|&r| r != rid);
-            if s.shadow.is_none() && !s.attached() {
+            if matches!(s.at, Attach::Away { .. } | Attach::Detached) {
                 s.closed.push(((*room.name).into(), why.into()));
             }
             self.tell_seat(sid, &room.name, false, Some(why));
@@ -985,8 +988,7 @@ impl Worker {
         let Some(s) = self.sessions.get_mut(sid) else {
             return;
         };
-        s.conn = None;
-        s.relay = None;
+        s.cut();
         s.resuming = None;
         self.watch_attach(sid, false);
         self.lobby_end(sid);
@@ -1003,7 +1005,10 @@ impl Worker {
             return;
         }
         let member = s.member;
-        s.grace = Some((self.timers.arm(self.now + grace, Timer::Grace(sid)), why));
+        let timer = self.timers.arm(self.now + grace, Timer::Grace(sid));
+        if let Some(old) = s.go_away(timer, why) {
+            self.timers.cancel(old);
+        }
         let seats = s.seats.clone();
         self.announce(&seats, member, Presence::Away);
         self.tell_homes(sid, crate::bus::kind::AWAY, why);
@@ -1029,14 +1034,11 @@ impl Worker {
         let Some(s) = self.sessions.get_mut(sid) else {
             return;
         };
-        let Some((_, why)) = s.grace.take() else {
+        // The grace timer has fired; release without cancelling it.
+        let Some((_, why)) = s.take_grace() else {
             return;
         };
-        if !s.attached() {
-            // The grace timer has fired; release without cancelling it.
-            s.grace = None;
-            self.release_session(sid, why);
-        }
+        self.release_session(sid, why);
     }
 
     /// Frees a session and every seat it holds (others see `leave`).
@@ -1052,7 +1054,7 @@ impl Worker {
         let Some(s) = self.sessions.get_mut(sid) else {
             return;
         };
-        if let Some((t, _)) = s.grace.take() {
+        if let Some((t, _)) = s.take_grace() {
             self.timers.cancel(t);
         }
         let watching = s.watching.clone();

@@ -30,9 +30,9 @@ use std::borrow::Cow;
 use crate::conn::{CloseReason, ConnId};
 use crate::hub::bus_msg::{BusMsg, ResumeAsk, Seq};
 use crate::protocol::{self, err_v, Code, Fail, Proto, Req};
-use crate::resume::{resume_gone, Ask, Attach};
+use crate::resume::{resume_gone, Ask};
 use crate::room::Why;
-use crate::session::{Proxy, Relay, SessionId};
+use crate::session::{Client, Proxy, Relay, Session, SessionId};
 use crate::worker::Worker;
 
 impl Worker {
@@ -49,7 +49,7 @@ impl Worker {
         let Some(s) = self.sessions.get(sid) else {
             return Ok(());
         };
-        let Some((_, proto)) = s.conn else {
+        let Some((_, proto)) = s.conn() else {
             return Ok(());
         };
         let meta = req.meta.as_ref().and(s.meta.as_deref());
@@ -123,7 +123,7 @@ impl Worker {
         );
         self.resume_session(
             old,
-            Attach::Relay(relay),
+            Client::Relayed(relay),
             Ask {
                 rid,
                 meta,
@@ -146,7 +146,7 @@ impl Worker {
                     .as_deref()
                     .is_some_and(|x| x.worker == p && x.sid.is_none())
             })
-            .and_then(|s| s.conn)
+            .and_then(Session::conn)
             .map(|c| c.0);
         let Some(cid) = cid else {
             // The connection ended while the resume was on its way.
@@ -249,7 +249,7 @@ impl Worker {
     fn relayed_via(&self, sid: SessionId, p: u32, bsid: u64) -> bool {
         self.sessions
             .get(sid)
-            .and_then(|s| s.relay)
+            .and_then(Session::relay)
             .is_some_and(|r| r.worker == p && r.rsid == bsid)
     }
 
@@ -310,7 +310,7 @@ impl Worker {
             return;
         }
         if let Some(s) = self.sessions.get_mut(sid) {
-            s.relay = None;
+            s.cut();
         }
         self.detach(sid, reason);
     }
@@ -333,7 +333,7 @@ impl Worker {
             .sessions
             .get(SessionId::from_bits(bsid))
             .filter(|s| s.proxy.as_deref().is_some_and(|x| x.worker == p))
-            .and_then(|s| s.conn);
+            .and_then(Session::conn);
         if let Some((cid, _)) = cid {
             self.close_conn(cid, reason);
         }
@@ -347,12 +347,12 @@ impl Worker {
         let Some(s) = self.sessions.get_mut(sid) else {
             return;
         };
-        if s.relay.is_some_and(|r| r.worker == p) {
-            s.relay = None;
+        if s.relay().is_some_and(|r| r.worker == p) {
+            s.cut();
             self.detach(sid, CloseReason::Dropped);
             return;
         }
-        let Some(cid) = s.conn.map(|c| c.0) else {
+        let Some(cid) = s.conn().map(|c| c.0) else {
             return;
         };
         match s.proxy.as_deref().copied() {

@@ -37,7 +37,7 @@ use crate::hub::bus_msg::{BusMsg, Seq};
 use crate::hub::out::Presence;
 use crate::protocol::{self, Code, Fail, Proto, Req};
 use crate::room::{RoomId, Why};
-use crate::session::{Part, Relay, Resuming, SessionId};
+use crate::session::{Client, Far, Part, Relay, Resuming, Session, SessionId};
 use crate::worker::Worker;
 
 /// The index key of a resume token (its 128 bits); `None` for anything that
@@ -70,15 +70,6 @@ fn replay_cost(data: &[u8], room: &str, proto: Proto) -> usize {
         Proto::Json => data.len().div_ceil(3) * 4,
     };
     data + room.len() + 64
-}
-
-/// Where the client of a resumed session is.
-#[derive(Clone, Copy)]
-pub(crate) enum Attach {
-    /// A connection of this worker.
-    Local(ConnId, Proto),
-    /// A connection of another worker, which relays.
-    Relay(Relay),
 }
 
 /// What a `hello` with `resume` brings besides the token.
@@ -131,7 +122,7 @@ impl Worker {
                 "that session is this connection's own",
             ));
         }
-        let Some((_, proto)) = self.sessions.get(sid).and_then(|s| s.conn) else {
+        let Some((_, proto)) = self.sessions.get(sid).and_then(Session::conn) else {
             return Ok(());
         };
         // The fresh session goes; anything it joined or queued for is left.
@@ -157,7 +148,7 @@ impl Worker {
             grant,
             last: &last,
         };
-        self.resume_session(old, Attach::Local(cid, proto), ask);
+        self.resume_session(old, Client::Local(cid, proto), ask);
         Ok(())
     }
 
@@ -165,11 +156,11 @@ impl Worker {
     /// from where it is attached (closed 4003), replays the rooms homed here
     /// and asks the other homes for theirs. `resumed` goes out from
     /// [`Worker::resume_done`], now or once the last home has answered.
-    pub(crate) fn resume_session(&mut self, old: SessionId, to: Attach, ask: Ask) {
+    pub(crate) fn resume_session(&mut self, old: SessionId, to: Client, ask: Ask) {
         let Some(s) = self.sessions.get(old) else {
             return;
         };
-        let (old_conn, old_relay) = (s.conn, s.relay);
+        let (old_conn, old_relay) = (s.conn(), s.relay());
         if let Some((ocid, _)) = old_conn {
             // Half-open: closed 4003; `detach` leaves the session alone for
             // `Replaced`, so it stays attached until it is moved below.
@@ -183,21 +174,10 @@ impl Worker {
         let Some(s) = self.sessions.get_mut(old) else {
             return;
         };
-        if let Some((t, _)) = s.grace.take() {
+        if let Some(t) = s.attach(to) {
             self.timers.cancel(t);
         }
-        let proto = match to {
-            Attach::Local(cid, p) => {
-                s.conn = Some((cid, p));
-                s.relay = None;
-                p
-            }
-            Attach::Relay(r) => {
-                s.conn = None;
-                s.relay = Some(r);
-                r.proto
-            }
-        };
+        let proto = to.proto();
         s.hello_done = true;
         if ask.meta.is_some() {
             s.meta = ask.meta;
@@ -379,9 +359,9 @@ impl Worker {
         if let Some((sid, s)) = shadow.and_then(|sid| Some((sid, self.sessions.get_mut(sid)?))) {
             let (member, seats) = (s.member, s.seats.clone());
             let watching = s.watching.clone();
-            let was = s.shadow.as_ref().is_some_and(|sh| sh.attached);
-            if let Some(sh) = s.shadow.as_mut() {
-                sh.attached = true;
+            let was = s.shadow().is_some_and(|sh| sh.client == Far::Attached);
+            if let Some(sh) = s.shadow_mut() {
+                sh.client = Far::Attached;
                 sh.proto = proto;
             }
             if !was {
@@ -462,7 +442,7 @@ impl Worker {
         let Some(s) = self.sessions.remove(sid) else {
             return;
         };
-        if let Some((t, _)) = s.grace {
+        if let Some((t, _)) = s.grace() {
             self.timers.cancel(t);
         }
         self.forget_token(sid, s.token);

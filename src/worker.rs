@@ -49,7 +49,7 @@ use crate::matchmaking::Lobby;
 use crate::metrics::{Gauges, Metrics};
 use crate::protocol::{self, Proto, V};
 use crate::room::{Room, RoomId};
-use crate::session::{Session, SessionId};
+use crate::session::{Attach, Client, Session, SessionId};
 use crate::timer::Wheel;
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -683,7 +683,7 @@ impl Worker {
         }
         let member = self.next_member;
         self.next_member += 1;
-        let mut session = Session::fresh(member, raw, Some((id, up.proto)));
+        let mut session = Session::fresh(member, raw, Attach::On(Client::Local(id, up.proto)));
         session.meta = grant
             .as_ref()
             .and_then(|g| g.sub.as_deref())
@@ -1293,17 +1293,14 @@ impl Worker {
         }
         for (sid, s) in self.sessions.iter() {
             debug_assert_eq!(s.lobby.is_some(), self.lobby_list.subs.contains(&sid));
-            debug_assert!(!(s.conn.is_some() && s.relay.is_some()));
             debug_assert!(s.resuming.is_none() || s.attached());
-            match s.shadow.as_deref() {
-                None => {
-                    debug_assert_eq!(!s.attached(), s.grace.is_some(), "grace iff detached")
-                }
-                Some(sh) => {
-                    debug_assert!(s.conn.is_none());
-                    debug_assert!(
-                        s.grace.is_some() || self.shadows.get(&(sh.worker, sh.rsid)) == Some(&sid)
-                    );
+            match &s.at {
+                Attach::On(_) | Attach::Away { .. } => {}
+                Attach::Detached => debug_assert!(false, "detached past its turn"),
+                Attach::Shadow(sh) => {
+                    // Out of the index only once its worker is lost.
+                    let lost = matches!(sh.client, crate::session::Far::Lost { .. });
+                    debug_assert!(lost || self.shadows.get(&(sh.worker, sh.rsid)) == Some(&sid));
                 }
             }
         }
