@@ -65,23 +65,27 @@ struct Entry<T> {
     val: T,
 }
 
-/// A slab of `T` addressed by generational [`Id`]s.
-pub struct Arena<T> {
+/// A slab of `T` addressed by generational [`Id`]s. Ids are `Id<K>`: `K` is
+/// `T` itself unless a marker type is given, so code that must not name `T`
+/// (the room core, for client connections) can still hold typed ids.
+pub struct Arena<T, K = T> {
     slab: slab::Slab<Entry<T>>,
     next_gen: u32,
+    _k: PhantomData<fn() -> K>,
 }
 
-impl<T> Default for Arena<T> {
+impl<T, K> Default for Arena<T, K> {
     fn default() -> Self {
         Arena {
             slab: slab::Slab::new(),
             next_gen: 1,
+            _k: PhantomData,
         }
     }
 }
 
-impl<T> Arena<T> {
-    pub fn insert(&mut self, val: T) -> Id<T> {
+impl<T, K> Arena<T, K> {
+    pub fn insert(&mut self, val: T) -> Id<K> {
         let gen = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1).max(1);
         let idx = self.slab.insert(Entry { gen, val });
@@ -94,7 +98,7 @@ impl<T> Arena<T> {
 
     /// The id that would be handed out for the next insert's slot, with the
     /// generation it will get; lets a value know its own id before insertion.
-    pub fn next_id(&self) -> Id<T> {
+    pub fn next_id(&self) -> Id<K> {
         Id {
             idx: self.slab.vacant_key() as u32,
             gen: self.next_gen,
@@ -102,14 +106,14 @@ impl<T> Arena<T> {
         }
     }
 
-    pub fn get(&self, id: Id<T>) -> Option<&T> {
+    pub fn get(&self, id: Id<K>) -> Option<&T> {
         match self.slab.get(id.idx as usize) {
             Some(e) if e.gen == id.gen => Some(&e.val),
             _ => None,
         }
     }
 
-    pub fn get_mut(&mut self, id: Id<T>) -> Option<&mut T> {
+    pub fn get_mut(&mut self, id: Id<K>) -> Option<&mut T> {
         match self.slab.get_mut(id.idx as usize) {
             Some(e) if e.gen == id.gen => Some(&mut e.val),
             _ => None,
@@ -117,7 +121,7 @@ impl<T> Arena<T> {
     }
 
     /// The live id at a slab index (for mio tokens, which carry no generation).
-    pub fn id_at(&self, idx: usize) -> Option<Id<T>> {
+    pub fn id_at(&self, idx: usize) -> Option<Id<K>> {
         self.slab.get(idx).map(|e| Id {
             idx: idx as u32,
             gen: e.gen,
@@ -126,7 +130,7 @@ impl<T> Arena<T> {
     }
 
     /// The live entry at a slab index, with its id.
-    pub fn at(&self, idx: usize) -> Option<(Id<T>, &T)> {
+    pub fn at(&self, idx: usize) -> Option<(Id<K>, &T)> {
         self.slab.get(idx).map(|e| {
             (
                 Id {
@@ -139,7 +143,7 @@ impl<T> Arena<T> {
         })
     }
 
-    pub fn remove(&mut self, id: Id<T>) -> Option<T> {
+    pub fn remove(&mut self, id: Id<K>) -> Option<T> {
         match self.slab.get(id.idx as usize) {
             Some(e) if e.gen == id.gen => Some(self.slab.remove(id.idx as usize).val),
             _ => None,
@@ -154,7 +158,7 @@ impl<T> Arena<T> {
         self.slab.is_empty()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (Id<T>, &T)> {
+    pub fn iter(&self) -> impl Iterator<Item = (Id<K>, &T)> {
         self.slab.iter().map(|(idx, e)| {
             (
                 Id {
@@ -167,7 +171,7 @@ impl<T> Arena<T> {
         })
     }
 
-    pub fn ids(&self) -> Vec<Id<T>> {
+    pub fn ids(&self) -> Vec<Id<K>> {
         self.iter().map(|(id, _)| id).collect()
     }
 }
@@ -178,7 +182,7 @@ mod tests {
 
     #[test]
     fn stale_id_misses_reused_slot() {
-        let mut a = Arena::default();
+        let mut a: Arena<i32> = Arena::default();
         let x = a.insert(1);
         assert_eq!(a.remove(x), Some(1));
         let y = a.insert(2);
@@ -190,9 +194,19 @@ mod tests {
 
     #[test]
     fn next_id_predicts_insert() {
-        let mut a = Arena::default();
+        let mut a: Arena<i32> = Arena::default();
         a.insert(0);
         let p = a.next_id();
         assert_eq!(a.insert(7), p);
+    }
+
+    #[test]
+    fn ids_can_be_keyed_by_a_marker() {
+        enum Mark {}
+        let mut a: Arena<String, Mark> = Arena::default();
+        let id: Id<Mark> = a.insert("x".into());
+        assert_eq!(a.get(id).map(|s| s.as_str()), Some("x"));
+        assert_eq!(a.remove(id).as_deref(), Some("x"));
+        assert!(a.get(id).is_none());
     }
 }

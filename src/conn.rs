@@ -29,12 +29,13 @@ use std::time::Instant;
 use mio::net::TcpStream;
 use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 
-use crate::arena::{Arena, Id};
+use crate::arena::Arena;
 use crate::protocol::{Frames, Proto};
 use crate::session::SessionId;
 use crate::timer::TimerId;
 
-pub type ConnId = Id<Conn>;
+pub use crate::hub::ConnId;
+use crate::hub::Link;
 
 /// Bytes written to one socket per turn before others get their turn
 /// (fairness cap, as redis' NET_MAX_WRITES_PER_EVENT).
@@ -680,7 +681,7 @@ impl Conn {
 
 /// Every connection, plus the per-turn work lists.
 pub struct Conns {
-    pub arena: Arena<Conn>,
+    pub arena: Arena<Conn, Link>,
     /// Connections with output to flush this turn.
     pub pending: Vec<ConnId>,
     /// Connections whose output passed the limit; closed 4001 at a safe point.

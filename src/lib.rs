@@ -22,14 +22,13 @@ pub mod metrics;
 pub mod protocol;
 mod relay;
 mod resume;
-pub mod session;
 pub mod supervisor;
 pub mod timer;
 pub mod web;
 pub mod worker;
 
 // The core's data, at the paths the rest of the crate names them by.
-pub use hub::{history, matcher, names, room};
+pub use hub::{history, matcher, names, room, session};
 
 pub use config::Config;
 pub use worker::Worker;

@@ -13,7 +13,7 @@
 //! (a stand-in on a local connection) is apart from all this.
 
 use crate::arena::Id;
-use crate::conn::ConnId;
+use crate::hub::ConnId;
 use crate::protocol::Proto;
 use crate::room::{RoomId, Why};
 use crate::timer::TimerId;
