@@ -341,7 +341,8 @@ impl Worker {
     }
 
     fn api_rooms(&self) -> Vec<Value> {
-        self.rooms
+        self.hub
+            .rooms
             .iter()
             .map(|(_, r)| {
                 json!({"room": &*r.name, "members": r.members.len(), "max": r.max,
@@ -358,9 +359,10 @@ impl Worker {
 
     fn api_get(&mut self, id: ApiTo, name: &str) {
         let Some(room) = self
+            .hub
             .names
-            .get(&self.rooms, name)
-            .and_then(|r| self.rooms.get(r))
+            .get(&self.hub.rooms, name)
+            .and_then(|r| self.hub.rooms.get(r))
         else {
             self.api_fail(id, &Fail::new(Code::NotFound, format!("no room {name:?}")));
             return;
@@ -406,7 +408,7 @@ impl Worker {
     /// `POST /rooms/{room}/publish`: the raw body is `data`, sent as `msg`
     /// with `from: 0`.
     fn api_publish(&mut self, id: ApiTo, name: &str, body: &[u8]) {
-        let Some(rid) = self.names.get(&self.rooms, name) else {
+        let Some(rid) = self.hub.names.get(&self.hub.rooms, name) else {
             self.api_fail(id, &Fail::new(Code::NotFound, format!("no room {name:?}")));
             return;
         };
@@ -417,7 +419,7 @@ impl Worker {
     /// `POST /rooms/{room}/kick` with `{"id","ban"?}`: as `kick` from the
     /// room's owner.
     fn api_kick(&mut self, id: ApiTo, name: &str, body: &[u8]) {
-        let Some(rid) = self.names.get(&self.rooms, name) else {
+        let Some(rid) = self.hub.names.get(&self.hub.rooms, name) else {
             self.api_fail(id, &Fail::new(Code::NotFound, format!("no room {name:?}")));
             return;
         };
@@ -437,7 +439,7 @@ impl Worker {
     }
 
     fn api_close(&mut self, id: ApiTo, name: &str) {
-        let Some(rid) = self.names.get(&self.rooms, name) else {
+        let Some(rid) = self.hub.names.get(&self.hub.rooms, name) else {
             self.api_fail(id, &Fail::new(Code::NotFound, format!("no room {name:?}")));
             return;
         };

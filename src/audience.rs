@@ -51,6 +51,7 @@ impl Worker {
         }
         let member = self.member_id(sid);
         let room = self
+            .hub
             .rooms
             .get(rid)
             .ok_or_else(|| Fail::new(Code::NotFound, format!("no room {name:?}")))?;
@@ -72,8 +73,8 @@ impl Worker {
                 ));
             }
             self.check_seat_limit(sid)?;
-            let live = self.sessions.get(sid).is_some_and(|s| s.live());
-            let Some(room) = self.rooms.get_mut(rid) else {
+            let live = self.hub.sessions.get(sid).is_some_and(|s| s.live());
+            let Some(room) = self.hub.rooms.get_mut(rid) else {
                 return Ok(());
             };
             let x = room.extra.get_or_insert_with(Default::default);
@@ -84,7 +85,7 @@ impl Worker {
             if live {
                 x.attached += 1;
             }
-            if let Some(s) = self.sessions.get_mut(sid) {
+            if let Some(s) = self.hub.sessions.get_mut(sid) {
                 s.watching.push(rid);
             }
             self.tell_seat(sid, name, true, None);
@@ -99,12 +100,12 @@ impl Worker {
     /// Ends session `sid`'s watching of room `rid` (`leave`, a kick, its
     /// session ending). Returns whether it was watching.
     pub(crate) fn remove_watcher(&mut self, rid: RoomId, sid: SessionId) -> bool {
-        let Some(s) = self.sessions.get_mut(sid) else {
+        let Some(s) = self.hub.sessions.get_mut(sid) else {
             return false;
         };
         s.watching.retain(|&r| r != rid);
         let live = s.live();
-        let Some(room) = self.rooms.get_mut(rid) else {
+        let Some(room) = self.hub.rooms.get_mut(rid) else {
             return false;
         };
         let Some(x) = room.extra.as_deref_mut() else {
@@ -127,14 +128,19 @@ impl Worker {
     /// count it or stop counting it. Called on every change of
     /// [`crate::session::Session::live`] for a session that may watch.
     pub(crate) fn watch_attach(&mut self, sid: SessionId, on: bool) {
-        let Some(s) = self.sessions.get(sid) else {
+        let Some(s) = self.hub.sessions.get(sid) else {
             return;
         };
         if s.watching.is_empty() {
             return;
         }
         for rid in s.watching.clone() {
-            if let Some(x) = self.rooms.get_mut(rid).and_then(|r| r.extra.as_deref_mut()) {
+            if let Some(x) = self
+                .hub
+                .rooms
+                .get_mut(rid)
+                .and_then(|r| r.extra.as_deref_mut())
+            {
                 if on {
                     x.attached += 1;
                 } else {
@@ -150,7 +156,12 @@ impl Worker {
     pub(crate) fn watchers_changed(&mut self, rid: RoomId) {
         self.lobby_touch(rid);
         let now = self.now;
-        let Some(x) = self.rooms.get_mut(rid).and_then(|r| r.extra.as_deref_mut()) else {
+        let Some(x) = self
+            .hub
+            .rooms
+            .get_mut(rid)
+            .and_then(|r| r.extra.as_deref_mut())
+        else {
             return;
         };
         if x.timer.is_some() {
@@ -166,7 +177,12 @@ impl Worker {
 
     /// `Timer::Watchers`.
     pub(crate) fn watchers_due(&mut self, rid: RoomId) {
-        if let Some(x) = self.rooms.get_mut(rid).and_then(|r| r.extra.as_deref_mut()) {
+        if let Some(x) = self
+            .hub
+            .rooms
+            .get_mut(rid)
+            .and_then(|r| r.extra.as_deref_mut())
+        {
             x.timer = None;
         }
         self.send_watchers(rid);
@@ -176,7 +192,12 @@ impl Worker {
     /// moved since the last one.
     fn send_watchers(&mut self, rid: RoomId) {
         let now = self.now;
-        let Some(x) = self.rooms.get_mut(rid).and_then(|r| r.extra.as_deref_mut()) else {
+        let Some(x) = self
+            .hub
+            .rooms
+            .get_mut(rid)
+            .and_then(|r| r.extra.as_deref_mut())
+        else {
             return;
         };
         if x.attached == x.sent {
@@ -197,7 +218,7 @@ impl Worker {
         let name = crate::handler::room_name(req)?;
         let (rid, seated) = self.seated(sid, name)?;
         let me = self.member_id(sid);
-        let owner = self.rooms.get(rid).map(|r| r.owner);
+        let owner = self.hub.rooms.get(rid).map(|r| r.owner);
         if !seated || owner != Some(me) {
             return Err(Fail::new(Code::Forbidden, "only the room's owner may kick"));
         }
@@ -230,7 +251,7 @@ impl Worker {
     /// is a member: `not_found` when it is neither; `too_large` when `ban`
     /// would pass [`MAX_BANS`].
     fn kick_target(&self, rid: RoomId, id: u64, ban: bool) -> Result<(SessionId, bool), Fail> {
-        let Some(room) = self.rooms.get(rid) else {
+        let Some(room) = self.hub.rooms.get(rid) else {
             return Err(Fail::new(Code::NotFound, "no such room"));
         };
         let target = room
@@ -265,6 +286,7 @@ impl Worker {
     fn kick_out(&mut self, rid: RoomId, id: u64, (tsid, member): (SessionId, bool), ban: bool) {
         if ban {
             if let Some(x) = self
+                .hub
                 .rooms
                 .get_mut(rid)
                 .map(|r| r.extra.get_or_insert_with(Default::default))
@@ -274,7 +296,11 @@ impl Worker {
                 }
             }
         }
-        let name: Box<str> = self.rooms.get(rid).map_or("".into(), |r| (*r.name).into());
+        let name: Box<str> = self
+            .hub
+            .rooms
+            .get(rid)
+            .map_or("".into(), |r| (*r.name).into());
         self.send_to(tsid, &out::kicked(&name));
         if member {
             self.remove_member(rid, tsid, Why::Kicked);

@@ -101,7 +101,7 @@ impl Worker {
             CONTROL,
             Interest::READABLE,
         )?;
-        self.next_member = (u64::from(incarnation) << MEMBER_BITS) | 1;
+        self.hub.next_member = (u64::from(incarnation) << MEMBER_BITS) | 1;
         self.bus = Some(Bus {
             me: self.id,
             n: workers,
@@ -178,7 +178,7 @@ impl Worker {
     /// connection is on (relayed), or its worker when it is a shadow; held
     /// while it resumes; `None` while it is away.
     pub(crate) fn route(&self, sid: SessionId) -> Option<Route> {
-        let s = self.sessions.get(sid)?;
+        let s = self.hub.sessions.get(sid)?;
         if s.resuming.is_some() {
             return Some(Route::Hold(sid, s.proto()?));
         }
@@ -196,7 +196,7 @@ impl Worker {
         match r {
             Route::Local(c, _) => self.conns.push(c, frame),
             Route::Hold(sid, _) => {
-                crate::handler::hold(&mut self.sessions, sid, frame, self.conns.out_limit)
+                crate::handler::hold(&mut self.hub.sessions, sid, frame, self.conns.out_limit)
             }
             Route::Remote(w, rsid, _) => {
                 let m = BusMsg::Deliver { sid: rsid, frame };
@@ -218,7 +218,7 @@ impl Worker {
     /// rooms it watches and no queue places, or a detached one out of its grace period (a
     /// session in its grace period stays resumable, seats or not).
     pub(crate) fn disposable(&self, sid: SessionId) -> bool {
-        let Some(s) = self.sessions.get(sid) else {
+        let Some(s) = self.hub.sessions.get(sid) else {
             return false;
         };
         match s.at {
@@ -232,7 +232,8 @@ impl Worker {
 
     /// The worker and remote session id a shadow stands for.
     fn shadow_of(&self, sid: SessionId) -> Option<(u32, u64)> {
-        self.sessions
+        self.hub
+            .sessions
             .get(sid)
             .and_then(Session::shadow)
             .map(|sh| (sh.worker, sh.rsid))
@@ -278,7 +279,12 @@ impl Worker {
     /// joining) a seat that it is `AWAY`, or released (`RELEASE`, which
     /// also forgets those seats here).
     pub(crate) fn tell_homes(&mut self, sid: SessionId, k: u8, why: Why) {
-        let Some(r) = self.sessions.get_mut(sid).and_then(|s| s.remote.as_mut()) else {
+        let Some(r) = self
+            .hub
+            .sessions
+            .get_mut(sid)
+            .and_then(|s| s.remote.as_mut())
+        else {
             return;
         };
         // Either ends the session's queue places there.
@@ -312,8 +318,8 @@ impl Worker {
     /// holding seats of a local one let them go.
     pub(crate) fn forget_remote(&mut self, sid: SessionId, s: &Session) {
         if let Some(sh) = s.shadow() {
-            if self.shadows.get(&(sh.worker, sh.rsid)) == Some(&sid) {
-                self.shadows.remove(&(sh.worker, sh.rsid));
+            if self.hub.shadows.get(&(sh.worker, sh.rsid)) == Some(&sid) {
+                self.hub.shadows.remove(&(sh.worker, sh.rsid));
             }
         }
         let Some(r) = s.remote.as_deref() else {
@@ -383,7 +389,7 @@ impl Worker {
         if matches!(t, "join" | "create") {
             self.check_grant(sid, name)?;
         }
-        let Some(s) = self.sessions.get(sid) else {
+        let Some(s) = self.hub.sessions.get(sid) else {
             return Ok(());
         };
         let seated = s
@@ -393,7 +399,7 @@ impl Worker {
         if seating && !seated {
             self.check_seat_limit(sid)?;
         }
-        let Some(s) = self.sessions.get(sid) else {
+        let Some(s) = self.hub.sessions.get(sid) else {
             return Ok(());
         };
         let Some(proto) = s.proto() else {
@@ -419,7 +425,7 @@ impl Worker {
         if !bus.send(home, &m) {
             return Err(gone());
         }
-        if let Some(s) = self.sessions.get_mut(sid) {
+        if let Some(s) = self.hub.sessions.get_mut(sid) {
             s.remote
                 .get_or_insert_with(Default::default)
                 .asked
@@ -780,7 +786,7 @@ impl Worker {
                 self.on_places(p, sid, queues);
             }
             BusMsg::Away { sid: rsid } => {
-                if let Some(&sid) = self.shadows.get(&(p, rsid)) {
+                if let Some(&sid) = self.hub.shadows.get(&(p, rsid)) {
                     self.shadow_away(sid);
                     if self.disposable(sid) {
                         self.free_session(sid);
@@ -817,7 +823,7 @@ impl Worker {
                 None => self.skip_bus_message(p, invalid(kind::KICK, "close reason"), 0),
             },
             BusMsg::Release { sid: rsid, why } => {
-                if let Some(&sid) = self.shadows.get(&(p, rsid)) {
+                if let Some(&sid) = self.hub.shadows.get(&(p, rsid)) {
                     self.release_session(sid, why);
                 }
             }
@@ -892,7 +898,7 @@ impl Worker {
     /// `p`'s answer (which replays what these frames carried).
     fn deliver(&mut self, p: u32, rsid: u64, frame: &[u8]) -> bool {
         let sid = SessionId::from_bits(rsid);
-        let Some(s) = self.sessions.get(sid) else {
+        let Some(s) = self.hub.sessions.get(sid) else {
             return false;
         };
         if s.resuming.as_ref().is_some_and(|r| r.waiting.contains(&p)) {
@@ -956,8 +962,8 @@ impl Worker {
         proto: Proto,
         meta: Option<&[u8]>,
     ) -> SessionId {
-        if let Some(&sid) = self.shadows.get(&(p, rsid)) {
-            if let Some(s) = self.sessions.get_mut(sid) {
+        if let Some(&sid) = self.hub.shadows.get(&(p, rsid)) {
+            if let Some(s) = self.hub.sessions.get_mut(sid) {
                 if let Some(m) = meta {
                     s.meta = Some(m.into());
                 }
@@ -973,8 +979,8 @@ impl Worker {
         let mut s = Session::fresh(member, [0; 16], Attach::Shadow(Box::new(shadow)));
         s.meta = meta.map(Into::into);
         s.hello_done = true;
-        let sid = self.sessions.insert(s);
-        self.shadows.insert((p, rsid), sid);
+        let sid = self.hub.sessions.insert(s);
+        self.hub.shadows.insert((p, rsid), sid);
         sid
     }
 
@@ -982,7 +988,7 @@ impl Worker {
     /// toward the connection's bad-request limit as it does here.
     fn on_outcome(&mut self, p: u32, sid: SessionId, code: u8) {
         let max = self.cfg.max_bad_requests;
-        let Some(s) = self.sessions.get_mut(sid) else {
+        let Some(s) = self.hub.sessions.get_mut(sid) else {
             return;
         };
         if let Some(r) = s.remote.as_mut() {
@@ -1015,7 +1021,8 @@ impl Worker {
     /// A local session that can hold seats and places elsewhere: not one
     /// that only stands in for a resumed session of another worker.
     fn holder_mut(&mut self, sid: SessionId) -> Option<&mut Session> {
-        self.sessions
+        self.hub
+            .sessions
             .get_mut(sid)
             .filter(|s| s.proxy.as_deref().is_none_or(|x| x.sid.is_none()))
     }
@@ -1091,7 +1098,7 @@ impl Worker {
     /// On a home: the connection of the session shadow `sid` stands for
     /// went away (`back` comes with `REJOIN`, see `resume`).
     fn shadow_away(&mut self, sid: SessionId) {
-        let Some(s) = self.sessions.get_mut(sid) else {
+        let Some(s) = self.hub.sessions.get_mut(sid) else {
             return;
         };
         let member = s.member;
@@ -1125,12 +1132,17 @@ impl Worker {
         // Local sessions with seats in rooms homed there, relayed through
         // it, standing in for its sessions, or resuming and waiting for it.
         // A scan of the sessions, once per lost worker.
-        for sid in self.sessions.ids() {
+        for sid in self.hub.sessions.ids() {
             self.relay_peer_lost(p, sid);
             let mut lost = Vec::new();
-            let attached = self.sessions.get(sid).is_some_and(|s| s.attached());
+            let attached = self.hub.sessions.get(sid).is_some_and(|s| s.attached());
             let (mut unanswered, mut unqueued) = (Vec::new(), Vec::new());
-            if let Some(r) = self.sessions.get_mut(sid).and_then(|s| s.remote.as_mut()) {
+            if let Some(r) = self
+                .hub
+                .sessions
+                .get_mut(sid)
+                .and_then(|s| s.remote.as_mut())
+            {
                 r.asked.retain(|a| {
                     if a.home == p {
                         unanswered.push(a.rid);
@@ -1163,7 +1175,7 @@ impl Worker {
             }
             for name in lost {
                 if !attached {
-                    if let Some(s) = self.sessions.get_mut(sid) {
+                    if let Some(s) = self.hub.sessions.get_mut(sid) {
                         s.closed.push((name.clone(), "lost".into()));
                     }
                 }
@@ -1176,7 +1188,7 @@ impl Worker {
         }
         // Shadows of its sessions.
         let mut shadows: Vec<SessionId> = Vec::new();
-        self.shadows.retain(|&(w, _), &mut sid| {
+        self.hub.shadows.retain(|&(w, _), &mut sid| {
             if w == p {
                 shadows.push(sid);
             }
@@ -1191,6 +1203,7 @@ impl Worker {
             self.shadow_away(sid);
             let t = self.timers.arm(self.now + grace, Timer::Grace(sid));
             let old = self
+                .hub
                 .sessions
                 .get_mut(sid)
                 .and_then(|s| s.go_away(t, Why::Disconnect));

@@ -157,8 +157,8 @@ pub(crate) fn fan_out<'v>(
 macro_rules! broadcast {
     ($w:expr, $rid:expr, $except:expr, $build:expr) => {
         $crate::handler::fan_out(
-            &$w.rooms,
-            &mut $w.sessions,
+            &$w.hub.rooms,
+            &mut $w.hub.sessions,
             &mut $w.conns,
             &mut $w.scratch,
             &mut $w.bus,
@@ -381,16 +381,18 @@ impl Worker {
     }
 
     pub(crate) fn member_id(&self, sid: SessionId) -> MemberId {
-        self.sessions.get(sid).map_or(0, |s| s.member)
+        self.hub.sessions.get(sid).map_or(0, |s| s.member)
     }
 
     /// The room by name, and whether this session sits in it.
     pub(crate) fn seated(&self, sid: SessionId, name: &str) -> Result<(RoomId, bool), Fail> {
         let rid = self
+            .hub
             .names
-            .get(&self.rooms, name)
+            .get(&self.hub.rooms, name)
             .ok_or_else(|| Fail::new(Code::NotFound, format!("no room {name:?}")))?;
         let seated = self
+            .hub
             .sessions
             .get(sid)
             .is_some_and(|s| s.seats.contains(&rid));
@@ -403,6 +405,7 @@ impl Worker {
             (rid, true) => Ok(rid),
             (rid, false)
                 if self
+                    .hub
                     .rooms
                     .get(rid)
                     .is_some_and(|r| r.watcher(sid).is_some()) =>
@@ -421,7 +424,7 @@ impl Worker {
 
     fn op_hello(&mut self, cid: ConnId, sid: SessionId, req: &Req) -> Result<(), Fail> {
         let meta = meta_of(&req.meta)?;
-        let Some(s) = self.sessions.get_mut(sid) else {
+        let Some(s) = self.hub.sessions.get_mut(sid) else {
             return Ok(());
         };
         if s.hello_done {
@@ -442,6 +445,7 @@ impl Worker {
     /// client may create or join (`unauthorized` otherwise).
     pub(crate) fn check_grant(&self, sid: SessionId, name: &str) -> Result<(), Fail> {
         let allowed = self
+            .hub
             .sessions
             .get(sid)
             .and_then(|s| s.grant.as_ref())
@@ -460,6 +464,7 @@ impl Worker {
     /// this worker and on every other.
     pub(crate) fn check_seat_limit(&self, sid: SessionId) -> Result<(), Fail> {
         let n = self
+            .hub
             .sessions
             .get(sid)
             .map_or(0, |s| s.seats.len() + s.watching.len() + s.remote_held())
@@ -487,7 +492,7 @@ impl Worker {
             if !self.homed_here(&name) {
                 continue;
             }
-            if !self.names.contains(&self.rooms, &name) {
+            if !self.hub.names.contains(&self.hub.rooms, &name) {
                 return Ok(name);
             }
         }
@@ -527,7 +532,7 @@ impl Worker {
         let name = match &req.room {
             Some(_) => {
                 let n = room_name(req)?;
-                if self.names.contains(&self.rooms, n) {
+                if self.hub.names.contains(&self.hub.rooms, n) {
                     return Err(Fail::new(Code::Exists, format!("room {n:?} exists")));
                 }
                 n.to_owned()
@@ -557,8 +562,8 @@ impl Worker {
             x.props = props;
             x.props_bytes = props_bytes;
         }
-        let rid = self.rooms.insert(room);
-        let indexed = self.names.insert(&self.rooms, rid);
+        let rid = self.hub.rooms.insert(room);
+        let indexed = self.hub.names.insert(&self.hub.rooms, rid);
         debug_assert!(indexed, "room names are unique");
         self.arm_idle(rid);
         self.lobby_touch(rid);
@@ -566,7 +571,7 @@ impl Worker {
     }
 
     fn arm_idle(&mut self, rid: RoomId) {
-        let Some(room) = self.rooms.get_mut(rid) else {
+        let Some(room) = self.hub.rooms.get_mut(rid) else {
             return;
         };
         if room.idle.is_none() {
@@ -607,6 +612,7 @@ impl Worker {
         let (rid, seated) = self.seated(sid, name)?;
         if !seated {
             let room = self
+                .hub
                 .rooms
                 .get(rid)
                 .ok_or_else(|| Fail::new(Code::NotFound, "gone"))?;
@@ -632,7 +638,7 @@ impl Worker {
 
     /// With `autostart`, a room that just filled up starts `playing`.
     pub(crate) fn autostart(&mut self, rid: RoomId) {
-        let start = self.rooms.get(rid).is_some_and(autostarts);
+        let start = self.hub.rooms.get(rid).is_some_and(autostarts);
         if start {
             self.set_state(rid, RoomState::Playing);
         }
@@ -642,9 +648,9 @@ impl Worker {
     /// member list (with `meta`, else the session's), the room leaves
     /// `created`, and a shadow's worker is told. Announces nothing.
     pub(crate) fn seat(&mut self, sid: SessionId, rid: RoomId, meta: Option<Box<[u8]>>) {
-        let meta = meta.or_else(|| self.sessions.get(sid).and_then(|s| s.meta.clone()));
+        let meta = meta.or_else(|| self.hub.sessions.get(sid).and_then(|s| s.meta.clone()));
         let member = self.member_id(sid);
-        let Some(room) = self.rooms.get_mut(rid) else {
+        let Some(room) = self.hub.rooms.get_mut(rid) else {
             return;
         };
         room.members.push(Member {
@@ -660,8 +666,8 @@ impl Worker {
             room.ver += 1;
         }
         let name = room.name.clone();
-        self.members += 1;
-        if let Some(s) = self.sessions.get_mut(sid) {
+        self.hub.members += 1;
+        if let Some(s) = self.hub.sessions.get_mut(sid) {
             s.seats.push(rid);
         }
         self.tell_seat(sid, &name, true, None);
@@ -680,7 +686,7 @@ impl Worker {
         let Some(route) = self.route(sid) else {
             return;
         };
-        let Some(room) = self.rooms.get(rid) else {
+        let Some(room) = self.hub.rooms.get(rid) else {
             return;
         };
         let frame = protocol::encode_frame(route.proto(), &out::joined(rid_req, room, watch));
@@ -689,7 +695,7 @@ impl Worker {
 
     /// Moves a room to `to` (already checked legal) and tells every member.
     pub(crate) fn set_state(&mut self, rid: RoomId, to: RoomState) -> u64 {
-        let Some(room) = self.rooms.get_mut(rid) else {
+        let Some(room) = self.hub.rooms.get_mut(rid) else {
             return 0;
         };
         room.state = to;
@@ -717,19 +723,19 @@ impl Worker {
     /// ownership passes to the longest-seated member, an emptied room starts
     /// its idle timer. O(members).
     pub(crate) fn remove_member(&mut self, rid: RoomId, sid: SessionId, why: Why) {
-        let Some(s) = self.sessions.get_mut(sid) else {
+        let Some(s) = self.hub.sessions.get_mut(sid) else {
             return;
         };
         s.seats.retain(|&r| r != rid);
         let member = s.member;
-        let Some(room) = self.rooms.get_mut(rid) else {
+        let Some(room) = self.hub.rooms.get_mut(rid) else {
             return;
         };
         let Some(i) = room.members.iter().position(|m| m.session == sid) else {
             return;
         };
         room.members.remove(i);
-        self.members -= 1;
+        self.hub.members -= 1;
         if room.owner == member {
             if let Some(first) = room.members.first() {
                 room.owner = first.id;
@@ -772,12 +778,12 @@ impl Worker {
         data: &[u8],
         except: Option<MemberId>,
     ) -> u64 {
-        let Some(room) = self.rooms.get_mut(rid) else {
+        let Some(room) = self.hub.rooms.get_mut(rid) else {
             return 0;
         };
         room.seq += 1;
         let seq = room.seq;
-        self.history.record(&mut room.history, seq, from, data);
+        self.hub.history.record(&mut room.history, seq, from, data);
         let n = broadcast!(self, rid, except, |room: &Room| out::msg(
             &room.name, from, seq, data
         ));
@@ -794,7 +800,7 @@ impl Worker {
         };
         let data = data(req)?;
         let from = self.member_id(sid);
-        let Some(room) = self.rooms.get(rid) else {
+        let Some(room) = self.hub.rooms.get(rid) else {
             return Ok(());
         };
         let target = room.member(to).ok_or_else(|| {
@@ -821,7 +827,7 @@ impl Worker {
             .as_ref()
             .ok_or_else(|| Fail::new(Code::BadRequest, "missing \"set\""))?;
         let max = self.cfg.max_message as usize;
-        let Some(room) = self.rooms.get_mut(rid) else {
+        let Some(room) = self.hub.rooms.get_mut(rid) else {
             return Ok(());
         };
         let set = set
@@ -855,7 +861,7 @@ impl Worker {
             _ => return Err(Fail::new(Code::BadRequest, "\"to\" must be a state name")),
         };
         let member = self.member_id(sid);
-        let Some(room) = self.rooms.get(rid) else {
+        let Some(room) = self.hub.rooms.get(rid) else {
             return Ok(());
         };
         check_state(room, member, to)?;
@@ -893,6 +899,7 @@ impl Worker {
         out: &mut Vec<ListedRoom>,
     ) {
         let room_entries = self
+            .hub
             .rooms
             .iter()
             .map(|(_, r)| r)
@@ -934,17 +941,17 @@ impl Worker {
     /// released, the name is free again.
     pub(crate) fn close_room(&mut self, rid: RoomId, why: &str) {
         broadcast!(self, rid, None, |room: &Room| out::closed(&room.name, why));
-        let Some(room) = self.rooms.remove(rid) else {
+        let Some(room) = self.hub.rooms.remove(rid) else {
             return;
         };
-        self.names.remove(&self.rooms, &room.name, rid);
+        self.hub.names.remove(&self.hub.rooms, &room.name, rid);
         if let Some(t) = room.idle {
             self.timers.cancel(t);
         }
         self.lobby_closed(rid, &room.name, room.max);
-        self.members -= room.members.len();
+        self.hub.members -= room.members.len();
         for (_, sid) in room.audience() {
-            let Some(s) = self.sessions.get_mut(sid) else {
+            let Some(s) = self.hub.sessions.get_mut(sid) else {
                 continue;
             };
             s.seats.retain(|&r| r != rid);
@@ -985,14 +992,14 @@ impl Worker {
             Why::Disconnect
         };
         let grace = self.cfg.grace();
-        let Some(s) = self.sessions.get_mut(sid) else {
+        let Some(s) = self.hub.sessions.get_mut(sid) else {
             return;
         };
         s.cut();
         s.resuming = None;
         self.watch_attach(sid, false);
         self.lobby_end(sid);
-        let Some(s) = self.sessions.get_mut(sid) else {
+        let Some(s) = self.hub.sessions.get_mut(sid) else {
             return;
         };
         if reason == CloseReason::ClientNormal || grace.is_zero() {
@@ -1031,7 +1038,7 @@ impl Worker {
     }
 
     pub(crate) fn grace_over(&mut self, sid: SessionId) {
-        let Some(s) = self.sessions.get_mut(sid) else {
+        let Some(s) = self.hub.sessions.get_mut(sid) else {
             return;
         };
         // The grace timer has fired; release without cancelling it.
@@ -1051,7 +1058,7 @@ impl Worker {
     /// here and on other workers, and ends its grace period; the session
     /// itself stays.
     pub(crate) fn release_seats(&mut self, sid: SessionId, why: Why) {
-        let Some(s) = self.sessions.get_mut(sid) else {
+        let Some(s) = self.hub.sessions.get_mut(sid) else {
             return;
         };
         if let Some((t, _)) = s.take_grace() {
@@ -1068,7 +1075,7 @@ impl Worker {
     }
 
     pub(crate) fn idle_over(&mut self, rid: RoomId) {
-        let Some(room) = self.rooms.get_mut(rid) else {
+        let Some(room) = self.hub.rooms.get_mut(rid) else {
             return;
         };
         room.idle = None;

@@ -102,7 +102,7 @@ impl Worker {
             has_space: req.has_space.unwrap_or(false),
         };
         let limit = req.limit.unwrap_or(LIMIT_DEFAULT).min(LIMIT_MAX);
-        let Some(s) = self.sessions.get_mut(sid) else {
+        let Some(s) = self.hub.sessions.get_mut(sid) else {
             return Ok(());
         };
         s.lobby = Some(Box::new(Sub {
@@ -137,7 +137,7 @@ impl Worker {
 
     /// Ends `sid`'s subscription, if any (`unlobby`, its connection gone).
     pub(crate) fn lobby_end(&mut self, sid: SessionId) {
-        if let Some(s) = self.sessions.get_mut(sid) {
+        if let Some(s) = self.hub.sessions.get_mut(sid) {
             s.lobby = None;
         }
         let subs = &mut self.lobby_list.subs;
@@ -153,6 +153,7 @@ impl Worker {
     /// The snapshot went out: what was held follows it.
     pub(crate) fn lobby_snapshot_sent(&mut self, sid: SessionId) {
         let held = self
+            .hub
             .sessions
             .get_mut(sid)
             .and_then(|s| s.lobby.as_mut())
@@ -206,7 +207,8 @@ impl Worker {
         l.active = want;
         if want {
             l.shown.extend(
-                self.rooms
+                self.hub
+                    .rooms
                     .iter()
                     .filter(|(_, r)| !r.private())
                     .map(|(rid, r)| (rid, r.shown())),
@@ -215,7 +217,7 @@ impl Worker {
             l.shown = Default::default();
             l.gone.clear();
             for rid in std::mem::take(&mut l.dirty) {
-                if let Some(r) = self.rooms.get_mut(rid) {
+                if let Some(r) = self.hub.rooms.get_mut(rid) {
                     r.set_lobby_dirty(false);
                 }
             }
@@ -227,7 +229,7 @@ impl Worker {
         if !self.lobby_list.active {
             return;
         }
-        let Some(room) = self.rooms.get_mut(rid) else {
+        let Some(room) = self.hub.rooms.get_mut(rid) else {
             return;
         };
         if room.private() || room.lobby_dirty() {
@@ -265,7 +267,7 @@ impl Worker {
         self.lobby_list.timer = None;
         let mut ups = std::mem::take(&mut self.lobby_list.gone);
         for rid in std::mem::take(&mut self.lobby_list.dirty) {
-            let Some(room) = self.rooms.get_mut(rid) else {
+            let Some(room) = self.hub.rooms.get_mut(rid) else {
                 continue;
             };
             room.set_lobby_dirty(false);
@@ -327,7 +329,7 @@ impl Worker {
             let mut changed = (u.now).map(|s| Frames::new(out::lobby(&u.name, u.max, s)));
             let mut gone = Frames::new(out::lobby_gone(&u.name));
             for &sid in &subs {
-                let Some(sub) = self.sessions.get(sid).and_then(|s| s.lobby.as_deref()) else {
+                let Some(sub) = self.hub.sessions.get(sid).and_then(|s| s.lobby.as_deref()) else {
                     continue;
                 };
                 let f = sub.filter;
@@ -343,6 +345,7 @@ impl Worker {
                 };
                 let frame = frames.get(route.proto());
                 let held = self
+                    .hub
                     .sessions
                     .get_mut(sid)
                     .and_then(|s| s.lobby.as_deref_mut())

@@ -191,7 +191,7 @@ impl Worker {
     /// lists it too; no `presence` join for each other), then `state`
     /// `playing` once the room is full. O(k^2) for k players.
     fn start_match(&mut self, queue: &str, players: &[SessionId]) {
-        let Some(owner) = players.first().and_then(|&s| self.sessions.get(s)) else {
+        let Some(owner) = players.first().and_then(|&s| self.hub.sessions.get(s)) else {
             return;
         };
         let owner = owner.member;
@@ -230,7 +230,7 @@ impl Worker {
             self.seat(sid, rid, None);
         }
         for &sid in &seated {
-            let Some(room) = self.rooms.get(rid) else {
+            let Some(room) = self.hub.rooms.get(rid) else {
                 return;
             };
             let Some(route) = self.route(sid) else {

@@ -46,7 +46,7 @@ impl Worker {
         token: &str,
         req: &Req,
     ) -> Result<(), Fail> {
-        let Some(s) = self.sessions.get(sid) else {
+        let Some(s) = self.hub.sessions.get(sid) else {
             return Ok(());
         };
         let Some((_, proto)) = s.conn() else {
@@ -69,7 +69,7 @@ impl Worker {
         if !bus.send(w, &m) {
             return Err(resume_gone());
         }
-        if let Some(s) = self.sessions.get_mut(sid) {
+        if let Some(s) = self.hub.sessions.get_mut(sid) {
             s.proxy = Some(Box::new(Proxy {
                 worker: w,
                 sid: None,
@@ -119,7 +119,7 @@ impl Worker {
         debug!(
             "w={} session of member={} resumed on worker {p}",
             self.id,
-            self.sessions.get(old).map_or(0, |s| s.member)
+            self.hub.sessions.get(old).map_or(0, |s| s.member)
         );
         self.resume_session(
             old,
@@ -139,6 +139,7 @@ impl Worker {
     pub(crate) fn on_resumed(&mut self, p: u32, bsid: u64, asid: u64) {
         let sid = SessionId::from_bits(bsid);
         let cid = self
+            .hub
             .sessions
             .get(sid)
             .filter(|s| {
@@ -156,13 +157,13 @@ impl Worker {
             return;
         };
         if asid == 0 {
-            if let Some(s) = self.sessions.get_mut(sid) {
+            if let Some(s) = self.hub.sessions.get_mut(sid) {
                 s.proxy = None;
             }
             self.set_paused(cid, false);
             return;
         }
-        let Some(s) = self.sessions.get_mut(sid) else {
+        let Some(s) = self.hub.sessions.get_mut(sid) else {
             return;
         };
         if let Some(x) = s.proxy.as_mut() {
@@ -179,7 +180,7 @@ impl Worker {
     /// On B: the proxied session `asid` of worker `w`, if `sid` stands in
     /// for one.
     pub(crate) fn proxied(&self, sid: SessionId) -> Option<(u32, u64)> {
-        let x = *self.sessions.get(sid)?.proxy.as_deref()?;
+        let x = *self.hub.sessions.get(sid)?.proxy.as_deref()?;
         Some((x.worker, x.sid?))
     }
 
@@ -247,7 +248,8 @@ impl Worker {
     /// On A: `sid` is relayed through worker `p`'s stand-in `bsid` (a
     /// message about an earlier connection of the session is not).
     fn relayed_via(&self, sid: SessionId, p: u32, bsid: u64) -> bool {
-        self.sessions
+        self.hub
+            .sessions
             .get(sid)
             .and_then(Session::relay)
             .is_some_and(|r| r.worker == p && r.rsid == bsid)
@@ -271,7 +273,7 @@ impl Worker {
         sid: SessionId,
         reason: CloseReason,
     ) -> Option<CloseReason> {
-        let Some(s) = self.sessions.get_mut(sid) else {
+        let Some(s) = self.hub.sessions.get_mut(sid) else {
             return Some(reason);
         };
         match s.proxy.as_deref().copied() {
@@ -309,7 +311,7 @@ impl Worker {
         if !self.relayed_via(sid, p, bsid) {
             return;
         }
-        if let Some(s) = self.sessions.get_mut(sid) {
+        if let Some(s) = self.hub.sessions.get_mut(sid) {
             s.cut();
         }
         self.detach(sid, reason);
@@ -330,6 +332,7 @@ impl Worker {
     /// On B: worker `p` closes the connection of stand-in `bsid`.
     pub(crate) fn on_kick(&mut self, p: u32, bsid: u64, reason: CloseReason) {
         let cid = self
+            .hub
             .sessions
             .get(SessionId::from_bits(bsid))
             .filter(|s| s.proxy.as_deref().is_some_and(|x| x.worker == p))
@@ -344,7 +347,7 @@ impl Worker {
     /// closed 1011, or, while its resume was still being asked, answered
     /// `not_found` and goes on as a fresh session.
     pub(crate) fn relay_peer_lost(&mut self, p: u32, sid: SessionId) {
-        let Some(s) = self.sessions.get_mut(sid) else {
+        let Some(s) = self.hub.sessions.get_mut(sid) else {
             return;
         };
         if s.relay().is_some_and(|r| r.worker == p) {

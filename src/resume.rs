@@ -96,8 +96,8 @@ impl Worker {
     /// The session a token names, on this worker.
     pub(crate) fn find_session(&self, token: &str) -> Option<SessionId> {
         let token = token_key(token)?.to_be_bytes();
-        let sid = *self.tokens.get(&index_key(&token))?;
-        let s = self.sessions.get(sid)?;
+        let sid = *self.hub.tokens.get(&index_key(&token))?;
+        let s = self.hub.sessions.get(sid)?;
         (s.token == token).then_some(sid)
     }
 
@@ -122,11 +122,11 @@ impl Worker {
                 "that session is this connection's own",
             ));
         }
-        let Some((_, proto)) = self.sessions.get(sid).and_then(Session::conn) else {
+        let Some((_, proto)) = self.hub.sessions.get(sid).and_then(Session::conn) else {
             return Ok(());
         };
         // The fresh session goes; anything it joined or queued for is left.
-        let (meta, grant) = match self.sessions.get_mut(sid) {
+        let (meta, grant) = match self.hub.sessions.get_mut(sid) {
             Some(s) => (
                 if req.meta.is_some() {
                     s.meta.take()
@@ -157,7 +157,7 @@ impl Worker {
     /// and asks the other homes for theirs. `resumed` goes out from
     /// [`Worker::resume_done`], now or once the last home has answered.
     pub(crate) fn resume_session(&mut self, old: SessionId, to: Client, ask: Ask) {
-        let Some(s) = self.sessions.get(old) else {
+        let Some(s) = self.hub.sessions.get(old) else {
             return;
         };
         let (old_conn, old_relay) = (s.conn(), s.relay());
@@ -171,7 +171,7 @@ impl Worker {
         }
         let was_away = old_conn.is_none() && old_relay.is_none();
         let up = |h: &u32| self.bus.as_ref().is_some_and(|b| b.up(*h));
-        let Some(s) = self.sessions.get_mut(old) else {
+        let Some(s) = self.hub.sessions.get_mut(old) else {
             return;
         };
         if let Some(t) = s.attach(to) {
@@ -207,7 +207,7 @@ impl Worker {
         );
         self.next_resume = self.next_resume.wrapping_add(1);
         let epoch = self.next_resume;
-        if let Some(s) = self.sessions.get_mut(old) {
+        if let Some(s) = self.hub.sessions.get_mut(old) {
             s.resuming = Some(Box::new(Resuming {
                 epoch,
                 rid: ask.rid,
@@ -263,7 +263,7 @@ impl Worker {
         used: &mut usize,
         out: &mut Vec<u8>,
     ) -> Option<(Box<str>, Part)> {
-        let room = self.rooms.get(rid)?;
+        let room = self.hub.rooms.get(rid)?;
         let recovered = last(&room.name).filter(|&last| {
             let Some(missed) = history::since(room.history.as_deref(), last, room.seq) else {
                 return false;
@@ -291,7 +291,7 @@ impl Worker {
     /// (the replays, then live traffic). A relayed client's worker is told
     /// the session's id after these frames.
     pub(crate) fn resume_done(&mut self, sid: SessionId) {
-        let Some(s) = self.sessions.get_mut(sid) else {
+        let Some(s) = self.hub.sessions.get_mut(sid) else {
             return;
         };
         let Some(r) = s.resuming.take() else {
@@ -355,8 +355,9 @@ impl Worker {
                 .filter(|&l| l != u64::MAX)
         };
         let (mut frames, mut rooms, mut used) = (Vec::new(), Vec::new(), 0);
-        let shadow = self.shadows.get(&(p, asid)).copied();
-        if let Some((sid, s)) = shadow.and_then(|sid| Some((sid, self.sessions.get_mut(sid)?))) {
+        let shadow = self.hub.shadows.get(&(p, asid)).copied();
+        if let Some((sid, s)) = shadow.and_then(|sid| Some((sid, self.hub.sessions.get_mut(sid)?)))
+        {
             let (member, seats) = (s.member, s.seats.clone());
             let watching = s.watching.clone();
             let was = s.shadow().is_some_and(|sh| sh.client == Far::Attached);
@@ -402,6 +403,7 @@ impl Worker {
         let sid = SessionId::from_bits(asid);
         let limit = self.conns.out_limit;
         let Some(r) = self
+            .hub
             .sessions
             .get_mut(sid)
             .and_then(|s| s.resuming.as_deref_mut())
@@ -412,7 +414,7 @@ impl Worker {
         r.waiting.retain(|&w| w != p);
         r.rooms.extend(rooms);
         let done = r.waiting.is_empty();
-        crate::handler::hold(&mut self.sessions, sid, frames, limit);
+        crate::handler::hold(&mut self.hub.sessions, sid, frames, limit);
         if done {
             self.resume_done(sid);
         }
@@ -422,6 +424,7 @@ impl Worker {
     /// rooms are lost, and their `closed` is held like the rest).
     pub(crate) fn resume_peer_lost(&mut self, p: u32, sid: SessionId) {
         let Some(r) = self
+            .hub
             .sessions
             .get_mut(sid)
             .and_then(|s| s.resuming.as_deref_mut())
@@ -439,7 +442,7 @@ impl Worker {
     /// Frees a session: its grace timer, its token, its queue places. Every
     /// session leaves the arena through here.
     pub(crate) fn free_session(&mut self, sid: SessionId) {
-        let Some(s) = self.sessions.remove(sid) else {
+        let Some(s) = self.hub.sessions.remove(sid) else {
             return;
         };
         if let Some((t, _)) = s.grace() {
@@ -456,8 +459,8 @@ impl Worker {
     /// Takes `token` out of the index if it names `sid` there.
     pub(crate) fn forget_token(&mut self, sid: SessionId, token: [u8; 16]) {
         let k = index_key(&token);
-        if self.tokens.get(&k) == Some(&sid) {
-            self.tokens.remove(&k);
+        if self.hub.tokens.get(&k) == Some(&sid) {
+            self.hub.tokens.remove(&k);
         }
     }
 }

@@ -37,7 +37,6 @@ use tungstenite::protocol::frame::CloseFrame;
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::Message;
 
-use crate::arena::Arena;
 use crate::auth;
 use crate::config::Config;
 use crate::conn::{
@@ -45,10 +44,11 @@ use crate::conn::{
 };
 use crate::history::Recorder;
 use crate::http::{self, Route};
+use crate::hub::Hub;
 use crate::matchmaking::Lobby;
 use crate::metrics::{Gauges, Metrics};
 use crate::protocol::{self, Proto, V};
-use crate::room::{Room, RoomId};
+use crate::room::RoomId;
 use crate::session::{Attach, Client, Session, SessionId};
 use crate::timer::Wheel;
 
@@ -108,9 +108,8 @@ pub struct Worker {
     local: SocketAddr,
     signals: Option<signal_hook_mio::v1_0::Signals>,
     pub(crate) conns: Conns,
-    pub(crate) sessions: Arena<Session>,
-    pub(crate) rooms: Arena<Room>,
-    pub(crate) names: crate::names::NameIndex<Room>,
+    /// The room core's state: rooms, sessions and their indexes.
+    pub(crate) hub: Hub,
     pub(crate) timers: Wheel<Timer>,
     pub(crate) metrics: Metrics,
     /// Shared socket read buffer (see `conn::Feed`).
@@ -121,20 +120,12 @@ pub struct Worker {
     pub(crate) now: Instant,
     /// Start of the millisecond clock (`millis`).
     epoch: Instant,
-    pub(crate) next_member: u64,
-    pub(crate) members: usize,
     /// Reused target lists for fan-out.
     pub(crate) scratch: crate::handler::Targets,
-    /// Resume token (its 128 bits) -> session; see `resume`.
-    pub(crate) tokens: HashMap<u64, SessionId>,
-    /// Room histories' bounds and their worker-wide byte count.
-    pub(crate) history: Recorder,
     /// Matchmaking queues.
     pub(crate) lobby: Lobby,
     /// The links to other workers (`None` when this is the only worker).
     pub(crate) bus: Option<crate::bus::Bus>,
-    /// (worker, its session id) -> the shadow session standing for it here.
-    pub(crate) shadows: HashMap<(u32, u64), SessionId>,
     /// `list`s waiting for other workers, by query id.
     pub(crate) lists: HashMap<u32, crate::cluster::PendingList>,
     pub(crate) lobby_list: crate::lobby::LobbyList,
@@ -196,9 +187,6 @@ impl Worker {
             listener,
             local,
             signals: None,
-            sessions: Arena::default(),
-            rooms: Arena::default(),
-            names: Default::default(),
             timers: Wheel::new(Duration::from_millis(10), 4096, now),
             metrics: Metrics::default(),
             rbuf: vec![0; READ_CHUNK],
@@ -206,14 +194,10 @@ impl Worker {
             ws_per_ip: HashMap::new(),
             now,
             epoch: now,
-            next_member: 1,
-            members: 0,
             scratch: Default::default(),
-            tokens: HashMap::new(),
-            history,
+            hub: Hub::new(history),
             lobby,
             bus: None,
-            shadows: HashMap::new(),
             lists: HashMap::new(),
             lobby_list: Default::default(),
             query_deadlines: Default::default(),
@@ -633,22 +617,23 @@ impl Worker {
         Gauges {
             worker: self.id,
             connections: self.conns.arena.len(),
-            sessions: self.sessions.len(),
-            tokens: self.tokens.len(),
+            sessions: self.hub.sessions.len(),
+            tokens: self.hub.tokens.len(),
             places: self.lobby.matcher.len(),
             watchers: self
+                .hub
                 .rooms
                 .iter()
                 .map(|(_, r)| u64::from(r.watchers()))
                 .sum(),
             lobby_subs: self.lobby_list.subs.len(),
             queries: self.lists.len() + self.api_waits.len(),
-            rooms: self.rooms.len(),
-            members: self.members,
+            rooms: self.hub.rooms.len(),
+            members: self.hub.members,
             timers: self.timers.len(),
             bus: self.bus.as_ref().map(|b| crate::metrics::BusGauges {
                 links: b.links.iter().filter(|l| l.is_some()).count() as u64,
-                shadows: self.shadows.len() as u64,
+                shadows: self.hub.shadows.len() as u64,
                 bytes_in: b.bytes_in,
                 bytes_out: b.bytes_out,
                 msgs_in: b.msgs_in,
@@ -668,7 +653,12 @@ impl Worker {
         let mut raw = [0u8; 16];
         // The index is keyed by the token's last 64 bits: one that is taken
         // is drawn again (at a million sessions, once in 2^44 draws).
-        while raw == [0; 16] || self.tokens.contains_key(&crate::resume::index_key(&raw)) {
+        while raw == [0; 16]
+            || self
+                .hub
+                .tokens
+                .contains_key(&crate::resume::index_key(&raw))
+        {
             if let Err(e) = getrandom::fill(&mut raw) {
                 error!("w={} no randomness for a session token: {e}", self.id);
                 self.respond(id, 503, "text/plain", b"no entropy\n");
@@ -681,16 +671,16 @@ impl Worker {
                 raw[0] = self.id as u8;
             }
         }
-        let member = self.next_member;
-        self.next_member += 1;
+        let member = self.hub.next_member;
+        self.hub.next_member += 1;
         let mut session = Session::fresh(member, raw, Attach::On(Client::Local(id, up.proto)));
         session.meta = grant
             .as_ref()
             .and_then(|g| g.sub.as_deref())
             .map(|s| s.as_bytes().into());
         session.grant = grant;
-        let sid = self.sessions.insert(session);
-        self.tokens.insert(crate::resume::index_key(&raw), sid);
+        let sid = self.hub.sessions.insert(session);
+        self.hub.tokens.insert(crate::resume::index_key(&raw), sid);
         let ms = self.millis();
         let Some(c) = self.conns.arena.get_mut(id) else {
             return;
@@ -735,7 +725,7 @@ impl Worker {
             return;
         }
         let welcome = {
-            let Some(s) = self.sessions.get(sid) else {
+            let Some(s) = self.hub.sessions.get(sid) else {
                 return;
             };
             let (hb_ms, worker) = (self.cfg.hb_ms.into(), self.id.into());
@@ -1259,15 +1249,15 @@ impl Worker {
     #[cfg(debug_assertions)]
     fn check_invariants(&self) {
         let mut seats = 0;
-        for (rid, room) in self.rooms.iter() {
+        for (rid, room) in self.hub.rooms.iter() {
             debug_assert_eq!(
                 room.members.is_empty(),
                 room.idle.is_some(),
                 "idle timer iff empty"
             );
-            debug_assert_eq!(self.names.get(&self.rooms, &room.name), Some(rid));
+            debug_assert_eq!(self.hub.names.get(&self.hub.rooms, &room.name), Some(rid));
             for m in &room.members {
-                let s = self.sessions.get(m.session);
+                let s = self.hub.sessions.get(m.session);
                 debug_assert!(s.is_some_and(|s| s.seats.contains(&rid) && s.member == m.id));
             }
             seats += room.members.len();
@@ -1279,19 +1269,19 @@ impl Worker {
             if let Some(x) = room.extra.as_deref() {
                 let mut live = 0;
                 for w in &x.watchers {
-                    let s = self.sessions.get(w.session);
+                    let s = self.hub.sessions.get(w.session);
                     debug_assert!(s.is_some_and(|s| s.watching.contains(&rid) && s.member == w.id));
                     live += u32::from(s.is_some_and(|s| s.live()));
                 }
                 debug_assert_eq!(live, x.attached, "attached watchers of {:?}", room.name);
             }
         }
-        debug_assert_eq!(seats, self.members);
-        debug_assert_eq!(self.names.len(), self.rooms.len());
+        debug_assert_eq!(seats, self.hub.members);
+        debug_assert_eq!(self.hub.names.len(), self.hub.rooms.len());
         if !self.lobby_list.active {
             debug_assert!(self.lobby_list.shown.is_empty());
         }
-        for (sid, s) in self.sessions.iter() {
+        for (sid, s) in self.hub.sessions.iter() {
             debug_assert_eq!(s.lobby.is_some(), self.lobby_list.subs.contains(&sid));
             debug_assert!(s.resuming.is_none() || s.attached());
             match &s.at {
@@ -1300,7 +1290,9 @@ impl Worker {
                 Attach::Shadow(sh) => {
                     // Out of the index only once its worker is lost.
                     let lost = matches!(sh.client, crate::session::Far::Lost { .. });
-                    debug_assert!(lost || self.shadows.get(&(sh.worker, sh.rsid)) == Some(&sid));
+                    debug_assert!(
+                        lost || self.hub.shadows.get(&(sh.worker, sh.rsid)) == Some(&sid)
+                    );
                 }
             }
         }
