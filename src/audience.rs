@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use crate::hub::out;
 use crate::protocol::{Code, Fail, Req};
-use crate::room::{Room, RoomId, Watcher, Why, MAX_BANS};
+use crate::room::{Room, RoomId, Watcher, Why};
 use crate::session::SessionId;
 use crate::worker::{Timer, Worker};
 
@@ -42,14 +42,14 @@ impl Worker {
         rid_req: Option<u32>,
         name: &str,
     ) -> Result<(), Fail> {
-        let (rid, seated) = self.seated(sid, name)?;
+        let (rid, seated) = self.hub.seated(sid, name)?;
         if seated {
             return Err(Fail::new(
                 Code::BadRequest,
                 format!("already a member of {name:?}; leave it first to watch"),
             ));
         }
-        let member = self.member_id(sid);
+        let member = self.hub.member_id(sid);
         let room = self
             .hub
             .rooms
@@ -216,8 +216,8 @@ impl Worker {
     /// join or watch this room again while it exists.
     pub(crate) fn op_kick(&mut self, sid: SessionId, req: &Req) -> Result<(), Fail> {
         let name = crate::handler::room_name(req)?;
-        let (rid, seated) = self.seated(sid, name)?;
-        let me = self.member_id(sid);
+        let (rid, seated) = self.hub.seated(sid, name)?;
+        let me = self.hub.member_id(sid);
         let owner = self.hub.rooms.get(rid).map(|r| r.owner);
         if !seated || owner != Some(me) {
             return Err(Fail::new(Code::Forbidden, "only the room's owner may kick"));
@@ -232,7 +232,7 @@ impl Worker {
             ));
         }
         let ban = req.ban.unwrap_or(false);
-        let target = self.kick_target(rid, id, ban)?;
+        let target = self.hub.kick_target(rid, id, ban)?;
         if req.rid.is_some() {
             self.send_to(sid, &out::ok(req.rid, vec![]));
         }
@@ -242,43 +242,9 @@ impl Worker {
 
     /// A kick by the room's owner or the HTTP API: checks, then removes.
     pub(crate) fn kick_from(&mut self, rid: RoomId, id: u64, ban: bool) -> Result<(), Fail> {
-        let target = self.kick_target(rid, id, ban)?;
+        let target = self.hub.kick_target(rid, id, ban)?;
         self.kick_out(rid, id, target, ban);
         Ok(())
-    }
-
-    /// The session of member or watcher `id` of room `rid`, and whether it
-    /// is a member: `not_found` when it is neither; `too_large` when `ban`
-    /// would pass [`MAX_BANS`].
-    fn kick_target(&self, rid: RoomId, id: u64, ban: bool) -> Result<(SessionId, bool), Fail> {
-        let Some(room) = self.hub.rooms.get(rid) else {
-            return Err(Fail::new(Code::NotFound, "no such room"));
-        };
-        let target = room
-            .members
-            .iter()
-            .find(|m| m.id == id)
-            .map(|m| (m.session, true))
-            .or_else(|| {
-                room.extra
-                    .as_ref()
-                    .and_then(|x| x.watchers.iter().find(|w| w.id == id))
-                    .map(|w| (w.session, false))
-            });
-        let Some(target) = target else {
-            return Err(Fail::new(
-                Code::NotFound,
-                format!("{id} is not in room {:?}", room.name),
-            ));
-        };
-        let bans = room.extra.as_ref().map_or(0, |x| x.banned.len());
-        if ban && !room.is_banned(id) && bans >= MAX_BANS {
-            return Err(Fail::new(
-                Code::TooLarge,
-                format!("a room keeps at most {MAX_BANS} bans"),
-            ));
-        }
-        Ok(target)
     }
 
     /// Removes `id` (session `tsid`, a member or not) from room `rid`: it

@@ -35,8 +35,8 @@ use mio::{Interest, Token};
 
 use crate::bus::{self, kind, Bus, Link, ReadEnd};
 use crate::conn::{CloseReason, ConnId};
-use crate::handler::ListedRoom;
 use crate::hub::bus_msg::{BusError, BusMsg, Listed, Seq};
+use crate::hub::lookup::ListedRoom;
 use crate::hub::out::{self, Presence};
 use crate::ipc::{Control, FromSupervisor, ToSupervisor};
 use crate::protocol::{self, err_v, Code, Fail, Proto, Req, V};
@@ -834,7 +834,7 @@ impl Worker {
                 limit,
             } => {
                 let mut rooms = Vec::new();
-                self.list_rooms(state, has_space, limit, &mut rooms);
+                self.hub.list_rooms(state, has_space, limit, &mut rooms);
                 let listed: Vec<Listed> = rooms
                     .iter()
                     .map(|r| Listed {

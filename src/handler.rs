@@ -12,6 +12,7 @@ use log::{debug, warn};
 use crate::arena::Arena;
 use crate::bus::Bus;
 use crate::conn::{CloseReason, ConnId, Conns, Phase};
+use crate::hub::lookup::ListedRoom;
 use crate::hub::out::{self, Presence};
 use crate::hub::rules::{
     autostarts, check_join, check_state, initial_props, room_max, PropsChange,
@@ -198,15 +199,6 @@ fn data<'a>(req: &'a Req) -> Result<&'a [u8], Fail> {
         .ok_or_else(|| Fail::new(Code::BadRequest, "missing \"data\""))
 }
 
-/// One room of a `list` answer.
-pub(crate) struct ListedRoom {
-    pub(crate) name: Box<str>,
-    pub(crate) members: u32,
-    pub(crate) max: u16,
-    pub(crate) state: RoomState,
-    pub(crate) watchers: u32,
-}
-
 impl Worker {
     pub(crate) fn conn_ws(&mut self, cid: ConnId) -> Option<&mut crate::conn::Ws> {
         match &mut self.conns.arena.get_mut(cid)?.phase {
@@ -380,28 +372,9 @@ impl Worker {
         }
     }
 
-    pub(crate) fn member_id(&self, sid: SessionId) -> MemberId {
-        self.hub.sessions.get(sid).map_or(0, |s| s.member)
-    }
-
-    /// The room by name, and whether this session sits in it.
-    pub(crate) fn seated(&self, sid: SessionId, name: &str) -> Result<(RoomId, bool), Fail> {
-        let rid = self
-            .hub
-            .names
-            .get(&self.hub.rooms, name)
-            .ok_or_else(|| Fail::new(Code::NotFound, format!("no room {name:?}")))?;
-        let seated = self
-            .hub
-            .sessions
-            .get(sid)
-            .is_some_and(|s| s.seats.contains(&rid));
-        Ok((rid, seated))
-    }
-
     fn member_room(&self, sid: SessionId, req: &Req) -> Result<RoomId, Fail> {
         let name = room_name(req)?;
-        match self.seated(sid, name)? {
+        match self.hub.seated(sid, name)? {
             (rid, true) => Ok(rid),
             (rid, false)
                 if self
@@ -505,11 +478,11 @@ impl Worker {
             self.check_seat_limit(sid)?;
             meta_of(&req.meta)?;
         }
-        let (_, name) = self.create_room(req, self.member_id(sid), Some(sid))?;
+        let (_, name) = self.create_room(req, self.hub.member_id(sid), Some(sid))?;
         debug!(
             "w={} room {name:?} created by member={}",
             self.id,
-            self.member_id(sid)
+            self.hub.member_id(sid)
         );
         self.send_to(sid, &out::created(req.rid, &name));
         if join {
@@ -609,14 +582,14 @@ impl Worker {
         name: &str,
         meta: Option<&Blob>,
     ) -> Result<(), Fail> {
-        let (rid, seated) = self.seated(sid, name)?;
+        let (rid, seated) = self.hub.seated(sid, name)?;
         if !seated {
             let room = self
                 .hub
                 .rooms
                 .get(rid)
                 .ok_or_else(|| Fail::new(Code::NotFound, "gone"))?;
-            check_join(room, self.member_id(sid))?;
+            check_join(room, self.hub.member_id(sid))?;
             let meta = meta_of(&meta.cloned())?;
             // A watcher taking a seat stops watching.
             if !self.remove_watcher(rid, sid) {
@@ -628,7 +601,7 @@ impl Worker {
         if seated {
             return Ok(());
         }
-        let member = self.member_id(sid);
+        let member = self.hub.member_id(sid);
         broadcast!(self, rid, Some(member), |room: &Room| {
             out::presence(&room.name, Presence::Join(room.members.last()))
         });
@@ -649,7 +622,7 @@ impl Worker {
     /// `created`, and a shadow's worker is told. Announces nothing.
     pub(crate) fn seat(&mut self, sid: SessionId, rid: RoomId, meta: Option<Box<[u8]>>) {
         let meta = meta.or_else(|| self.hub.sessions.get(sid).and_then(|s| s.meta.clone()));
-        let member = self.member_id(sid);
+        let member = self.hub.member_id(sid);
         let Some(room) = self.hub.rooms.get_mut(rid) else {
             return;
         };
@@ -709,7 +682,7 @@ impl Worker {
     }
 
     fn op_leave(&mut self, sid: SessionId, req: &Req) -> Result<(), Fail> {
-        let (rid, seated) = self.seated(sid, room_name(req)?)?;
+        let (rid, seated) = self.hub.seated(sid, room_name(req)?)?;
         if seated {
             self.remove_member(rid, sid, Why::Left);
         } else if !self.remove_watcher(rid, sid) {
@@ -757,7 +730,7 @@ impl Worker {
     fn op_pub(&mut self, sid: SessionId, req: &Req) -> Result<(), Fail> {
         let rid = self.member_room(sid, req)?;
         let data = data(req)?;
-        let from = self.member_id(sid);
+        let from = self.hub.member_id(sid);
         let except = if req.echo.unwrap_or(false) {
             None
         } else {
@@ -799,7 +772,7 @@ impl Worker {
             _ => return Err(Fail::new(Code::BadRequest, "\"to\" must be a member id")),
         };
         let data = data(req)?;
-        let from = self.member_id(sid);
+        let from = self.hub.member_id(sid);
         let Some(room) = self.hub.rooms.get(rid) else {
             return Ok(());
         };
@@ -854,13 +827,13 @@ impl Worker {
 
     fn op_state(&mut self, sid: SessionId, req: &Req) -> Result<(), Fail> {
         let name = room_name(req)?;
-        let (rid, _) = self.seated(sid, name)?;
+        let (rid, _) = self.hub.seated(sid, name)?;
         let to = match &req.to {
             Some(To::Name(s)) => RoomState::parse(s)
                 .ok_or_else(|| Fail::new(Code::BadRequest, format!("unknown state {s:?}")))?,
             _ => return Err(Fail::new(Code::BadRequest, "\"to\" must be a state name")),
         };
-        let member = self.member_id(sid);
+        let member = self.hub.member_id(sid);
         let Some(room) = self.hub.rooms.get(rid) else {
             return Ok(());
         };
@@ -885,36 +858,9 @@ impl Worker {
         let limit = req.limit.unwrap_or(LIST_DEFAULT).min(LIST_MAX);
         let space = req.has_space.unwrap_or(false);
         let mut rooms = Vec::new();
-        self.list_rooms(want, space, limit, &mut rooms);
+        self.hub.list_rooms(want, space, limit, &mut rooms);
         self.gather_list((sid, req.rid, false), (want, space, limit), rooms);
         Ok(())
-    }
-
-    /// Up to `limit` public rooms homed here, filtered as `list` asks.
-    pub(crate) fn list_rooms(
-        &self,
-        want: Option<RoomState>,
-        space: bool,
-        limit: u16,
-        out: &mut Vec<ListedRoom>,
-    ) {
-        let room_entries = self
-            .hub
-            .rooms
-            .iter()
-            .map(|(_, r)| r)
-            .filter(|r| !r.private())
-            .filter(|r| want.is_none_or(|s| r.state == s))
-            .filter(|r| !space || !r.is_full())
-            .take((limit as usize).saturating_sub(out.len()))
-            .map(|r| ListedRoom {
-                name: (*r.name).into(),
-                members: r.members.len() as u32,
-                max: r.max,
-                state: r.state,
-                watchers: r.watchers(),
-            });
-        out.extend(room_entries);
     }
 
     /// Sends `rooms` (the merged `list` answer); `missing` names the workers

@@ -117,7 +117,8 @@ impl Worker {
             }
         }
         let mut rooms = Vec::new();
-        self.list_rooms(filter.state, filter.has_space, limit, &mut rooms);
+        self.hub
+            .list_rooms(filter.state, filter.has_space, limit, &mut rooms);
         self.gather_list(
             (sid, req.rid, true),
             (filter.state, filter.has_space, limit),

@@ -94,7 +94,7 @@ impl Worker {
         } = ask;
         let meta = meta.map(Box::<[u8]>::from);
         let grant = grant.map(|g| Box::new(g.into_owned()));
-        let Some(old) = self.find_session(token) else {
+        let Some(old) = self.hub.find_session(token) else {
             let f = resume_gone();
             self.metrics.error(f.code);
             let frame = protocol::encode_frame(proto, &err_v(rid, &f));

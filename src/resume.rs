@@ -34,33 +34,12 @@ use crate::cluster::Route;
 use crate::conn::{CloseReason, ConnId};
 use crate::history;
 use crate::hub::bus_msg::{BusMsg, Seq};
+use crate::hub::lookup::{index_key, token_key};
 use crate::hub::out::Presence;
 use crate::protocol::{self, Code, Fail, Proto, Req};
 use crate::room::{RoomId, Why};
 use crate::session::{Client, Far, Part, Relay, Resuming, Session, SessionId};
 use crate::worker::Worker;
-
-/// The index key of a resume token (its 128 bits); `None` for anything that
-/// is not 32 hex digits.
-pub(crate) fn token_key(token: &str) -> Option<u128> {
-    // Lowercase only, as sent: one spelling per token.
-    if token.len() != 32
-        || !token
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return None;
-    }
-    u128::from_str_radix(token, 16).ok()
-}
-
-/// A token's key in the worker's index: its last 64 bits (random; the
-/// first byte may name a worker). 16 bytes a bucket with the session id.
-pub(crate) fn index_key(token: &[u8; 16]) -> u64 {
-    let mut k = [0u8; 8];
-    k.copy_from_slice(&token[8..]);
-    u64::from_be_bytes(k)
-}
 
 /// Bytes a replayed message is counted for against the replay budget: its
 /// data (base64 on JSON connections, to be safe) plus the frame and keys.
@@ -93,14 +72,6 @@ impl Worker {
         (w < n).then_some(w)
     }
 
-    /// The session a token names, on this worker.
-    pub(crate) fn find_session(&self, token: &str) -> Option<SessionId> {
-        let token = token_key(token)?.to_be_bytes();
-        let sid = *self.hub.tokens.get(&index_key(&token))?;
-        let s = self.hub.sessions.get(sid)?;
-        (s.token == token).then_some(sid)
-    }
-
     /// `hello` with `resume` on connection `cid`, whose fresh session is
     /// `sid`. Unknown, expired or malformed tokens are `not_found` and the
     /// fresh session goes on; a token of another worker is asked there.
@@ -115,7 +86,7 @@ impl Worker {
         if let Some(w) = self.token_worker(token).filter(|&w| w != self.id) {
             return self.ask_resume(cid, sid, w, token, req);
         }
-        let old = self.find_session(token).ok_or_else(resume_gone)?;
+        let old = self.hub.find_session(token).ok_or_else(resume_gone)?;
         if old == sid {
             return Err(Fail::new(
                 Code::BadRequest,

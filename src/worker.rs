@@ -657,7 +657,7 @@ impl Worker {
             || self
                 .hub
                 .tokens
-                .contains_key(&crate::resume::index_key(&raw))
+                .contains_key(&crate::hub::lookup::index_key(&raw))
         {
             if let Err(e) = getrandom::fill(&mut raw) {
                 error!("w={} no randomness for a session token: {e}", self.id);
@@ -680,7 +680,9 @@ impl Worker {
             .map(|s| s.as_bytes().into());
         session.grant = grant;
         let sid = self.hub.sessions.insert(session);
-        self.hub.tokens.insert(crate::resume::index_key(&raw), sid);
+        self.hub
+            .tokens
+            .insert(crate::hub::lookup::index_key(&raw), sid);
         let ms = self.millis();
         let Some(c) = self.conns.arena.get_mut(id) else {
             return;

@@ -63,6 +63,7 @@ pub type ConnId = crate::arena::Id<Link>;
 
 pub mod bus_msg;
 pub mod history;
+pub mod lookup;
 pub mod matcher;
 pub mod names;
 pub mod out;
