@@ -1,9 +1,10 @@
-//! Fan-out of one message to 1,000 members, in-process, against real
-//! loopback sockets that accept writes:
+//! Fan-out of one message to a room of 1,000 members, in-process, through
+//! the server's own fan-out (`roomd::fanout::fan_out`, what `pub` calls),
+//! against real loopback sockets that accept writes:
 //!
-//! - `queue_1000`: `Frames::new(msg)` and `Conns::fanout` to 1,000 open
-//!   WebSocket connections (one encode, 1,000 copies into the connections'
-//!   output buffers), as the handler does for a `pub`;
+//! - `queue_1000`: the room's targets gathered from its members' sessions
+//!   (`hub::fanout::collect_targets`), the `msg` encoded once, and queued on
+//!   1,000 open WebSocket connections' output buffers;
 //! - `queue_write_1000`: the same, then one `write` per connection of its
 //!   output to its socket, as the worker's flush does at the end of a turn.
 //!
@@ -23,8 +24,12 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use roomd::arena::Arena;
-use roomd::conn::{Bucket, Conn, ConnId, Conns, Phase, Ws};
-use roomd::protocol::{Frames, Proto, V};
+use roomd::conn::{Bucket, Conn, Conns, Phase, Ws};
+use roomd::fanout::fan_out;
+use roomd::hub::fanout::Targets;
+use roomd::hub::out;
+use roomd::protocol::{Frames, Proto};
+use roomd::room::{Member, Room as RoomData, RoomId};
 use roomd::session::{Attach, Client, Session};
 
 const MEMBERS: usize = 1_000;
@@ -32,25 +37,15 @@ const ROOM: &str = "lobby-42";
 /// roomd's default `--out-buffer`.
 const OUT_LIMIT: usize = 1 << 20;
 
-/// The server's `msg` for one published message, as the handler builds it.
-fn msg(data: &[u8]) -> V<'_> {
-    V::Map(vec![
-        ("t", V::Str("msg")),
-        ("room", V::Str(ROOM)),
-        ("from", V::U(123_456)),
-        ("seq", V::U(987_654)),
-        ("data", V::Bin(data)),
-    ])
-}
-
 /// 1,000 open WebSocket connections on loopback sockets, and their client
 /// ends (nonblocking, for draining).
 struct Room {
     conns: Conns,
-    targets: Vec<(ConnId, Proto)>,
+    rooms: Arena<RoomData>,
+    rid: RoomId,
+    sessions: Arena<Session>,
+    targets: Targets,
     clients: Vec<TcpStream>,
-    /// Kept so the session ids stay meaningful.
-    _sessions: Arena<Session>,
 }
 
 fn room() -> Room {
@@ -58,7 +53,8 @@ fn room() -> Room {
     let addr = listener.local_addr().expect("listener address");
     let mut conns = Conns::new(OUT_LIMIT);
     let mut sessions = Arena::<Session>::default();
-    let mut targets = Vec::with_capacity(MEMBERS);
+    let mut rooms = Arena::<RoomData>::default();
+    let rid = rooms.insert(RoomData::new(ROOM, 1, MEMBERS as u16, 60_000, false, false));
     let mut clients = Vec::with_capacity(MEMBERS);
     for i in 0..MEMBERS {
         // The backlog holds one pending connection at a time here, so the
@@ -81,6 +77,13 @@ fn room() -> Room {
         );
         session.hello_done = true;
         let session = sessions.insert(session);
+        if let Some(room) = rooms.get_mut(rid) {
+            room.members.push(Member {
+                id: i as u64 + 1,
+                session,
+                meta: None,
+            });
+        }
         let mut conn = Conn::new(sock, peer, 0);
         conn.phase = Phase::Ws(Ws {
             parser: None,
@@ -94,14 +97,15 @@ fn room() -> Room {
             paused: false,
         });
         assert_eq!(conns.arena.insert(conn), cid);
-        targets.push((cid, proto));
         clients.push(client);
     }
     Room {
         conns,
-        targets,
+        rooms,
+        rid,
+        sessions,
+        targets: Targets::default(),
         clients,
-        _sessions: sessions,
     }
 }
 
@@ -156,9 +160,26 @@ fn drain(clients: &mut [TcpStream], frame: &[u8], buf: &mut [u8]) {
     }
 }
 
+/// What `pub` does past its checks: the server's fan-out of one `msg`
+/// (seq and sender fixed, so every iteration's frame is the same).
+fn publish(r: &mut Room, data: &[u8]) -> u64 {
+    fan_out(
+        &r.rooms,
+        &mut r.sessions,
+        &mut r.conns,
+        &mut r.targets,
+        &mut None,
+        r.rid,
+        None,
+        |room| out::msg(&room.name, 123_456, 987_654, data),
+    )
+}
+
 fn fanout(c: &mut Criterion) {
     let data = vec![b'x'; 64];
-    let frame = Frames::new(msg(&data)).get(Proto::Msgpack).to_vec();
+    let frame = Frames::new(out::msg(ROOM, 123_456, 987_654, &data))
+        .get(Proto::Msgpack)
+        .to_vec();
     let mut r = room();
     let mut buf = vec![0u8; 64 * 1024];
 
@@ -170,8 +191,7 @@ fn fanout(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let t = Instant::now();
-                let mut frames = Frames::new(msg(black_box(&data)));
-                let n = r.conns.fanout(&r.targets, &mut frames);
+                let n = publish(&mut r, black_box(&data));
                 total += t.elapsed();
                 assert_eq!(n, MEMBERS as u64);
                 discard(&mut r.conns);
@@ -185,8 +205,7 @@ fn fanout(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let t = Instant::now();
-                let mut frames = Frames::new(msg(black_box(&data)));
-                let n = r.conns.fanout(&r.targets, &mut frames);
+                let n = publish(&mut r, black_box(&data));
                 flush(&mut r.conns);
                 total += t.elapsed();
                 assert_eq!(n, MEMBERS as u64);
@@ -198,7 +217,7 @@ fn fanout(c: &mut Criterion) {
     group.finish();
 
     assert!(r.conns.overflow.is_empty(), "no connection overflowed");
-    for (id, _) in &r.targets {
+    for (id, _) in &r.targets.local {
         let c = r
             .conns
             .arena

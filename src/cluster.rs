@@ -196,7 +196,7 @@ impl Worker {
         match r {
             Route::Local(c, _) => self.conns.push(c, frame),
             Route::Hold(sid, _) => {
-                crate::handler::hold(&mut self.hub.sessions, sid, frame, self.conns.out_limit)
+                crate::hub::fanout::hold(&mut self.hub.sessions, sid, frame, self.conns.out_limit)
             }
             Route::Remote(w, rsid, _) => {
                 let m = BusMsg::Deliver { sid: rsid, frame };

@@ -3,23 +3,22 @@
 //! rooms, closing rooms. Every handler returns `Result<(), Fail>`; the error
 //! goes back to the client as `err` with the request's `rid`.
 //!
-//! Fan-out goes through [`fan_out`] (the `broadcast!` macro): targets are gathered from the room's
-//! members (sessions with a connection), the message is encoded once per
-//! subprotocol, and the same bytes are queued on every target.
+//! Fan-out goes through `fanout::fan_out` (the `broadcast!` macro): targets
+//! are gathered from the room's members (`hub::fanout::Targets`), the
+//! message is encoded once per subprotocol, and the same bytes are queued on
+//! every target.
 
 use log::{debug, warn};
 
-use crate::arena::Arena;
-use crate::bus::Bus;
-use crate::conn::{CloseReason, ConnId, Conns, Phase};
+use crate::conn::{CloseReason, ConnId, Phase};
 use crate::hub::lookup::ListedRoom;
 use crate::hub::out::{self, Presence};
 use crate::hub::rules::{
     autostarts, check_join, check_state, initial_props, room_max, PropsChange,
 };
-use crate::protocol::{self, err_v, Blob, Code, Fail, Frames, Proto, Req, To, V};
+use crate::protocol::{self, err_v, Blob, Code, Fail, Proto, Req, To, V};
 use crate::room::{valid_name, Member, Room, RoomId, RoomState, Why};
-use crate::session::{Attach, Client, Far, MemberId, Session, SessionId};
+use crate::session::{Attach, MemberId, SessionId};
 use crate::worker::{Timer, Worker};
 
 /// Largest `meta` (PROTOCOL.md "Identities and names").
@@ -30,134 +29,9 @@ const MAX_IDLE_MS: u32 = 3_600_000;
 const LIST_DEFAULT: u16 = 100;
 const LIST_MAX: u16 = 1000;
 
-/// Reused target lists for fan-out: connections here, sessions on other
-/// workers as (worker, subprotocol, their session id), and sessions whose
-/// output is held while they resume.
-#[derive(Default)]
-pub(crate) struct Targets {
-    pub(crate) local: Vec<(ConnId, Proto)>,
-    pub(crate) remote: Vec<(u32, Proto, u64)>,
-    pub(crate) held: Vec<(SessionId, Proto)>,
-    ids: Vec<u64>,
-}
-
-/// Appends a frame to what a resuming session holds back (see
-/// [`crate::session::Resuming`]); past `limit` bytes the session is marked
-/// to be closed instead. Returns whether it was kept.
-pub(crate) fn hold(
-    sessions: &mut Arena<Session>,
-    sid: SessionId,
-    frame: &[u8],
-    limit: usize,
-) -> bool {
-    let Some(r) = sessions
-        .get_mut(sid)
-        .and_then(|s| s.resuming.as_deref_mut())
-    else {
-        return false;
-    };
-    if r.overflow || r.held.len() + frame.len() > limit {
-        r.overflow = true;
-        return false;
-    }
-    r.held.extend_from_slice(frame);
-    true
-}
-
-/// Collects where a room's members (all but `except`) are reached.
-fn collect_targets(
-    room: &Room,
-    sessions: &Arena<Session>,
-    except: Option<MemberId>,
-    t: &mut Targets,
-) {
-    t.local.clear();
-    t.remote.clear();
-    t.held.clear();
-    for (id, session) in room.audience() {
-        if Some(id) == except {
-            continue;
-        }
-        let Some(s) = sessions.get(session) else {
-            continue;
-        };
-        if s.resuming.is_some() {
-            if let Some(p) = s.proto() {
-                t.held.push((session, p));
-            }
-            continue;
-        }
-        match &s.at {
-            Attach::On(Client::Local(c, p)) => t.local.push((*c, *p)),
-            Attach::On(Client::Relayed(r)) => t.remote.push((r.worker, r.proto, r.rsid)),
-            Attach::Shadow(sh) if sh.client == Far::Attached => {
-                t.remote.push((sh.worker, sh.proto, sh.rsid));
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Sends one message to a room's members (all but `except`), encoded once
-/// per subprotocol: queued on each local member's connection, and sent once
-/// per other worker with members there, with the list of its sessions (see
-/// `cluster`). Takes the worker's fields apart so the message may borrow
-/// from the room while connections are written. Returns the number of local
-/// recipients it was queued for (each worker counts its own deliveries).
-/// Cost: O(members + recipients * frame size).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn fan_out<'v>(
-    rooms: &'v Arena<Room>,
-    sessions: &mut Arena<Session>,
-    conns: &mut Conns,
-    t: &mut Targets,
-    bus: &mut Option<Bus>,
-    rid: RoomId,
-    except: Option<MemberId>,
-    build: impl FnOnce(&'v Room) -> V<'v>,
-) -> u64 {
-    let Some(room) = rooms.get(rid) else {
-        return 0;
-    };
-    collect_targets(room, sessions, except, t);
-    if t.local.is_empty() && t.remote.is_empty() && t.held.is_empty() {
-        return 0;
-    }
-    let mut frames = Frames::new(build(room));
-    let mut n = conns.fanout(&t.local, &mut frames);
-    for &(sid, p) in &t.held {
-        if hold(sessions, sid, frames.get(p), conns.out_limit) {
-            n += 1;
-        }
-    }
-    if let (false, Some(bus)) = (t.remote.is_empty(), bus.as_mut()) {
-        t.remote.sort_unstable_by_key(|&(w, p, _)| (w, p as u8));
-        for &(_, p, _) in &t.remote {
-            frames.get(p);
-        }
-        let mut rest = &t.remote[..];
-        while let Some(&(w, _, _)) = rest.first() {
-            let end = rest.iter().position(|x| x.0 != w).unwrap_or(rest.len());
-            let (mine, next) = rest.split_at(end);
-            rest = next;
-            t.ids.clear();
-            t.ids.extend(mine.iter().map(|x| x.2));
-            let split = mine
-                .iter()
-                .position(|x| x.1 != mine[0].1)
-                .unwrap_or(mine.len());
-            let (a, b) = t.ids.split_at(split);
-            let fa = frames.encoded(mine[0].1);
-            let fb = mine.get(split).map_or(&[][..], |x| frames.encoded(x.1));
-            bus.fanout(w, &[(fa, a), (fb, b)]);
-        }
-    }
-    n
-}
-
 macro_rules! broadcast {
     ($w:expr, $rid:expr, $except:expr, $build:expr) => {
-        $crate::handler::fan_out(
+        $crate::fanout::fan_out(
             &$w.hub.rooms,
             &mut $w.hub.sessions,
             &mut $w.conns,

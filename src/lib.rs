@@ -10,6 +10,7 @@ pub mod bus;
 mod cluster;
 pub mod config;
 pub mod conn;
+pub mod fanout;
 #[macro_use]
 mod handler;
 mod audience;

@@ -385,7 +385,7 @@ impl Worker {
         r.waiting.retain(|&w| w != p);
         r.rooms.extend(rooms);
         let done = r.waiting.is_empty();
-        crate::handler::hold(&mut self.hub.sessions, sid, frames, limit);
+        crate::hub::fanout::hold(&mut self.hub.sessions, sid, frames, limit);
         if done {
             self.resume_done(sid);
         }

@@ -121,7 +121,7 @@ pub struct Worker {
     /// Start of the millisecond clock (`millis`).
     epoch: Instant,
     /// Reused target lists for fan-out.
-    pub(crate) scratch: crate::handler::Targets,
+    pub(crate) scratch: crate::hub::fanout::Targets,
     /// Matchmaking queues.
     pub(crate) lobby: Lobby,
     /// The links to other workers (`None` when this is the only worker).

@@ -62,6 +62,7 @@ pub enum Link {}
 pub type ConnId = crate::arena::Id<Link>;
 
 pub mod bus_msg;
+pub mod fanout;
 pub mod history;
 pub mod lookup;
 pub mod matcher;

@@ -1,0 +1,196 @@
+//! Where a room message goes: the connections here, the sessions on other
+//! workers, and the sessions whose output is held while they resume. Pure:
+//! the loop performs the writes (see `crate::fanout`).
+
+use crate::arena::Arena;
+use crate::protocol::Proto;
+use crate::room::Room;
+use crate::session::{Attach, Client, Far, MemberId, Session, SessionId};
+
+use super::ConnId;
+
+/// Reused target lists for fan-out: connections here, sessions on other
+/// workers as (worker, subprotocol, their session id), and sessions whose
+/// output is held while they resume.
+#[derive(Default)]
+pub struct Targets {
+    pub local: Vec<(ConnId, Proto)>,
+    pub remote: Vec<(u32, Proto, u64)>,
+    pub held: Vec<(SessionId, Proto)>,
+    /// Scratch for one worker's session ids.
+    pub ids: Vec<u64>,
+}
+
+/// Appends a frame to what a resuming session holds back (see
+/// [`crate::session::Resuming`]); past `limit` bytes the session is marked
+/// to be closed instead. Returns whether it was kept.
+pub fn hold(sessions: &mut Arena<Session>, sid: SessionId, frame: &[u8], limit: usize) -> bool {
+    let Some(r) = sessions
+        .get_mut(sid)
+        .and_then(|s| s.resuming.as_deref_mut())
+    else {
+        return false;
+    };
+    if r.overflow || r.held.len() + frame.len() > limit {
+        r.overflow = true;
+        return false;
+    }
+    r.held.extend_from_slice(frame);
+    true
+}
+
+/// Collects where a room's members and watchers (all but `except`) are
+/// reached: connections here, sessions on other workers, and sessions whose
+/// output is held while they resume.
+pub fn collect_targets(
+    room: &Room,
+    sessions: &Arena<Session>,
+    except: Option<MemberId>,
+    t: &mut Targets,
+) {
+    t.local.clear();
+    t.remote.clear();
+    t.held.clear();
+    for (id, session) in room.audience() {
+        if Some(id) == except {
+            continue;
+        }
+        let Some(s) = sessions.get(session) else {
+            continue;
+        };
+        if s.resuming.is_some() {
+            if let Some(p) = s.proto() {
+                t.held.push((session, p));
+            }
+            continue;
+        }
+        match &s.at {
+            Attach::On(Client::Local(c, p)) => t.local.push((*c, *p)),
+            Attach::On(Client::Relayed(r)) => t.remote.push((r.worker, r.proto, r.rsid)),
+            Attach::Shadow(sh) if sh.client == Far::Attached => {
+                t.remote.push((sh.worker, sh.proto, sh.rsid));
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::room::Member;
+    use crate::session::{Relay, Resuming, Shadow};
+
+    struct Setup {
+        sessions: Arena<Session>,
+        room: Room,
+    }
+
+    impl Setup {
+        fn new() -> Setup {
+            Setup {
+                sessions: Arena::default(),
+                room: Room::new("r", 1, 16, 60_000, false, false),
+            }
+        }
+
+        fn add(&mut self, at: Attach) -> SessionId {
+            let id = self.room.members.len() as u64 + 1;
+            let sid = self.sessions.insert(Session::fresh(id, [0; 16], at));
+            self.room.members.push(Member {
+                id,
+                session: sid,
+                meta: None,
+            });
+            sid
+        }
+    }
+
+    fn conn(i: u64) -> ConnId {
+        ConnId::from_bits(i << 32 | 1)
+    }
+
+    #[test]
+    fn targets_are_local_remote_or_held_and_skip_the_sender_and_the_away() {
+        let mut s = Setup::new();
+        s.add(Attach::On(Client::Local(conn(1), Proto::Msgpack)));
+        s.add(Attach::On(Client::Relayed(Relay {
+            worker: 2,
+            rsid: 77,
+            proto: Proto::Json,
+        })));
+        s.add(Attach::Shadow(Box::new(Shadow {
+            worker: 3,
+            rsid: 88,
+            proto: Proto::Msgpack,
+            client: Far::Attached,
+        })));
+        s.add(Attach::Shadow(Box::new(Shadow {
+            worker: 3,
+            rsid: 99,
+            proto: Proto::Msgpack,
+            client: Far::Away,
+        })));
+        s.add(Attach::Detached);
+        let resuming = s.add(Attach::On(Client::Local(conn(6), Proto::Json)));
+        if let Some(x) = s.sessions.get_mut(resuming) {
+            x.resuming = Some(Box::new(Resuming {
+                epoch: 1,
+                rid: None,
+                waiting: vec![2],
+                rooms: Vec::new(),
+                held: Vec::new(),
+                overflow: false,
+            }));
+        }
+        s.add(Attach::On(Client::Local(conn(7), Proto::Json)));
+
+        let mut t = Targets::default();
+        collect_targets(&s.room, &s.sessions, Some(7), &mut t);
+        assert_eq!(
+            t.local,
+            vec![(conn(1), Proto::Msgpack)],
+            "the sender is skipped"
+        );
+        assert_eq!(
+            t.remote,
+            vec![(2, Proto::Json, 77), (3, Proto::Msgpack, 88)]
+        );
+        assert_eq!(t.held, vec![(resuming, Proto::Json)]);
+
+        // Reused: the lists start empty every time.
+        collect_targets(&s.room, &s.sessions, None, &mut t);
+        assert_eq!(t.local.len(), 2);
+    }
+
+    #[test]
+    fn a_resuming_session_holds_frames_up_to_the_limit() {
+        let mut s = Setup::new();
+        let sid = s.add(Attach::On(Client::Local(conn(1), Proto::Msgpack)));
+        assert!(
+            !hold(&mut s.sessions, sid, b"abc", 10),
+            "not resuming: nothing held"
+        );
+        if let Some(x) = s.sessions.get_mut(sid) {
+            x.resuming = Some(Box::new(Resuming {
+                epoch: 1,
+                rid: None,
+                waiting: Vec::new(),
+                rooms: Vec::new(),
+                held: Vec::new(),
+                overflow: false,
+            }));
+        }
+        assert!(hold(&mut s.sessions, sid, b"abcdef", 10));
+        assert!(!hold(&mut s.sessions, sid, b"ghijk", 10), "past the limit");
+        assert!(
+            !hold(&mut s.sessions, sid, b"g", 10),
+            "and nothing after it"
+        );
+        let r = s.sessions.get(sid).and_then(|x| x.resuming.as_deref());
+        assert_eq!(
+            r.map(|r| (&r.held[..], r.overflow)),
+            Some((&b"abcdef"[..], true))
+        );
+    }
+}
