@@ -47,8 +47,12 @@ enum Repr {
 impl RoomName {
     pub fn as_str(&self) -> &str {
         match &self.0 {
-            // Always valid: the bytes were copied from a `str` whole.
-            Repr::Inline { .. } => std::str::from_utf8(self.as_bytes()).unwrap_or_default(),
+            // SAFETY: `Repr` is private and `From<&str>` is the only way to
+            // make an inline name: its bytes are a whole `str`'s, copied
+            // unchanged, so they are valid UTF-8. (Checking them again
+            // showed at 2 % of the server's instructions per delivery: the
+            // name is read for every message a room sends.)
+            Repr::Inline { .. } => unsafe { std::str::from_utf8_unchecked(self.as_bytes()) },
             Repr::Heap(s) => s,
         }
     }
