@@ -215,7 +215,7 @@ impl Worker {
     /// members see `leave` with `why:"kicked"`. With `ban` the id may not
     /// join or watch this room again while it exists.
     pub(crate) fn op_kick(&mut self, sid: SessionId, req: &Req) -> Result<(), Fail> {
-        let name = crate::handler::room_name(req)?;
+        let name = crate::hub::rules::room_name(req)?;
         let (rid, seated) = self.hub.seated(sid, name)?;
         let me = self.hub.member_id(sid);
         let owner = self.hub.rooms.get(rid).map(|r| r.owner);

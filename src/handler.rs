@@ -14,15 +14,14 @@ use crate::conn::{CloseReason, ConnId, Phase};
 use crate::hub::lookup::ListedRoom;
 use crate::hub::out::{self, Presence};
 use crate::hub::rules::{
-    autostarts, check_join, check_state, initial_props, room_max, PropsChange,
+    autostarts, check_join, check_state, data, initial_props, meta_of, room_max, room_name,
+    PropsChange,
 };
 use crate::protocol::{self, err_v, Blob, Code, Fail, Proto, Req, To, V};
 use crate::room::{valid_name, Member, Room, RoomId, RoomState, Why};
 use crate::session::{Attach, MemberId, SessionId};
 use crate::worker::{Timer, Worker};
 
-/// Largest `meta` (PROTOCOL.md "Identities and names").
-pub const MAX_META: usize = 1024;
 /// Longest idle time a client may ask for.
 const MAX_IDLE_MS: u32 = 3_600_000;
 /// Default and largest `list` sizes.
@@ -42,35 +41,6 @@ macro_rules! broadcast {
             $build,
         )
     };
-}
-
-fn meta_of(b: &Option<Blob>) -> Result<Option<Box<[u8]>>, Fail> {
-    match b {
-        Some(m) if m.0.len() > MAX_META => Err(Fail::new(
-            Code::TooLarge,
-            format!("meta is {} bytes; at most {MAX_META}", m.0.len()),
-        )),
-        Some(m) => Ok(Some(m.0.as_ref().into())),
-        None => Ok(None),
-    }
-}
-
-pub(crate) fn room_name<'a>(req: &'a Req) -> Result<&'a str, Fail> {
-    match req.room.as_deref() {
-        None => Err(Fail::new(Code::BadRequest, "missing \"room\"")),
-        Some(n) if !valid_name(n) => Err(Fail::new(
-            Code::BadRequest,
-            "room names are 1 to 64 bytes of [A-Za-z0-9._:-]",
-        )),
-        Some(n) => Ok(n),
-    }
-}
-
-fn data<'a>(req: &'a Req) -> Result<&'a [u8], Fail> {
-    req.data
-        .as_ref()
-        .map(|d| d.0.as_ref())
-        .ok_or_else(|| Fail::new(Code::BadRequest, "missing \"data\""))
 }
 
 impl Worker {

@@ -4,9 +4,45 @@
 //! (the answer, the broadcast); the rules are unit-tested here without a
 //! server.
 
-use crate::protocol::{Code, Fail};
-use crate::room::{Props, Room, RoomState};
+use crate::protocol::{Blob, Code, Fail, Req};
+use crate::room::{valid_name, Props, Room, RoomState};
 use crate::session::MemberId;
+
+/// Largest `meta` (PROTOCOL.md "Identities and names").
+pub const MAX_META: usize = 1024;
+
+/// A `meta` as kept: at most [`MAX_META`] bytes (`too_large`).
+pub fn meta_of(b: &Option<Blob>) -> Result<Option<Box<[u8]>>, Fail> {
+    match b {
+        Some(m) if m.0.len() > MAX_META => Err(Fail::new(
+            Code::TooLarge,
+            format!("meta is {} bytes; at most {MAX_META}", m.0.len()),
+        )),
+        Some(m) => Ok(Some(m.0.as_ref().into())),
+        None => Ok(None),
+    }
+}
+
+/// The request's `room`: present (`bad_request`) and a valid name
+/// (`bad_request`).
+pub fn room_name<'a>(req: &'a Req) -> Result<&'a str, Fail> {
+    match req.room.as_deref() {
+        None => Err(Fail::new(Code::BadRequest, "missing \"room\"")),
+        Some(n) if !valid_name(n) => Err(Fail::new(
+            Code::BadRequest,
+            "room names are 1 to 64 bytes of [A-Za-z0-9._:-]",
+        )),
+        Some(n) => Ok(n),
+    }
+}
+
+/// The request's `data` (`bad_request` when missing).
+pub fn data<'a>(req: &'a Req) -> Result<&'a [u8], Fail> {
+    req.data
+        .as_ref()
+        .map(|d| d.0.as_ref())
+        .ok_or_else(|| Fail::new(Code::BadRequest, "missing \"data\""))
+}
 
 /// Members a room takes when `create` does not say (at most the server's).
 pub const DEFAULT_MAX: u16 = 16;
@@ -177,6 +213,56 @@ mod tests {
 
     fn room() -> Room {
         Room::new("r", 1, 8, 60_000, false, false)
+    }
+
+    fn req(json: &str) -> Req<'_> {
+        crate::protocol::decode(crate::protocol::Proto::Json, json.as_bytes())
+            .unwrap_or_else(|(_, f)| panic!("a request: {}", f.msg))
+    }
+
+    #[test]
+    fn a_room_name_must_be_there_and_valid() {
+        assert_eq!(
+            room_name(&req(r#"{"t":"join","room":"a.b-c_1:2"}"#)).ok(),
+            Some("a.b-c_1:2")
+        );
+        for bad in [
+            r#"{"t":"join"}"#,
+            r#"{"t":"join","room":""}"#,
+            r#"{"t":"join","room":"a b"}"#,
+        ] {
+            assert_eq!(
+                room_name(&req(bad)).map_err(|f| f.code),
+                Err(Code::BadRequest),
+                "{bad}"
+            );
+        }
+        let long = format!(r#"{{"t":"join","room":"{}"}}"#, "x".repeat(65));
+        assert_eq!(
+            room_name(&req(&long)).map_err(|f| f.code),
+            Err(Code::BadRequest)
+        );
+    }
+
+    #[test]
+    fn data_must_be_there() {
+        assert_eq!(
+            data(&req(r#"{"t":"pub","data":"hi"}"#)).ok(),
+            Some(&b"hi"[..])
+        );
+        assert_eq!(
+            data(&req(r#"{"t":"pub"}"#)).map_err(|f| f.code),
+            Err(Code::BadRequest)
+        );
+    }
+
+    #[test]
+    fn meta_is_bounded() {
+        assert_eq!(meta_of(&None).ok(), Some(None));
+        let ok = Some(Blob(vec![7; MAX_META].into()));
+        assert_eq!(meta_of(&ok).ok().flatten().map(|m| m.len()), Some(MAX_META));
+        let big = Some(Blob(vec![7; MAX_META + 1].into()));
+        assert_eq!(meta_of(&big).map_err(|f| f.code), Err(Code::TooLarge));
     }
 
     #[test]
