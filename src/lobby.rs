@@ -33,9 +33,8 @@ use std::time::Duration;
 use crate::hub::bus_msg::{BusMsg, LobbyRoom, Seq};
 use crate::hub::out;
 use crate::protocol::{Code, Fail, Frames, Req};
-use crate::room::{RoomId, RoomState, Shown};
+use crate::room::{RoomId, RoomState};
 use crate::session::SessionId;
-use crate::timer::TimerId;
 use crate::worker::{Timer, Worker};
 
 /// Updates for one room go out at most this often.
@@ -44,48 +43,7 @@ pub const TICK: Duration = Duration::from_millis(250);
 const LIMIT_DEFAULT: u16 = 100;
 const LIMIT_MAX: u16 = 1000;
 
-/// What a subscriber wants to see.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Filter {
-    pub state: Option<RoomState>,
-    pub has_space: bool,
-}
-
-impl Filter {
-    fn matches(self, s: &Shown, max: u16) -> bool {
-        self.state.is_none_or(|st| st == s.state) && (!self.has_space || s.members < u32::from(max))
-    }
-}
-
-/// A session's subscription.
-pub struct Sub {
-    pub filter: Filter,
-    /// Updates held until the snapshot has gone out.
-    pub held: Option<Vec<u8>>,
-}
-
-/// One room's change, as the tick saw it.
-pub struct Update {
-    pub name: Box<str>,
-    pub max: u16,
-    pub was: Option<Shown>,
-    pub now: Option<Shown>,
-}
-
-/// A worker's lobby state.
-#[derive(Default)]
-pub struct LobbyList {
-    pub subs: Vec<SessionId>,
-    pub dirty: Vec<RoomId>,
-    /// Public rooms closed since the last tick that had been announced.
-    pub gone: Vec<Update>,
-    pub timer: Option<TimerId>,
-    /// Workers with subscribers (bit per worker).
-    pub peers: u64,
-    /// Some worker (this one or a peer) has subscribers: rooms are tracked.
-    pub active: bool,
-    pub shown: std::collections::HashMap<RoomId, Shown>,
-}
+pub use crate::hub::lobby::{Filter, LobbyList, Seen, Sub, Update};
 
 impl Worker {
     /// `lobby`: (re)subscribes with the filter, answers the snapshot.
@@ -333,12 +291,9 @@ impl Worker {
                 let Some(sub) = self.hub.sessions.get(sid).and_then(|s| s.lobby.as_deref()) else {
                     continue;
                 };
-                let f = sub.filter;
-                let now = u.now.as_ref().is_some_and(|s| f.matches(s, u.max));
-                let was = u.was.as_ref().is_some_and(|s| f.matches(s, u.max));
-                let frames = match (&mut changed, now, was) {
-                    (Some(c), true, _) => c,
-                    (_, false, true) => &mut gone,
+                let frames = match (sub.filter.sees(u), &mut changed) {
+                    (Some(Seen::Changed), Some(c)) => c,
+                    (Some(Seen::Gone), _) => &mut gone,
                     _ => continue,
                 };
                 let Some(route) = self.route(sid) else {

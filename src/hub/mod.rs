@@ -64,6 +64,7 @@ pub type ConnId = crate::arena::Id<Link>;
 pub mod bus_msg;
 pub mod fanout;
 pub mod history;
+pub mod lobby;
 pub mod lookup;
 pub mod matcher;
 pub mod names;
