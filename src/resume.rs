@@ -32,24 +32,14 @@ use log::debug;
 use crate::auth::Grant;
 use crate::cluster::Route;
 use crate::conn::{CloseReason, ConnId};
-use crate::history;
 use crate::hub::bus_msg::{BusMsg, Seq};
 use crate::hub::lookup::{index_key, token_key};
 use crate::hub::out::Presence;
+use crate::hub::replay::replay;
 use crate::protocol::{self, Code, Fail, Proto, Req};
 use crate::room::{RoomId, Why};
 use crate::session::{Client, Far, Part, Relay, Resuming, Session, SessionId};
 use crate::worker::Worker;
-
-/// Bytes a replayed message is counted for against the replay budget: its
-/// data (base64 on JSON connections, to be safe) plus the frame and keys.
-fn replay_cost(data: &[u8], room: &str, proto: Proto) -> usize {
-    let data = match proto {
-        Proto::Msgpack => data.len(),
-        Proto::Json => data.len().div_ceil(3) * 4,
-    };
-    data + room.len() + 64
-}
 
 /// What a `hello` with `resume` brings besides the token.
 pub(crate) struct Ask<'a> {
@@ -220,11 +210,7 @@ impl Worker {
         }
     }
 
-    /// One room's part of a resume: whether it is recovered, and if so its
-    /// missed messages appended to `out` as frames. A room is recovered when
-    /// the client named its `last` seq, the history still holds every
-    /// message after it, and the replay fits in what is left of `budget`
-    /// (so a replay alone never makes the client a slow consumer).
+    /// One room's part of a resume (see [`crate::hub::replay::replay`]).
     fn replay_room(
         &self,
         rid: RoomId,
@@ -235,27 +221,8 @@ impl Worker {
         out: &mut Vec<u8>,
     ) -> Option<(Box<str>, Part)> {
         let room = self.hub.rooms.get(rid)?;
-        let recovered = last(&room.name).filter(|&last| {
-            let Some(missed) = history::since(room.history.as_deref(), last, room.seq) else {
-                return false;
-            };
-            let cost: usize = missed
-                .map(|(_, _, d)| replay_cost(d, &room.name, proto))
-                .sum();
-            if *used + cost > budget {
-                return false;
-            }
-            *used += cost;
-            true
-        });
-        if let Some(last) = recovered {
-            let missed = history::since(room.history.as_deref(), last, room.seq);
-            for (seq, from, data) in missed.into_iter().flatten() {
-                let m = crate::hub::out::msg(&room.name, from, seq, data);
-                out.extend_from_slice(&protocol::encode_frame(proto, &m));
-            }
-        }
-        Some(((*room.name).into(), Part::Recovered(recovered.is_some())))
+        let recovered = replay(room, last(&room.name), proto, budget, used, out);
+        Some(((*room.name).into(), Part::Recovered(recovered)))
     }
 
     /// Every part of a resume is in: sends `resumed` and then what was held

@@ -69,6 +69,7 @@ pub mod lookup;
 pub mod matcher;
 pub mod names;
 pub mod out;
+pub mod replay;
 pub mod room;
 pub mod rules;
 pub mod session;
