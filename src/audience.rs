@@ -135,12 +135,7 @@ impl Worker {
             return;
         }
         for rid in s.watching.clone() {
-            if let Some(x) = self
-                .hub
-                .rooms
-                .get_mut(rid)
-                .and_then(|r| r.extra.as_deref_mut())
-            {
+            if let Some(x) = self.hub.extra_mut(rid) {
                 if on {
                     x.attached += 1;
                 } else {
@@ -156,12 +151,7 @@ impl Worker {
     pub(crate) fn watchers_changed(&mut self, rid: RoomId) {
         self.lobby_touch(rid);
         let now = self.now;
-        let Some(x) = self
-            .hub
-            .rooms
-            .get_mut(rid)
-            .and_then(|r| r.extra.as_deref_mut())
-        else {
+        let Some(x) = self.hub.extra_mut(rid) else {
             return;
         };
         if x.timer.is_some() {
@@ -177,12 +167,7 @@ impl Worker {
 
     /// `Timer::Watchers`.
     pub(crate) fn watchers_due(&mut self, rid: RoomId) {
-        if let Some(x) = self
-            .hub
-            .rooms
-            .get_mut(rid)
-            .and_then(|r| r.extra.as_deref_mut())
-        {
+        if let Some(x) = self.hub.extra_mut(rid) {
             x.timer = None;
         }
         self.send_watchers(rid);
@@ -192,12 +177,7 @@ impl Worker {
     /// moved since the last one.
     fn send_watchers(&mut self, rid: RoomId) {
         let now = self.now;
-        let Some(x) = self
-            .hub
-            .rooms
-            .get_mut(rid)
-            .and_then(|r| r.extra.as_deref_mut())
-        else {
+        let Some(x) = self.hub.extra_mut(rid) else {
             return;
         };
         if x.attached == x.sent {

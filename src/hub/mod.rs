@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use crate::arena::Arena;
 use crate::history::Recorder;
 use crate::names::NameIndex;
-use crate::room::Room;
+use crate::room::{Extra, Room, RoomId};
 use crate::session::{MemberId, Session, SessionId};
 
 /// The core's state on one worker: every room and session, and the indexes
@@ -39,6 +39,11 @@ pub struct Hub {
 }
 
 impl Hub {
+    /// A room's watchers and bans, if it has any (see `room::Extra`).
+    pub fn extra_mut(&mut self, rid: RoomId) -> Option<&mut Extra> {
+        self.rooms.get_mut(rid).and_then(|r| r.extra.as_deref_mut())
+    }
+
     pub fn new(history: Recorder) -> Hub {
         Hub {
             rooms: Arena::default(),
