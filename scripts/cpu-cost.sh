@@ -66,32 +66,8 @@ bench="${ROOMD_BENCH_BIN:-$repo/target/release/roomd-bench}"
 if [ ! -x "$bench" ]; then
     cargo build --release --bin roomd-bench >"$out/build.log" 2>&1 || { echo "cpu-cost.sh: build failed (see $out/build.log)" >&2; exit 1; }
 fi
-flags="--max-members 1000 --idle-ms 3600000 --rate-limit 1000000 --create-rate 0 --pub-bytes-rate 0"
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-tick="$(getconf CLK_TCK)"
-
-server_pid=""
-stop_server() {
-    if [ -n "$server_pid" ]; then
-        kill -TERM "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-        server_pid=""
-    fi
-}
-trap stop_server EXIT
-
-# cpu_ticks PID: user + system clock ticks of PID and its children.
-cpu_ticks() {
-    local total=0 p f
-    for p in "$1" $(cat "/proc/$1/task/$1/children" 2>/dev/null); do
-        f="$(cat "/proc/$p/stat" 2>/dev/null)" || continue
-        f="${f##*) }"
-        # shellcheck disable=SC2086
-        set -- $f
-        total=$((total + ${12} + ${13}))
-    done
-    echo "$total"
-}
+# shellcheck source=scripts/load-lib.sh
+. "$repo/scripts/load-lib.sh"
 
 # run BIN SECONDS TAG: prints "cost sent delivered" (cost: CPU seconds, or
 # millions of instructions with --callgrind).
@@ -106,11 +82,7 @@ run() {
         "$bin" --listen 127.0.0.1:0 --workers "$workers" $flags >"$out/$tag.server.log" 2>&1 &
     fi
     server_pid=$!
-    for _ in $(seq 1 100); do
-        port="$(sed -n 's/.*listening on .*:\([0-9][0-9]*\)$/\1/p' "$out/$tag.server.log" | head -n1)"
-        [ -n "$port" ] && break
-        sleep 0.1
-    done
+    port="$(server_port "$out/$tag.server.log")"
     [ -n "$port" ] || { echo "cpu-cost.sh: $bin did not start (see $out/$tag.server.log)" >&2; exit 1; }
     local t0 t1
     t0="$(cpu_ticks "$server_pid")"
@@ -126,9 +98,9 @@ run() {
         tick=100
     fi
     local sent delivered missing
-    sent="$(sed -n 's/^  "sent": \([0-9]*\),/\1/p' "$out/$tag.json")"
-    delivered="$(sed -n 's/^  "delivered": \([0-9]*\),/\1/p' "$out/$tag.json")"
-    missing="$(sed -n 's/^  "missing": \([0-9]*\),/\1/p' "$out/$tag.json")"
+    sent="$(report_field "$out/$tag.json" sent)"
+    delivered="$(report_field "$out/$tag.json" delivered)"
+    missing="$(report_field "$out/$tag.json" missing)"
     [ "$missing" = 0 ] || echo "cpu-cost.sh: $tag: $missing deliveries missing (see $out/$tag.bench.log)" >&2
     awk -v t=$((t1 - t0)) -v hz="$tick" 'BEGIN { printf "%.2f", t / hz }'
     echo " $sent $delivered"
