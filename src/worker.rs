@@ -1043,7 +1043,6 @@ impl Worker {
                         self.ws_per_ip.remove(&c.peer.ip());
                     }
                 }
-                let parser = ws.parser.get_or_insert_with(|| self.parsers.take());
                 let mut io = Io {
                     sock: &mut c.sock,
                     out: &mut c.out,
@@ -1053,16 +1052,22 @@ impl Worker {
                 };
                 // Results are ignored: the frame is queued into our own buffer
                 // (which never refuses), or the context is already closed.
-                let _ = match reason.code() {
-                    Some(code) => parser.ctx.close(
-                        &mut io,
-                        Some(CloseFrame {
-                            code: CloseCode::from(code),
-                            reason: reason.label().into(),
-                        }),
-                    ),
+                // Only a close frame of ours needs a parser lent for it; a
+                // connection without one has nothing of tungstenite's to
+                // flush (a dropped socket takes none from the pool).
+                let _ = match (reason.code(), &mut ws.parser) {
+                    (Some(code), parser) => {
+                        parser.get_or_insert_with(|| self.parsers.take()).ctx.close(
+                            &mut io,
+                            Some(CloseFrame {
+                                code: CloseCode::from(code),
+                                reason: reason.label().into(),
+                            }),
+                        )
+                    }
                     // The client closed: this flushes tungstenite's reply.
-                    None => parser.ctx.flush(&mut io),
+                    (None, Some(parser)) => parser.ctx.flush(&mut io),
+                    (None, None) => Ok(()),
                 };
                 session = Some(ws.session);
                 let client_closed =
