@@ -77,22 +77,15 @@ run() {
     [ -n "$port" ] || { echo "bus-cost.sh: roomd did not start (see $out/$tag.server.log)" >&2; exit 1; }
     local t0 t1
     t0="$(cpu_ticks "$server_pid")"
-    timeout 300 "$bench" fanout --url "ws://127.0.0.1:$port" --conns "$conns" --room-size "$room_size" \
-        --rate "$rate" --duration "$secs" --warmup 1 --drain 2 --quiet --json "$out/$tag.json" \
-        >"$out/$tag.bench.log" 2>&1 || { echo "bus-cost.sh: roomd-bench failed (see $out/$tag.bench.log)" >&2; exit 1; }
+    fanout_load bus-cost.sh "$port" "$secs" "$tag"
     t1="$(cpu_ticks "$server_pid")"
     local text
     text="$(exec 3<>"/dev/tcp/127.0.0.1/$port"
         printf 'GET /metrics/all HTTP/1.1\r\nHost: roomd\r\nConnection: close\r\n\r\n' >&3
         cat <&3)"
     stop_server
-    local sent delivered missing
-    sent="$(report_field "$out/$tag.json" sent)"
-    delivered="$(report_field "$out/$tag.json" delivered)"
-    missing="$(report_field "$out/$tag.json" missing)"
-    [ "$missing" = 0 ] || echo "bus-cost.sh: $tag: $missing deliveries missing (see $out/$tag.bench.log)" >&2
     awk -v t=$((t1 - t0)) -v hz="$tick" 'BEGIN { printf "%.2f", t / hz }'
-    echo " $sent $delivered $(metric "$text" roomd_bus_messages_out_total) $(metric "$text" roomd_bus_bytes_out_total)"
+    echo " $(sent_delivered bus-cost.sh "$tag") $(metric "$text" roomd_bus_messages_out_total) $(metric "$text" roomd_bus_bytes_out_total)"
 }
 
 : >"$out/runs.txt"

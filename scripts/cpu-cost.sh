@@ -72,38 +72,25 @@ fi
 # run BIN SECONDS TAG: prints "cost sent delivered" (cost: CPU seconds, or
 # millions of instructions with --callgrind).
 run() {
-    local bin="$1" secs="$2" tag="$3" port=""
-    if [ "$callgrind" = 1 ]; then
-        # shellcheck disable=SC2086
-        valgrind --tool=callgrind --callgrind-out-file="$out/$tag.callgrind" \
-            "$bin" --listen 127.0.0.1:0 --workers "$workers" $flags >"$out/$tag.server.log" 2>&1 &
-    else
-        # shellcheck disable=SC2086
-        "$bin" --listen 127.0.0.1:0 --workers "$workers" $flags >"$out/$tag.server.log" 2>&1 &
-    fi
+    local bin="$1" secs="$2" tag="$3" port="" under=()
+    [ "$callgrind" = 1 ] && under=(valgrind --tool=callgrind --callgrind-out-file="$out/$tag.callgrind")
+    # shellcheck disable=SC2086
+    "${under[@]}" "$bin" --listen 127.0.0.1:0 --workers "$workers" $flags >"$out/$tag.server.log" 2>&1 &
     server_pid=$!
     port="$(server_port "$out/$tag.server.log")"
     [ -n "$port" ] || { echo "cpu-cost.sh: $bin did not start (see $out/$tag.server.log)" >&2; exit 1; }
     local t0 t1
     t0="$(cpu_ticks "$server_pid")"
-    timeout 300 "$bench" fanout --url "ws://127.0.0.1:$port" --conns "$conns" --room-size "$room_size" \
-        --rate "$rate" --duration "$secs" --warmup 1 --drain 2 --quiet --json "$out/$tag.json" \
-        >"$out/$tag.bench.log" 2>&1 || { echo "cpu-cost.sh: roomd-bench failed (see $out/$tag.bench.log)" >&2; exit 1; }
+    fanout_load cpu-cost.sh "$port" "$secs" "$tag"
     t1="$(cpu_ticks "$server_pid")"
     stop_server
     if [ "$callgrind" = 1 ]; then
         # Totals are written when the server exits (after its drain).
-        t0=0
-        t1="$(awk '/^(summary|totals):/ { print int($2 / 1e4); exit }' "$out/$tag.callgrind")"
-        tick=100
+        awk '/^(summary|totals):/ { printf "%.2f", $2 / 1e6; exit }' "$out/$tag.callgrind"
+    else
+        awk -v t=$((t1 - t0)) -v hz="$tick" 'BEGIN { printf "%.2f", t / hz }'
     fi
-    local sent delivered missing
-    sent="$(report_field "$out/$tag.json" sent)"
-    delivered="$(report_field "$out/$tag.json" delivered)"
-    missing="$(report_field "$out/$tag.json" missing)"
-    [ "$missing" = 0 ] || echo "cpu-cost.sh: $tag: $missing deliveries missing (see $out/$tag.bench.log)" >&2
-    awk -v t=$((t1 - t0)) -v hz="$tick" 'BEGIN { printf "%.2f", t / hz }'
-    echo " $sent $delivered"
+    echo " $(sent_delivered cpu-cost.sh "$tag")"
 }
 
 : >"$out/runs.txt"

@@ -47,3 +47,21 @@ cpu_ticks() {
 report_field() {
     sed -n "s/^  \"$2\": \([0-9]*\),/\1/p" "$1"
 }
+
+# fanout_load SCRIPT PORT SECONDS TAG: the load (roomd-bench fanout, $conns
+# connections in rooms of $room_size, $rate messages/s) against the server
+# on PORT; its report in $out/TAG.json. Exits on failure, naming SCRIPT.
+fanout_load() {
+    timeout 300 "$bench" fanout --url "ws://127.0.0.1:$2" --conns "$conns" --room-size "$room_size" \
+        --rate "$rate" --duration "$3" --warmup 1 --drain 2 --quiet --json "$out/$4.json" \
+        >"$out/$4.bench.log" 2>&1 || { echo "$1: roomd-bench failed (see $out/$4.bench.log)" >&2; exit 1; }
+}
+
+# sent_delivered SCRIPT TAG: "sent delivered" of $out/TAG.json; warns,
+# naming SCRIPT, when deliveries are missing.
+sent_delivered() {
+    local missing
+    missing="$(report_field "$out/$2.json" missing)"
+    [ "$missing" = 0 ] || echo "$1: $2: $missing deliveries missing (see $out/$2.bench.log)" >&2
+    echo "$(report_field "$out/$2.json" sent) $(report_field "$out/$2.json" delivered)"
+}
