@@ -651,8 +651,9 @@ impl Worker {
         grant: Option<Box<auth::Grant>>,
     ) {
         let mut raw = [0u8; 16];
-        // The index is keyed by the token's last 64 bits: one that is taken
-        // is drawn again (at a million sessions, once in 2^44 draws).
+        // Drawn until it is neither all zero (not drawn yet; no session's
+        // token is) nor taken in the index, which is keyed by the token's
+        // last 64 bits (at a million sessions, a redraw once in 2^44).
         while raw == [0; 16]
             || self
                 .hub
