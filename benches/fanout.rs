@@ -1,5 +1,6 @@
 //! Fan-out of one message to a room of 1,000 members, in-process, through
-//! the server's own fan-out (`roomd::fanout::fan_out`, what `pub` calls),
+//! the server's own fan-out (`roomd::hub::fanout::fan_out`, what `pub`
+//! calls, then `roomd::worker::perform`, what the loop does with its effect),
 //! against real loopback sockets that accept writes:
 //!
 //! - `queue_1000`: the room's targets gathered from its members' sessions
@@ -24,10 +25,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use roomd::arena::Arena;
-use roomd::conn::{Bucket, Conn, Conns, Phase, Ws};
-use roomd::fanout::fan_out;
-use roomd::hub::fanout::Targets;
+use roomd::conn::{Conn, Conns, Phase, Rates, Ws};
+use roomd::hub::effects::Out;
+use roomd::hub::fanout::{fan_out, Targets};
 use roomd::hub::out;
+use roomd::metrics::Metrics;
 use roomd::protocol::{Frames, Proto};
 use roomd::room::{Member, Room as RoomData, RoomId};
 use roomd::session::{Attach, Client, Session};
@@ -45,6 +47,8 @@ struct Room {
     rid: RoomId,
     sessions: Arena<Session>,
     targets: Targets,
+    out: Out,
+    metrics: Metrics,
     clients: Vec<TcpStream>,
 }
 
@@ -89,9 +93,7 @@ fn room() -> Room {
             parser: None,
             proto,
             session,
-            requests: Bucket::full(0, 0),
-            creates: Bucket::full(0, 0),
-            pub_bytes: Bucket::full(0, 0),
+            rates: Rates::full(&roomd::Config::defaults(), 0),
             bad: 0,
             echo: false,
             paused: false,
@@ -105,6 +107,8 @@ fn room() -> Room {
         rid,
         sessions,
         targets: Targets::default(),
+        out: Out::new(OUT_LIMIT),
+        metrics: Metrics::default(),
         clients,
     }
 }
@@ -163,16 +167,18 @@ fn drain(clients: &mut [TcpStream], frame: &[u8], buf: &mut [u8]) {
 /// What `pub` does past its checks: the server's fan-out of one `msg`
 /// (seq and sender fixed, so every iteration's frame is the same).
 fn publish(r: &mut Room, data: &[u8]) -> u64 {
-    fan_out(
+    let held = fan_out(
         &r.rooms,
         &mut r.sessions,
-        &mut r.conns,
+        &mut r.out,
         &mut r.targets,
         &mut None,
-        r.rid,
-        None,
+        (r.rid, None, true),
         |room| out::msg(&room.name, 123_456, 987_654, data),
-    )
+    );
+    let before = r.metrics.deliveries;
+    roomd::worker::perform(&mut r.conns, &mut r.out, &mut r.metrics, u32::MAX);
+    held + r.metrics.deliveries - before
 }
 
 fn fanout(c: &mut Criterion) {

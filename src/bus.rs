@@ -33,21 +33,7 @@ pub const READ_CAP: usize = 1 << 20;
 /// Bytes written to one link per turn.
 pub const WRITE_CAP: usize = 4 << 20;
 
-/// The worker a room (or queue) lives on: FNV-1a of its name, modulo the
-/// number of workers. Stable across restarts and processes.
-pub fn home(name: &str, workers: u32) -> u32 {
-    if workers <= 1 {
-        return 0;
-    }
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    (h % u64::from(workers)) as u32
-}
-
-pub use crate::hub::bus_msg::kind;
+pub use crate::hub::bus_msg::{home, kind};
 
 /// A message split off the input: its kind and fields (what
 /// [`BusMsg::decode`] takes), and the bytes it took.
@@ -155,7 +141,7 @@ impl Link {
 
     /// roomd's and the kernel's unsent bytes are past `limit`; the kernel is
     /// asked again (one ioctl) before saying so.
-    fn over(&mut self, limit: usize) -> bool {
+    pub fn over(&mut self, limit: usize) -> bool {
         if self.out.len() + self.kernel <= limit {
             return false;
         }

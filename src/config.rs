@@ -169,6 +169,12 @@ pub struct Config {
 }
 
 impl Config {
+    /// Every option at its default (the embedded defaults `roomd` runs
+    /// with when given no arguments).
+    pub fn defaults() -> Config {
+        Config::parse_from(["roomd"])
+    }
+
     /// `--workers` with 0 resolved to the number of cores.
     pub fn worker_count(&self) -> u32 {
         if self.workers > 0 {

@@ -24,13 +24,12 @@
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::time::Instant;
 
 use mio::net::TcpStream;
 use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 
 use crate::arena::Arena;
-use crate::protocol::{Frames, Proto};
+use crate::protocol::Proto;
 use crate::session::SessionId;
 use crate::timer::TimerId;
 
@@ -221,151 +220,8 @@ impl Write for Io<'_> {
     }
 }
 
-/// Why a connection ended (metrics label, log line, and what its seats do).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CloseReason {
-    /// Client sent close 1000: seats released at once.
-    ClientNormal,
-    /// Client sent another close code: seats kept for the grace period.
-    ClientOther,
-    /// TCP dropped or errored without a close handshake.
-    Dropped,
-    /// No frame for `hb_ms * hb_misses` (4000).
-    Timeout,
-    /// Output past `--out-buffer` (4001).
-    SlowConsumer,
-    /// Too many bad requests in a row (4002).
-    BadRequests,
-    /// Message over `--max-message` (1009).
-    TooBig,
-    /// Protocol violation (1002).
-    Protocol,
-    /// Invalid UTF-8 in a text frame (1007).
-    BadUtf8,
-    /// Server shutting down (1001).
-    Shutdown,
-    /// Internal failure (1011).
-    Internal,
-    /// A plain HTTP request was answered.
-    Http,
-    /// The HTTP head did not complete in time.
-    HandshakeTimeout,
-    /// Its session was resumed on another connection (4003); the seats
-    /// went with the session.
-    Replaced,
-    /// It was resumed from another worker, and that worker, which held the
-    /// session, is gone (1011).
-    SessionLost,
-}
-
-impl CloseReason {
-    pub const ALL: [CloseReason; 15] = [
-        CloseReason::ClientNormal,
-        CloseReason::ClientOther,
-        CloseReason::Dropped,
-        CloseReason::Timeout,
-        CloseReason::SlowConsumer,
-        CloseReason::BadRequests,
-        CloseReason::TooBig,
-        CloseReason::Protocol,
-        CloseReason::BadUtf8,
-        CloseReason::Shutdown,
-        CloseReason::Internal,
-        CloseReason::Http,
-        CloseReason::HandshakeTimeout,
-        CloseReason::Replaced,
-        CloseReason::SessionLost,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            CloseReason::ClientNormal => "client_normal",
-            CloseReason::ClientOther => "client_other",
-            CloseReason::Dropped => "dropped",
-            CloseReason::Timeout => "heartbeat_timeout",
-            CloseReason::SlowConsumer => "slow_consumer",
-            CloseReason::BadRequests => "bad_requests",
-            CloseReason::TooBig => "too_big",
-            CloseReason::Protocol => "protocol_error",
-            CloseReason::BadUtf8 => "bad_utf8",
-            CloseReason::Shutdown => "shutdown",
-            CloseReason::Internal => "internal",
-            CloseReason::Http => "http",
-            CloseReason::HandshakeTimeout => "handshake_timeout",
-            CloseReason::Replaced => "replaced",
-            CloseReason::SessionLost => "session_lost",
-        }
-    }
-
-    /// The close code the server sends, when it is the one closing.
-    pub fn code(self) -> Option<u16> {
-        match self {
-            CloseReason::Timeout => Some(4000),
-            CloseReason::SlowConsumer => Some(4001),
-            CloseReason::BadRequests => Some(4002),
-            CloseReason::TooBig => Some(1009),
-            CloseReason::Protocol => Some(1002),
-            CloseReason::BadUtf8 => Some(1007),
-            CloseReason::Shutdown => Some(1001),
-            CloseReason::Internal => Some(1011),
-            CloseReason::Replaced => Some(4003),
-            CloseReason::SessionLost => Some(1011),
-            _ => None,
-        }
-    }
-
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    pub fn from_index(i: u8) -> Option<CloseReason> {
-        Self::ALL.get(i as usize).copied()
-    }
-}
-
-/// A token bucket: `rate` tokens per second, holding at most `rate` (one
-/// second of burst). O(1), no timer: it refills when asked. Time is the
-/// worker's millisecond clock ([`millis`]); 8 bytes.
-pub struct Bucket {
-    tokens: f32,
-    /// When it was last refilled.
-    last: u32,
-}
-
-/// Milliseconds from `epoch` to `now`, wrapping after about 49 days (a
-/// bucket measures at most a second, so a wrap costs at most one partial
-/// refill).
-pub fn millis(epoch: Instant, now: Instant) -> u32 {
-    now.saturating_duration_since(epoch).as_millis() as u32
-}
-
-impl Bucket {
-    pub fn full(rate: u32, now_ms: u32) -> Self {
-        Bucket {
-            tokens: rate as f32,
-            last: now_ms,
-        }
-    }
-
-    /// Takes `n` tokens if there are that many; `rate` 0 means unlimited.
-    /// A request larger than the whole burst is allowed when the bucket is
-    /// full (and empties it), so a limit never refuses one item forever.
-    pub fn take(&mut self, now_ms: u32, rate: u32, n: u32) -> bool {
-        if rate == 0 {
-            return true;
-        }
-        let rate = rate as f32;
-        let dt = now_ms.wrapping_sub(self.last) as f32 / 1000.0;
-        self.last = now_ms;
-        self.tokens = (self.tokens + dt * rate).min(rate);
-        let n = (n as f32).min(rate);
-        if self.tokens < n {
-            return false;
-        }
-        self.tokens -= n;
-        true
-    }
-}
+pub use crate::hub::effects::CloseReason;
+pub use crate::hub::rates::{millis, Bucket, Rates};
 
 /// Frames larger than this mark a parser as not worth pooling (its read
 /// buffer may have grown to hold them).
@@ -512,12 +368,8 @@ pub struct Ws {
     pub parser: Option<Box<Parser>>,
     pub proto: Proto,
     pub session: SessionId,
-    /// Requests per second.
-    pub requests: Bucket,
-    /// Rooms created per second.
-    pub creates: Bucket,
-    /// `pub`/`send` data bytes per second.
-    pub pub_bytes: Bucket,
+    /// Its rate limits.
+    pub rates: Rates,
     /// Bad requests in a row.
     pub bad: u32,
     /// `--echo-path` connection: messages are echoed, not interpreted.
@@ -757,6 +609,23 @@ impl Conns {
         }
     }
 
+    /// Pauses or resumes reading a connection's messages. Input that
+    /// arrived meanwhile is read next turn (edge-triggered: no new event
+    /// would say it is there).
+    pub fn set_paused(&mut self, id: ConnId, paused: bool) {
+        let Some(c) = self.arena.get_mut(id) else {
+            return;
+        };
+        let Phase::Ws(ws) = &mut c.phase else {
+            return;
+        };
+        ws.paused = paused;
+        if !paused && !c.read_more {
+            c.read_more = true;
+            self.read_more.push(id);
+        }
+    }
+
     pub fn mark_pending(pending: &mut Vec<ConnId>, c: &mut Conn, id: ConnId) {
         if !c.pending {
             c.pending = true;
@@ -764,12 +633,16 @@ impl Conns {
         }
     }
 
-    /// Fans one message out: each target gets the frame for its subprotocol,
-    /// encoded once per subprotocol. Returns how many were queued.
-    pub fn fanout(&mut self, targets: &[(ConnId, Proto)], frames: &mut Frames) -> u64 {
+    /// Fans one message out: each target gets the frame for its
+    /// subprotocol, the same bytes for all. Returns how many were queued.
+    pub fn fanout(&mut self, targets: &[(ConnId, Proto)], msgpack: &[u8], json: &[u8]) -> u64 {
         let mut n = 0;
         for &(id, proto) in targets {
-            if self.push(id, frames.get(proto)) {
+            let frame = match proto {
+                Proto::Msgpack => msgpack,
+                Proto::Json => json,
+            };
+            if self.push(id, frame) {
                 n += 1;
             }
         }
@@ -879,24 +752,6 @@ mod tests {
             assert_eq!(p.ip(), a.ip());
             assert_eq!(p.to_string(), a.to_string());
         }
-    }
-
-    #[test]
-    fn buckets_refill_by_the_millisecond() {
-        let mut b = Bucket::full(1000, 5);
-        assert!(b.take(5, 1000, 1000), "a full second's burst");
-        assert!(!b.take(5, 1000, 1), "then nothing");
-        assert!(!b.take(5, 1000, 1));
-        assert!(b.take(6, 1000, 1), "one token a millisecond");
-        assert!(!b.take(6, 1000, 1));
-        assert!(b.take(1006, 1000, 1000), "a second refills it whole");
-        assert!(b.take(u32::MAX, 1000, 1), "the clock may wrap");
-        assert!(b.take(100, 1000, 100), "across the wrap");
-        assert!(Bucket::full(0, 0).take(0, 0, u32::MAX), "rate 0: unlimited");
-        assert!(
-            Bucket::full(10, 0).take(0, 10, 50),
-            "one item over the burst, when full"
-        );
     }
 
     #[test]

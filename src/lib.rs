@@ -3,26 +3,16 @@
 //! WebSocket framing is tungstenite's, messages are MessagePack or JSON
 //! ([`protocol`]), and the wire contract is PROTOCOL.md (version 1).
 
-mod admin;
 pub mod arena;
 pub mod auth;
 pub mod bus;
-mod cluster;
 pub mod config;
 pub mod conn;
-pub mod fanout;
-#[macro_use]
-mod handler;
-mod audience;
 pub mod http;
 pub mod hub;
 pub mod ipc;
-mod lobby;
-mod matchmaking;
 pub mod metrics;
 pub mod protocol;
-mod relay;
-mod resume;
 pub mod supervisor;
 pub mod timer;
 pub mod web;

@@ -36,6 +36,20 @@ use crate::room::{RoomState, Shown, Why};
 
 /// The kind byte of each message; what each carries is documented on the
 /// [`BusMsg`] variant of the same name.
+/// The worker a room (or queue) lives on: FNV-1a of its name, modulo the
+/// number of workers. Stable across restarts and processes.
+pub fn home(name: &str, workers: u32) -> u32 {
+    if workers <= 1 {
+        return 0;
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h % u64::from(workers)) as u32
+}
+
 pub mod kind {
     pub const REQ: u8 = 1;
     pub const DELIVER: u8 = 2;

@@ -1,13 +1,99 @@
-//! Where a room message goes: the connections here, the sessions on other
-//! workers, and the sessions whose output is held while they resume. Pure:
-//! the loop performs the writes (see `crate::fanout`).
+//! Where a room message goes, and the fan-out itself: the connections here
+//! (one [`Effect::Fan`] for the loop: the frame encoded once per
+//! subprotocol, and the list of recipients), the sessions on other workers
+//! (one `FANOUT` per worker with members there, see `cluster`), and the
+//! sessions whose output is held while they resume. Called through the
+//! `broadcast!` macro; measured by `benches/fanout.rs`.
 
 use crate::arena::Arena;
-use crate::protocol::Proto;
-use crate::room::Room;
+use crate::protocol::{Frames, Proto, V};
+use crate::room::{Room, RoomId};
 use crate::session::{Attach, Client, Far, MemberId, Session, SessionId};
 
+use super::effects::{BusOut, Effect, Out, Span};
 use super::ConnId;
+
+/// Sends one message to a room's members (all but `except`), encoded once
+/// per subprotocol: one [`Effect::Fan`] for the connections here, held for
+/// resuming sessions, and one bus message per other worker with members
+/// there, with the list of its sessions. Takes the core's fields apart so
+/// the message may borrow from the room. `count`: the loop counts the
+/// deliveries it queues (a room message's). Returns the number held.
+/// Cost: O(members + frame size), and O(recipients) for the loop.
+#[allow(clippy::too_many_arguments)]
+pub fn fan_out<'v>(
+    rooms: &'v Arena<Room>,
+    sessions: &mut Arena<Session>,
+    out: &mut Out,
+    t: &mut Targets,
+    bus: &mut Option<BusOut>,
+    (rid, except, count): (RoomId, Option<MemberId>, bool),
+    build: impl FnOnce(&'v Room) -> V<'v>,
+) -> u64 {
+    let Some(room) = rooms.get(rid) else {
+        return 0;
+    };
+    collect_targets(room, sessions, except, t);
+    if t.local.is_empty() && t.remote.is_empty() && t.held.is_empty() {
+        return 0;
+    }
+    let mut frames = Frames::new(build(room));
+    if !t.local.is_empty() {
+        let (mut mp, mut js) = (false, false);
+        for &(_, p) in &t.local {
+            match p {
+                Proto::Msgpack => mp = true,
+                Proto::Json => js = true,
+            }
+        }
+        let mut span = |p, need| {
+            if need {
+                out.keep(frames.get(p))
+            } else {
+                Span::default()
+            }
+        };
+        let (msgpack, json) = (span(Proto::Msgpack, mp), span(Proto::Json, js));
+        let from = out.targets.len() as u32;
+        out.targets.extend_from_slice(&t.local);
+        out.list.push(Effect::Fan {
+            msgpack,
+            json,
+            from,
+            to: out.targets.len() as u32,
+            count,
+        });
+    }
+    let mut n = 0;
+    for &(sid, p) in &t.held {
+        if hold(sessions, sid, frames.get(p), out.limit) {
+            n += 1;
+        }
+    }
+    if let (false, Some(bus)) = (t.remote.is_empty(), bus.as_mut()) {
+        t.remote.sort_unstable_by_key(|&(w, p, _)| (w, p as u8));
+        for &(_, p, _) in &t.remote {
+            frames.get(p);
+        }
+        let mut rest = &t.remote[..];
+        while let Some(&(w, _, _)) = rest.first() {
+            let end = rest.iter().position(|x| x.0 != w).unwrap_or(rest.len());
+            let (mine, next) = rest.split_at(end);
+            rest = next;
+            t.ids.clear();
+            t.ids.extend(mine.iter().map(|x| x.2));
+            let split = mine
+                .iter()
+                .position(|x| x.1 != mine[0].1)
+                .unwrap_or(mine.len());
+            let (a, b) = t.ids.split_at(split);
+            let fa = frames.encoded(mine[0].1);
+            let fb = mine.get(split).map_or(&[][..], |x| frames.encoded(x.1));
+            bus.fanout(w, &[(fa, a), (fb, b)]);
+        }
+    }
+    n
+}
 
 /// Reused target lists for fan-out: connections here, sessions on other
 /// workers as (worker, subprotocol, their session id), and sessions whose

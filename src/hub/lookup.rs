@@ -133,12 +133,13 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::Recorder;
     use crate::room::{Member, Room};
     use crate::session::{Attach, Session};
 
     fn hub() -> Hub {
-        Hub::new(Recorder::new(8, 1 << 16, 1 << 20))
+        let mut cfg = crate::Config::defaults();
+        (cfg.history, cfg.history_bytes, cfg.history_total) = (8, 1 << 16, 1 << 20);
+        Hub::new(cfg, 0, std::time::Instant::now())
     }
 
     /// A session with member id `member` and a token of its own.

@@ -54,7 +54,7 @@ pub struct Session {
     /// resume reports them (`{"closed": why}`). At most one per seat it had.
     pub closed: Vec<(Box<str>, Box<str>)>,
     /// Its lobby subscription (see `lobby`).
-    pub lobby: Option<Box<crate::lobby::Sub>>,
+    pub lobby: Option<Box<super::lobby::Sub>>,
 }
 
 /// Where a session is (see the module's invariants).

@@ -30,12 +30,12 @@
 
 use std::time::Duration;
 
+use super::{Hub, Timer};
 use crate::hub::bus_msg::{BusMsg, LobbyRoom, Seq};
 use crate::hub::out;
 use crate::protocol::{Code, Fail, Frames, Req};
 use crate::room::{RoomId, RoomState};
 use crate::session::SessionId;
-use crate::worker::{Timer, Worker};
 
 /// Updates for one room go out at most this often.
 pub const TICK: Duration = Duration::from_millis(250);
@@ -45,7 +45,7 @@ const LIMIT_MAX: u16 = 1000;
 
 pub use crate::hub::lobby::{Filter, LobbyList, Seen, Sub, Update};
 
-impl Worker {
+impl Hub {
     /// `lobby`: (re)subscribes with the filter, answers the snapshot.
     pub(crate) fn op_lobby(&mut self, sid: SessionId, req: &Req) -> Result<(), Fail> {
         let state = match req.state.as_deref() {
@@ -60,7 +60,7 @@ impl Worker {
             has_space: req.has_space.unwrap_or(false),
         };
         let limit = req.limit.unwrap_or(LIMIT_DEFAULT).min(LIMIT_MAX);
-        let Some(s) = self.hub.sessions.get_mut(sid) else {
+        let Some(s) = self.sessions.get_mut(sid) else {
             return Ok(());
         };
         s.lobby = Some(Box::new(Sub {
@@ -75,8 +75,7 @@ impl Worker {
             }
         }
         let mut rooms = Vec::new();
-        self.hub
-            .list_rooms(filter.state, filter.has_space, limit, &mut rooms);
+        self.list_rooms(filter.state, filter.has_space, limit, &mut rooms);
         self.gather_list(
             (sid, req.rid, true),
             (filter.state, filter.has_space, limit),
@@ -96,7 +95,7 @@ impl Worker {
 
     /// Ends `sid`'s subscription, if any (`unlobby`, its connection gone).
     pub(crate) fn lobby_end(&mut self, sid: SessionId) {
-        if let Some(s) = self.hub.sessions.get_mut(sid) {
+        if let Some(s) = self.sessions.get_mut(sid) {
             s.lobby = None;
         }
         let subs = &mut self.lobby_list.subs;
@@ -112,7 +111,6 @@ impl Worker {
     /// The snapshot went out: what was held follows it.
     pub(crate) fn lobby_snapshot_sent(&mut self, sid: SessionId) {
         let held = self
-            .hub
             .sessions
             .get_mut(sid)
             .and_then(|s| s.lobby.as_mut())
@@ -166,8 +164,7 @@ impl Worker {
         l.active = want;
         if want {
             l.shown.extend(
-                self.hub
-                    .rooms
+                self.rooms
                     .iter()
                     .filter(|(_, r)| !r.private())
                     .map(|(rid, r)| (rid, r.shown())),
@@ -176,7 +173,7 @@ impl Worker {
             l.shown = Default::default();
             l.gone.clear();
             for rid in std::mem::take(&mut l.dirty) {
-                if let Some(r) = self.hub.rooms.get_mut(rid) {
+                if let Some(r) = self.rooms.get_mut(rid) {
                     r.set_lobby_dirty(false);
                 }
             }
@@ -188,7 +185,7 @@ impl Worker {
         if !self.lobby_list.active {
             return;
         }
-        let Some(room) = self.hub.rooms.get_mut(rid) else {
+        let Some(room) = self.rooms.get_mut(rid) else {
             return;
         };
         if room.private() || room.lobby_dirty() {
@@ -226,7 +223,7 @@ impl Worker {
         self.lobby_list.timer = None;
         let mut ups = std::mem::take(&mut self.lobby_list.gone);
         for rid in std::mem::take(&mut self.lobby_list.dirty) {
-            let Some(room) = self.hub.rooms.get_mut(rid) else {
+            let Some(room) = self.rooms.get_mut(rid) else {
                 continue;
             };
             room.set_lobby_dirty(false);
@@ -283,12 +280,12 @@ impl Worker {
             return;
         }
         let subs = self.lobby_list.subs.clone();
-        let limit = self.conns.out_limit;
+        let limit = self.out.limit;
         for u in ups {
             let mut changed = (u.now).map(|s| Frames::new(out::lobby(&u.name, u.max, s)));
             let mut gone = Frames::new(out::lobby_gone(&u.name));
             for &sid in &subs {
-                let Some(sub) = self.hub.sessions.get(sid).and_then(|s| s.lobby.as_deref()) else {
+                let Some(sub) = self.sessions.get(sid).and_then(|s| s.lobby.as_deref()) else {
                     continue;
                 };
                 let frames = match (sub.filter.sees(u), &mut changed) {
@@ -301,7 +298,6 @@ impl Worker {
                 };
                 let frame = frames.get(route.proto());
                 let held = self
-                    .hub
                     .sessions
                     .get_mut(sid)
                     .and_then(|s| s.lobby.as_deref_mut())
@@ -311,8 +307,9 @@ impl Worker {
                     // Past --out-buffer while the snapshot is on its way:
                     // as slow as a consumer gets.
                     Some(_) => {
-                        if let crate::cluster::Route::Local(cid, _) = route {
-                            self.close_conn(cid, crate::conn::CloseReason::SlowConsumer);
+                        if let super::cluster::Route::Local(cid, _) = route {
+                            self.out
+                                .close(cid, super::effects::CloseReason::SlowConsumer);
                         }
                     }
                     None => {

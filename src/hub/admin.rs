@@ -8,12 +8,12 @@
 use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::conn::ConnId;
+use super::ConnId;
+use super::Hub;
 use crate::http::ApiReq;
 use crate::hub::bus_msg::BusMsg;
 use crate::protocol::{self, Code, Fail, Proto};
 use crate::room::valid_name;
-use crate::worker::Worker;
 
 /// Where an API answer goes: the HTTP connection, or (for a call forwarded
 /// to the room's home) back to the worker that holds it, under its query id.
@@ -24,7 +24,7 @@ pub(crate) enum ApiTo {
 }
 
 /// An API call waiting for other workers.
-pub(crate) enum ApiWait {
+pub enum ApiWait {
     /// A call forwarded to the room's home (connection, home).
     One(ConnId, u32),
     /// `GET /rooms`: the rooms gathered so far, who has yet to answer, and
@@ -87,11 +87,13 @@ fn status_of(code: Code) -> u16 {
     }
 }
 
-impl Worker {
+impl Hub {
     fn api_json(&mut self, to: ApiTo, status: u16, v: &Value) {
         let body = v.to_string();
         match to {
-            ApiTo::Conn(id) => self.respond(id, status, "application/json", body.as_bytes()),
+            ApiTo::Conn(id) => self
+                .out
+                .respond(id, status, "application/json", body.as_bytes()),
             ApiTo::Peer(p, qid) => {
                 let m = BusMsg::ApiResp {
                     qid,
@@ -111,10 +113,10 @@ impl Worker {
     }
 
     /// Answers one API request whose whole body has been read.
-    pub(crate) fn api(&mut self, conn: ConnId, req: ApiReq, body: &[u8]) {
+    pub fn api(&mut self, conn: ConnId, req: ApiReq, body: &[u8]) {
         let id = ApiTo::Conn(conn);
         let Some(key) = self.cfg.admin_key.as_deref() else {
-            self.respond(conn, 404, "text/plain", b"not found\n");
+            self.out.respond(conn, 404, "text/plain", b"not found\n");
             return;
         };
         if !req
@@ -200,11 +202,11 @@ impl Worker {
 
     /// `GET /metrics/all`: this worker's figures and every other worker's,
     /// merged into one exposition (see `metrics::merge`).
-    pub(crate) fn metrics_all(&mut self, conn: ConnId) {
-        let text = self.metrics.render(&self.gauges());
+    pub fn metrics_all(&mut self, conn: ConnId, text: String) {
         let (qid, waiting) = self.ask_all(|qid| BusMsg::MetricsReq { qid });
         if waiting.is_empty() {
-            self.respond(conn, 200, "text/plain; version=0.0.4", text.as_bytes());
+            self.out
+                .respond(conn, 200, "text/plain; version=0.0.4", text.as_bytes());
             return;
         }
         self.api_waits.insert(
@@ -238,7 +240,7 @@ impl Worker {
                 self.api_waits.remove(&qid);
                 match answer {
                     Some((status, body)) => {
-                        self.respond(conn, status, "application/json", body);
+                        self.out.respond(conn, status, "application/json", body);
                     }
                     None => {
                         let f = Fail::new(
@@ -275,7 +277,8 @@ impl Worker {
                         for w in missing {
                             body.push_str(&format!("# roomd: worker {w} did not answer\n"));
                         }
-                        self.respond(conn, 200, "text/plain; version=0.0.4", body.as_bytes());
+                        self.out
+                            .respond(conn, 200, "text/plain; version=0.0.4", body.as_bytes());
                     }
                 }
             }
@@ -341,8 +344,7 @@ impl Worker {
     }
 
     fn api_rooms(&self) -> Vec<Value> {
-        self.hub
-            .rooms
+        self.rooms
             .iter()
             .map(|(_, r)| {
                 json!({"room": &*r.name, "members": r.members.len(), "max": r.max,
@@ -359,10 +361,9 @@ impl Worker {
 
     fn api_get(&mut self, id: ApiTo, name: &str) {
         let Some(room) = self
-            .hub
             .names
-            .get(&self.hub.rooms, name)
-            .and_then(|r| self.hub.rooms.get(r))
+            .get(&self.rooms, name)
+            .and_then(|r| self.rooms.get(r))
         else {
             self.api_fail(id, &Fail::new(Code::NotFound, format!("no room {name:?}")));
             return;
@@ -408,7 +409,7 @@ impl Worker {
     /// `POST /rooms/{room}/publish`: the raw body is `data`, sent as `msg`
     /// with `from: 0`.
     fn api_publish(&mut self, id: ApiTo, name: &str, body: &[u8]) {
-        let Some(rid) = self.hub.names.get(&self.hub.rooms, name) else {
+        let Some(rid) = self.names.get(&self.rooms, name) else {
             self.api_fail(id, &Fail::new(Code::NotFound, format!("no room {name:?}")));
             return;
         };
@@ -419,7 +420,7 @@ impl Worker {
     /// `POST /rooms/{room}/kick` with `{"id","ban"?}`: as `kick` from the
     /// room's owner.
     fn api_kick(&mut self, id: ApiTo, name: &str, body: &[u8]) {
-        let Some(rid) = self.hub.names.get(&self.hub.rooms, name) else {
+        let Some(rid) = self.names.get(&self.rooms, name) else {
             self.api_fail(id, &Fail::new(Code::NotFound, format!("no room {name:?}")));
             return;
         };
@@ -439,7 +440,7 @@ impl Worker {
     }
 
     fn api_close(&mut self, id: ApiTo, name: &str) {
-        let Some(rid) = self.hub.names.get(&self.hub.rooms, name) else {
+        let Some(rid) = self.names.get(&self.rooms, name) else {
             self.api_fail(id, &Fail::new(Code::NotFound, format!("no room {name:?}")));
             return;
         };

@@ -27,15 +27,17 @@ use log::debug;
 
 use std::borrow::Cow;
 
-use crate::conn::{CloseReason, ConnId};
+use super::effects::CloseReason;
+use super::rates::Rates;
+use super::resume::{resume_gone, Ask};
+use super::ConnId;
+use super::Hub;
 use crate::hub::bus_msg::{BusMsg, ResumeAsk, Seq};
 use crate::protocol::{self, err_v, Code, Fail, Proto, Req};
-use crate::resume::{resume_gone, Ask};
 use crate::room::Why;
 use crate::session::{Client, Proxy, Relay, Session, SessionId};
-use crate::worker::Worker;
 
-impl Worker {
+impl Hub {
     /// On B: `hello` with a token of worker `w`. Asks `w` and pauses the
     /// connection until the answer.
     pub(crate) fn ask_resume(
@@ -46,7 +48,7 @@ impl Worker {
         token: &str,
         req: &Req,
     ) -> Result<(), Fail> {
-        let Some(s) = self.hub.sessions.get(sid) else {
+        let Some(s) = self.sessions.get(sid) else {
             return Ok(());
         };
         let Some((_, proto)) = s.conn() else {
@@ -69,14 +71,14 @@ impl Worker {
         if !bus.send(w, &m) {
             return Err(resume_gone());
         }
-        if let Some(s) = self.hub.sessions.get_mut(sid) {
+        if let Some(s) = self.sessions.get_mut(sid) {
             s.proxy = Some(Box::new(Proxy {
                 worker: w,
                 sid: None,
                 rid: req.rid,
             }));
         }
-        self.set_paused(cid, true);
+        self.out.pause(cid, true);
         Ok(())
     }
 
@@ -94,7 +96,7 @@ impl Worker {
         } = ask;
         let meta = meta.map(Box::<[u8]>::from);
         let grant = grant.map(|g| Box::new(g.into_owned()));
-        let Some(old) = self.hub.find_session(token) else {
+        let Some(old) = self.find_session(token) else {
             let f = resume_gone();
             self.metrics.error(f.code);
             let frame = protocol::encode_frame(proto, &err_v(rid, &f));
@@ -119,7 +121,7 @@ impl Worker {
         debug!(
             "w={} session of member={} resumed on worker {p}",
             self.id,
-            self.hub.sessions.get(old).map_or(0, |s| s.member)
+            self.sessions.get(old).map_or(0, |s| s.member)
         );
         self.resume_session(
             old,
@@ -139,7 +141,6 @@ impl Worker {
     pub(crate) fn on_resumed(&mut self, p: u32, bsid: u64, asid: u64) {
         let sid = SessionId::from_bits(bsid);
         let cid = self
-            .hub
             .sessions
             .get(sid)
             .filter(|s| {
@@ -157,13 +158,13 @@ impl Worker {
             return;
         };
         if asid == 0 {
-            if let Some(s) = self.hub.sessions.get_mut(sid) {
+            if let Some(s) = self.sessions.get_mut(sid) {
                 s.proxy = None;
             }
-            self.set_paused(cid, false);
+            self.out.pause(cid, false);
             return;
         }
-        let Some(s) = self.hub.sessions.get_mut(sid) else {
+        let Some(s) = self.sessions.get_mut(sid) else {
             return;
         };
         if let Some(x) = s.proxy.as_mut() {
@@ -174,13 +175,13 @@ impl Worker {
         self.release_seats(sid, Why::Left);
         self.unqueue(sid);
         self.lobby_end(sid);
-        self.set_paused(cid, false);
+        self.out.pause(cid, false);
     }
 
     /// On B: the proxied session `asid` of worker `w`, if `sid` stands in
     /// for one.
     pub(crate) fn proxied(&self, sid: SessionId) -> Option<(u32, u64)> {
-        let x = *self.hub.sessions.get(sid)?.proxy.as_deref()?;
+        let x = *self.sessions.get(sid)?.proxy.as_deref()?;
         Some((x.worker, x.sid?))
     }
 
@@ -188,15 +189,14 @@ impl Worker {
     /// byte and creation rates are checked here, the rest runs on worker `w`.
     pub(crate) fn relay_request(
         &mut self,
-        cid: ConnId,
-        sid: SessionId,
+        (cid, sid, proto): (ConnId, SessionId, Proto),
+        rates: &mut Rates,
         (w, asid): (u32, u64),
-        proto: Proto,
         payload: &[u8],
     ) {
         if let Ok(req) = protocol::decode(proto, payload) {
-            if let Err(f) = self.check_rates(cid, &req) {
-                self.fail(cid, req.rid, f);
+            if let Err(f) = self.check_rates(rates, &req) {
+                self.fail((cid, proto), req.rid, f);
                 return;
             }
         }
@@ -207,7 +207,7 @@ impl Worker {
             payload,
         };
         if !self.bus.as_mut().is_some_and(|b| b.send(w, &m)) {
-            self.close_conn(cid, CloseReason::SessionLost);
+            self.out.close(cid, CloseReason::SessionLost);
         }
     }
 
@@ -248,8 +248,7 @@ impl Worker {
     /// On A: `sid` is relayed through worker `p`'s stand-in `bsid` (a
     /// message about an earlier connection of the session is not).
     fn relayed_via(&self, sid: SessionId, p: u32, bsid: u64) -> bool {
-        self.hub
-            .sessions
+        self.sessions
             .get(sid)
             .and_then(Session::relay)
             .is_some_and(|r| r.worker == p && r.rsid == bsid)
@@ -273,7 +272,7 @@ impl Worker {
         sid: SessionId,
         reason: CloseReason,
     ) -> Option<CloseReason> {
-        let Some(s) = self.hub.sessions.get_mut(sid) else {
+        let Some(s) = self.sessions.get_mut(sid) else {
             return Some(reason);
         };
         match s.proxy.as_deref().copied() {
@@ -311,7 +310,7 @@ impl Worker {
         if !self.relayed_via(sid, p, bsid) {
             return;
         }
-        if let Some(s) = self.hub.sessions.get_mut(sid) {
+        if let Some(s) = self.sessions.get_mut(sid) {
             s.cut();
         }
         self.detach(sid, reason);
@@ -332,13 +331,12 @@ impl Worker {
     /// On B: worker `p` closes the connection of stand-in `bsid`.
     pub(crate) fn on_kick(&mut self, p: u32, bsid: u64, reason: CloseReason) {
         let cid = self
-            .hub
             .sessions
             .get(SessionId::from_bits(bsid))
             .filter(|s| s.proxy.as_deref().is_some_and(|x| x.worker == p))
             .and_then(Session::conn);
         if let Some((cid, _)) = cid {
-            self.close_conn(cid, reason);
+            self.out.close(cid, reason);
         }
     }
 
@@ -347,7 +345,7 @@ impl Worker {
     /// closed 1011, or, while its resume was still being asked, answered
     /// `not_found` and goes on as a fresh session.
     pub(crate) fn relay_peer_lost(&mut self, p: u32, sid: SessionId) {
-        let Some(s) = self.hub.sessions.get_mut(sid) else {
+        let Some(s) = self.sessions.get_mut(sid) else {
             return;
         };
         if s.relay().is_some_and(|r| r.worker == p) {
@@ -355,25 +353,26 @@ impl Worker {
             self.detach(sid, CloseReason::Dropped);
             return;
         }
-        let Some(cid) = s.conn().map(|c| c.0) else {
+        let Some(conn) = s.conn() else {
             return;
         };
+        let cid = conn.0;
         match s.proxy.as_deref().copied() {
             Some(x) if x.worker == p && x.sid.is_some() => {
                 s.proxy = None;
-                self.close_conn(cid, CloseReason::SessionLost);
+                self.out.close(cid, CloseReason::SessionLost);
             }
             Some(x) if x.worker == p => {
                 s.proxy = None;
                 self.fail(
-                    cid,
+                    conn,
                     x.rid,
                     Fail::new(
                         Code::NotFound,
                         "the session's worker is gone; a fresh session goes on",
                     ),
                 );
-                self.set_paused(cid, false);
+                self.out.pause(cid, false);
             }
             _ => {}
         }

@@ -1,7 +1,7 @@
 //! Rooms across workers: what the bus messages (see `bus`) mean to a worker.
 //!
 //! Every room and matchmaking queue lives on one worker, its home
-//! ([`bus::home`] of its name; a name the server picks is picked so its home
+//! ([`home`] of its name; a name the server picks is picked so its home
 //! is the creating worker). A client's session lives on the worker its
 //! connection landed on. A request for a room homed elsewhere is forwarded
 //! there as it came (`REQ`), with the session's member id and subprotocol;
@@ -20,39 +20,23 @@
 //! `closed` with `why: "lost"`), and shadows of its sessions go through the
 //! grace period as disconnects.
 //!
-//! Invariants: `Worker::shadows` maps (worker, remote session) to the shadow
+//! Invariants: `Hub::shadows` maps (worker, remote session) to the shadow
 //! session standing for it while that worker's link is up; a local
 //! session's `remote.seats` mirrors the `SEAT` messages of each home, in
 //! link order.
 
-use std::io;
-use std::os::fd::AsRawFd;
-use std::time::Duration;
+use log::warn;
 
-use log::{debug, info, warn};
-use mio::unix::SourceFd;
-use mio::{Interest, Token};
-
-use crate::bus::{self, kind, Bus, Link, ReadEnd};
-use crate::conn::{CloseReason, ConnId};
+use super::bus_msg::{home, kind};
+use super::effects::CloseReason;
+use super::ConnId;
+use super::{Hub, Timer};
 use crate::hub::bus_msg::{BusError, BusMsg, Listed, Seq};
 use crate::hub::lookup::ListedRoom;
 use crate::hub::out::{self, Presence};
-use crate::ipc::{Control, FromSupervisor, ToSupervisor};
 use crate::protocol::{self, err_v, Code, Fail, Proto, Req, V};
 use crate::room::{valid_name, RoomState, Why};
-use crate::session::{Asked, Attach, Client, Far, Part, Session, SessionId, Shadow, MEMBER_BITS};
-use crate::worker::{Timer, Worker};
-
-pub(crate) const CONTROL: Token = Token(usize::MAX - 3);
-/// Link to peer `p` is `Token(LINK_BASE + p)` (at most 64 workers).
-const LINK_BASE: usize = usize::MAX - 200;
-/// How often a worker tells the supervisor it is alive.
-const ALIVE_EVERY: Duration = Duration::from_secs(1);
-
-pub(crate) fn link_of(t: Token) -> Option<u32> {
-    (t.0 >= LINK_BASE && t.0 < LINK_BASE + 64).then(|| (t.0 - LINK_BASE) as u32)
-}
+use crate::session::{Asked, Attach, Client, Far, Part, Session, SessionId, Shadow};
 
 /// Where a session's output goes.
 #[derive(Clone, Copy)]
@@ -73,7 +57,7 @@ impl Route {
 }
 
 /// A `list` waiting for other workers' answers.
-pub(crate) struct PendingList {
+pub struct PendingList {
     sid: SessionId,
     rid: Option<u32>,
     /// The snapshot of a `lobby` subscription.
@@ -85,72 +69,7 @@ pub(crate) struct PendingList {
     rooms: Vec<ListedRoom>,
 }
 
-impl Worker {
-    /// Joins the workers of a supervisor: registers the control channel and
-    /// the links, numbers members from this incarnation, and tells the
-    /// supervisor this worker is ready.
-    pub fn attach_cluster(
-        &mut self,
-        workers: u32,
-        incarnation: u32,
-        control: Control,
-        peers: Vec<Option<std::os::unix::net::UnixStream>>,
-    ) -> io::Result<()> {
-        self.poll.registry().register(
-            &mut SourceFd(&control.as_raw_fd()),
-            CONTROL,
-            Interest::READABLE,
-        )?;
-        self.hub.next_member = (u64::from(incarnation) << MEMBER_BITS) | 1;
-        self.bus = Some(Bus {
-            me: self.id,
-            n: workers,
-            links: (0..workers).map(|_| None).collect(),
-            control,
-            pending: Vec::new(),
-            read_more: Vec::new(),
-            overflow: Vec::new(),
-            out_limit: usize::try_from(self.cfg.bus_buffer).unwrap_or(usize::MAX),
-            bytes_in: 0,
-            bytes_out: 0,
-            msgs_in: 0,
-            msgs_out: 0,
-            peers_lost: 0,
-        });
-        for (p, sock) in peers.into_iter().enumerate() {
-            if let Some(sock) = sock {
-                self.install_link(p as u32, sock)?;
-            }
-        }
-        self.timers.arm(self.now + ALIVE_EVERY, Timer::Alive);
-        if let Some(bus) = &self.bus {
-            bus.control.send(ToSupervisor::Ready)?;
-        }
-        info!(
-            "w={} one of {workers} workers (incarnation {incarnation})",
-            self.id
-        );
-        Ok(())
-    }
-
-    fn install_link(&mut self, p: u32, sock: std::os::unix::net::UnixStream) -> io::Result<()> {
-        sock.set_nonblocking(true)?;
-        let mut sock = mio::net::UnixStream::from_std(sock);
-        self.poll.registry().register(
-            &mut sock,
-            Token(LINK_BASE + p as usize),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        let Some(slot) = self.bus.as_mut().and_then(|b| b.links.get_mut(p as usize)) else {
-            return Ok(());
-        };
-        *slot = Some(Link::new(sock));
-        debug!("w={} link to worker {p} up", self.id);
-        // Edge-triggered: input sent before registration raises no event.
-        self.on_link(p);
-        Ok(())
-    }
-
+impl Hub {
     pub(crate) fn workers(&self) -> u32 {
         self.bus.as_ref().map_or(1, |b| b.n)
     }
@@ -158,27 +77,16 @@ impl Worker {
     /// The home of `name` when that is another worker.
     pub(crate) fn remote_home_of(&self, name: &str) -> Option<u32> {
         let bus = self.bus.as_ref()?;
-        let h = bus::home(name, bus.n);
+        let h = home(name, bus.n);
         (h != bus.me).then_some(h)
     }
 
     pub(crate) fn homed_here(&self, name: &str) -> bool {
-        self.bus
-            .as_ref()
-            .is_none_or(|b| bus::home(name, b.n) == b.me)
+        self.bus.as_ref().is_none_or(|b| home(name, b.n) == b.me)
     }
 
-    pub(crate) fn bus_busy(&self) -> bool {
-        self.bus
-            .as_ref()
-            .is_some_and(|b| !b.pending.is_empty() || !b.read_more.is_empty())
-    }
-
-    /// Where output for `sid` goes: its connection, the worker its
-    /// connection is on (relayed), or its worker when it is a shadow; held
-    /// while it resumes; `None` while it is away.
     pub(crate) fn route(&self, sid: SessionId) -> Option<Route> {
-        let s = self.hub.sessions.get(sid)?;
+        let s = self.sessions.get(sid)?;
         if s.resuming.is_some() {
             return Some(Route::Hold(sid, s.proto()?));
         }
@@ -194,9 +102,9 @@ impl Worker {
 
     pub(crate) fn push_route(&mut self, r: Route, frame: &[u8]) -> bool {
         match r {
-            Route::Local(c, _) => self.conns.push(c, frame),
+            Route::Local(c, _) => self.out.push(c, frame),
             Route::Hold(sid, _) => {
-                crate::hub::fanout::hold(&mut self.hub.sessions, sid, frame, self.conns.out_limit)
+                crate::hub::fanout::hold(&mut self.sessions, sid, frame, self.out.limit)
             }
             Route::Remote(w, rsid, _) => {
                 let m = BusMsg::Deliver { sid: rsid, frame };
@@ -218,7 +126,7 @@ impl Worker {
     /// rooms it watches and no queue places, or a detached one out of its grace period (a
     /// session in its grace period stays resumable, seats or not).
     pub(crate) fn disposable(&self, sid: SessionId) -> bool {
-        let Some(s) = self.hub.sessions.get(sid) else {
+        let Some(s) = self.sessions.get(sid) else {
             return false;
         };
         match s.at {
@@ -232,8 +140,7 @@ impl Worker {
 
     /// The worker and remote session id a shadow stands for.
     fn shadow_of(&self, sid: SessionId) -> Option<(u32, u64)> {
-        self.hub
-            .sessions
+        self.sessions
             .get(sid)
             .and_then(Session::shadow)
             .map(|sh| (sh.worker, sh.rsid))
@@ -279,12 +186,7 @@ impl Worker {
     /// joining) a seat that it is `AWAY`, or released (`RELEASE`, which
     /// also forgets those seats here).
     pub(crate) fn tell_homes(&mut self, sid: SessionId, k: u8, why: Why) {
-        let Some(r) = self
-            .hub
-            .sessions
-            .get_mut(sid)
-            .and_then(|s| s.remote.as_mut())
-        else {
+        let Some(r) = self.sessions.get_mut(sid).and_then(|s| s.remote.as_mut()) else {
             return;
         };
         // Either ends the session's queue places there.
@@ -318,8 +220,8 @@ impl Worker {
     /// holding seats of a local one let them go.
     pub(crate) fn forget_remote(&mut self, sid: SessionId, s: &Session) {
         if let Some(sh) = s.shadow() {
-            if self.hub.shadows.get(&(sh.worker, sh.rsid)) == Some(&sid) {
-                self.hub.shadows.remove(&(sh.worker, sh.rsid));
+            if self.shadows.get(&(sh.worker, sh.rsid)) == Some(&sid) {
+                self.shadows.remove(&(sh.worker, sh.rsid));
             }
         }
         let Some(r) = s.remote.as_deref() else {
@@ -360,7 +262,7 @@ impl Worker {
         if !valid_name(key) {
             return None;
         }
-        let h = bus::home(key, bus.n);
+        let h = home(key, bus.n);
         (h != bus.me).then_some(h)
     }
 
@@ -389,7 +291,7 @@ impl Worker {
         if matches!(t, "join" | "create") {
             self.check_grant(sid, name)?;
         }
-        let Some(s) = self.hub.sessions.get(sid) else {
+        let Some(s) = self.sessions.get(sid) else {
             return Ok(());
         };
         let seated = s
@@ -399,7 +301,7 @@ impl Worker {
         if seating && !seated {
             self.check_seat_limit(sid)?;
         }
-        let Some(s) = self.hub.sessions.get(sid) else {
+        let Some(s) = self.sessions.get(sid) else {
             return Ok(());
         };
         let Some(proto) = s.proto() else {
@@ -425,7 +327,7 @@ impl Worker {
         if !bus.send(home, &m) {
             return Err(gone());
         }
-        if let Some(s) = self.hub.sessions.get_mut(sid) {
+        if let Some(s) = self.sessions.get_mut(sid) {
             s.remote
                 .get_or_insert_with(Default::default)
                 .asked
@@ -569,187 +471,9 @@ impl Worker {
         }
     }
 
-    /// The control channel is readable: new links from the supervisor.
-    pub(crate) fn on_control(&mut self) {
-        loop {
-            let Some(bus) = self.bus.as_ref() else {
-                return;
-            };
-            match bus.control.recv() {
-                Ok(Some(FromSupervisor::Peer { id, link })) => {
-                    self.replace_link(id, link);
-                }
-                Ok(None) => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    warn!("w={} supervisor gone ({e}): draining", self.id);
-                    if let Some(bus) = self.bus.as_ref() {
-                        let fd = bus.control.as_raw_fd();
-                        let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
-                    }
-                    self.start_drain();
-                    return;
-                }
-            }
-        }
-    }
-
-    /// A new link to `p` replaces any old one: what the old one still holds
-    /// is read and handled first, then `p` counts as lost (its new life
-    /// starts with nothing of the old one's).
-    fn replace_link(&mut self, p: u32, sock: std::os::unix::net::UnixStream) {
-        if p >= self.workers() || p == self.id {
-            warn!(
-                "w={} supervisor sent a link to worker {p}: ignored",
-                self.id
-            );
-            return;
-        }
-        if self.bus.as_ref().is_some_and(|b| b.up(p)) {
-            for _ in 0..1024 {
-                if !self.read_link(p) {
-                    break;
-                }
-            }
-            self.peer_lost(p, "replaced");
-        }
-        match self.install_link(p, sock) {
-            Ok(()) => self.lobby_link_up(p),
-            Err(e) => warn!("w={} link to worker {p}: {e}", self.id),
-        }
-    }
-
-    pub(crate) fn on_link_event(&mut self, p: u32, ev: &mio::event::Event) {
-        if ev.is_writable() {
-            if let Some(bus) = self.bus.as_mut() {
-                if let Some(Some(l)) = bus.links.get_mut(p as usize) {
-                    if !l.out.is_empty() && !l.pending {
-                        l.pending = true;
-                        bus.pending.push(p);
-                    }
-                }
-            }
-        }
-        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-            self.on_link(p);
-        }
-    }
-
-    /// Reads and handles what link `p` has (up to the per-turn cap).
-    pub(crate) fn on_link(&mut self, p: u32) {
-        if self.read_link(p) {
-            if let Some(bus) = self.bus.as_mut() {
-                if let Some(Some(l)) = bus.links.get_mut(p as usize) {
-                    if !l.read_more {
-                        l.read_more = true;
-                        bus.read_more.push(p);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Links whose reads stopped at the cap last turn.
-    pub(crate) fn read_links_more(&mut self) {
-        let Some(bus) = self.bus.as_mut() else {
-            return;
-        };
-        for p in std::mem::take(&mut bus.read_more) {
-            if let Some(Some(l)) = self.bus.as_mut().and_then(|b| b.links.get_mut(p as usize)) {
-                l.read_more = false;
-                self.on_link(p);
-            }
-        }
-    }
-
-    /// One read of link `p` and the messages it completed. Returns true when
-    /// more input may be waiting.
-    fn read_link(&mut self, p: u32) -> bool {
-        let mut chunk = std::mem::take(&mut self.rbuf);
-        if chunk.is_empty() {
-            chunk = vec![0; 64 * 1024];
-        }
-        let res = self
-            .bus
-            .as_mut()
-            .and_then(|b| b.links.get_mut(p as usize))
-            .and_then(|l| l.as_mut())
-            .map(|l| l.read(&mut chunk));
-        self.rbuf = chunk;
-        let Some((end, n)) = res else {
-            return false;
-        };
-        if let Some(bus) = self.bus.as_mut() {
-            bus.bytes_in += n as u64;
-        }
-        let mut inbuf = match self
-            .bus
-            .as_mut()
-            .and_then(|b| b.links.get_mut(p as usize))
-            .and_then(|l| l.as_mut())
-        {
-            Some(l) => std::mem::take(&mut l.inbuf),
-            None => return false,
-        };
-        let mut pos = 0;
-        let mut broken = false;
-        loop {
-            match bus::split(&inbuf[pos..]) {
-                Ok(Some((m, used))) => {
-                    pos += used;
-                    if let Some(bus) = self.bus.as_mut() {
-                        bus.msgs_in += 1;
-                    }
-                    match BusMsg::decode(m) {
-                        Ok(m) => self.on_bus(p, m),
-                        Err(e) => self.skip_bus_message(p, e, m.len()),
-                    }
-                }
-                Ok(None) => break,
-                Err(len) => {
-                    warn!("w={} bus message of {len} bytes from worker {p}", self.id);
-                    broken = true;
-                    break;
-                }
-            }
-        }
-        inbuf.drain(..pos);
-        if broken {
-            self.peer_lost(p, "bad message");
-            return false;
-        }
-        if let Some(Some(l)) = self.bus.as_mut().and_then(|b| b.links.get_mut(p as usize)) {
-            l.inbuf = inbuf;
-        }
-        match end {
-            ReadEnd::Drained => false,
-            ReadEnd::Capped => true,
-            ReadEnd::Gone => {
-                self.peer_lost(p, "link closed");
-                false
-            }
-        }
-    }
-
-    /// A message of `len` bytes from peer `p` that does not parse: logged
-    /// and skipped; the link goes on.
-    fn skip_bus_message(&self, p: u32, e: BusError, len: usize) {
-        let w = self.id;
-        match e {
-            BusError::Truncated { kind } => warn!(
-                "w={w} truncated bus message kind {kind} ({len} bytes) from worker {p}: skipped"
-            ),
-            BusError::UnknownKind(k) => {
-                warn!("w={w} unknown bus message kind {k} from worker {p}: skipped")
-            }
-            BusError::Invalid { kind, what } => {
-                warn!("w={w} bad bus message kind {kind} from worker {p} ({what}): skipped")
-            }
-        }
-    }
-
-    /// One message from peer `p`.
-    fn on_bus(&mut self, p: u32, m: BusMsg) {
+    /// Input: one message from worker `p` (`METRICS_REQ` is the loop's to
+    /// answer: the figures are its and the core's).
+    pub fn on_bus(&mut self, p: u32, m: BusMsg) {
         let invalid = |kind, what| BusError::Invalid { kind, what };
         match m {
             BusMsg::Req {
@@ -765,8 +489,14 @@ impl Worker {
             }
             BusMsg::Fanout(groups) => {
                 for (frame, ids) in groups.iter() {
+                    // Kept once for every connection here that gets it.
+                    let mut kept = None;
                     for rsid in ids.iter() {
-                        if self.deliver(p, rsid, frame) {
+                        let sid = SessionId::from_bits(rsid);
+                        if let Some(Route::Local(c, _)) = self.deliverable(p, sid) {
+                            let span = *kept.get_or_insert_with(|| self.out.keep(frame));
+                            self.out.send_kept(c, span, true);
+                        } else if self.deliver(p, rsid, frame) {
                             self.metrics.deliveries += 1;
                         }
                     }
@@ -786,7 +516,7 @@ impl Worker {
                 self.on_places(p, sid, queues);
             }
             BusMsg::Away { sid: rsid } => {
-                if let Some(&sid) = self.hub.shadows.get(&(p, rsid)) {
+                if let Some(&sid) = self.shadows.get(&(p, rsid)) {
                     self.shadow_away(sid);
                     if self.disposable(sid) {
                         self.free_session(sid);
@@ -816,14 +546,14 @@ impl Worker {
             } => self.on_relayed_request(p, (asid, bsid), proto, payload),
             BusMsg::Detach { asid, bsid, reason } => match CloseReason::from_index(reason) {
                 Some(reason) => self.on_relay_detached(p, asid, bsid, reason),
-                None => self.skip_bus_message(p, invalid(kind::DETACH, "close reason"), 0),
+                None => skip(self.id, p, invalid(kind::DETACH, "close reason"), 0),
             },
             BusMsg::Kick { bsid, reason } => match CloseReason::from_index(reason) {
                 Some(reason) => self.on_kick(p, bsid, reason),
-                None => self.skip_bus_message(p, invalid(kind::KICK, "close reason"), 0),
+                None => skip(self.id, p, invalid(kind::KICK, "close reason"), 0),
             },
             BusMsg::Release { sid: rsid, why } => {
-                if let Some(&sid) = self.hub.shadows.get(&(p, rsid)) {
+                if let Some(&sid) = self.shadows.get(&(p, rsid)) {
                     self.release_session(sid, why);
                 }
             }
@@ -834,7 +564,7 @@ impl Worker {
                 limit,
             } => {
                 let mut rooms = Vec::new();
-                self.hub.list_rooms(state, has_space, limit, &mut rooms);
+                self.list_rooms(state, has_space, limit, &mut rooms);
                 let listed: Vec<Listed> = rooms
                     .iter()
                     .map(|r| Listed {
@@ -872,17 +602,7 @@ impl Worker {
                 path,
                 body,
             } => self.api_remote(p, qid, method, path, body),
-            BusMsg::MetricsReq { qid } => {
-                let text = self.metrics.render(&self.gauges());
-                let m = BusMsg::MetricsResp {
-                    qid,
-                    status: 200,
-                    text: text.as_bytes(),
-                };
-                if let Some(bus) = self.bus.as_mut() {
-                    bus.send(p, &m);
-                }
-            }
+            BusMsg::MetricsReq { .. } => {}
             BusMsg::ApiResp { qid, status, body }
             | BusMsg::MetricsResp {
                 qid,
@@ -897,17 +617,20 @@ impl Worker {
     /// resumes; dropped while it is away, and while a resume waits for
     /// `p`'s answer (which replays what these frames carried).
     fn deliver(&mut self, p: u32, rsid: u64, frame: &[u8]) -> bool {
-        let sid = SessionId::from_bits(rsid);
-        let Some(s) = self.hub.sessions.get(sid) else {
-            return false;
-        };
-        if s.resuming.as_ref().is_some_and(|r| r.waiting.contains(&p)) {
-            return false;
-        }
-        match self.route(sid) {
+        match self.deliverable(p, SessionId::from_bits(rsid)) {
             Some(r) => self.push_route(r, frame),
             None => false,
         }
+    }
+
+    /// Where a frame from worker `p` for session `sid` goes (see
+    /// [`Hub::deliver`]).
+    fn deliverable(&self, p: u32, sid: SessionId) -> Option<Route> {
+        let s = self.sessions.get(sid)?;
+        if s.resuming.as_ref().is_some_and(|r| r.waiting.contains(&p)) {
+            return None;
+        }
+        self.route(sid)
     }
 
     /// On a home: a forwarded request, run on the shadow of its session
@@ -962,8 +685,8 @@ impl Worker {
         proto: Proto,
         meta: Option<&[u8]>,
     ) -> SessionId {
-        if let Some(&sid) = self.hub.shadows.get(&(p, rsid)) {
-            if let Some(s) = self.hub.sessions.get_mut(sid) {
+        if let Some(&sid) = self.shadows.get(&(p, rsid)) {
+            if let Some(s) = self.sessions.get_mut(sid) {
                 if let Some(m) = meta {
                     s.meta = Some(m.into());
                 }
@@ -979,16 +702,15 @@ impl Worker {
         let mut s = Session::fresh(member, [0; 16], Attach::Shadow(Box::new(shadow)));
         s.meta = meta.map(Into::into);
         s.hello_done = true;
-        let sid = self.hub.sessions.insert(s);
-        self.hub.shadows.insert((p, rsid), sid);
+        let sid = self.sessions.insert(s);
+        self.shadows.insert((p, rsid), sid);
         sid
     }
 
     /// On a session's worker: a forwarded request is done. Bad input counts
     /// toward the connection's bad-request limit as it does here.
     fn on_outcome(&mut self, p: u32, sid: SessionId, code: u8) {
-        let max = self.cfg.max_bad_requests;
-        let Some(s) = self.hub.sessions.get_mut(sid) else {
+        let Some(s) = self.sessions.get_mut(sid) else {
             return;
         };
         if let Some(r) = s.remote.as_mut() {
@@ -1004,25 +726,13 @@ impl Worker {
             }
             return;
         };
-        let Some(ws) = self.conn_ws(cid) else {
-            return;
-        };
-        if code == 1 {
-            ws.bad += 1;
-            if ws.bad >= max {
-                warn!("w={} conn={cid:?} {max} bad requests in a row", self.id);
-                self.close_conn(cid, CloseReason::BadRequests);
-            }
-        } else {
-            ws.bad = 0;
-        }
+        self.out.outcome(cid, code == 1);
     }
 
     /// A local session that can hold seats and places elsewhere: not one
     /// that only stands in for a resumed session of another worker.
     fn holder_mut(&mut self, sid: SessionId) -> Option<&mut Session> {
-        self.hub
-            .sessions
+        self.sessions
             .get_mut(sid)
             .filter(|s| s.proxy.as_deref().is_none_or(|x| x.sid.is_none()))
     }
@@ -1098,7 +808,7 @@ impl Worker {
     /// On a home: the connection of the session shadow `sid` stands for
     /// went away (`back` comes with `REJOIN`, see `resume`).
     fn shadow_away(&mut self, sid: SessionId) {
-        let Some(s) = self.hub.sessions.get_mut(sid) else {
+        let Some(s) = self.sessions.get_mut(sid) else {
             return;
         };
         let member = s.member;
@@ -1114,35 +824,32 @@ impl Worker {
         self.announce(&seats, member, Presence::Away);
     }
 
-    /// Link `p` is gone. Rooms homed there are lost to members here;
+    /// Input: worker `p` is lost (its link ended: it died, or it was too
+    /// slow and the link was dropped). Rooms homed there are lost to members here;
     /// shadows of its sessions are disconnected (grace period, then
     /// `leave`); a `list` waiting for it goes on without it.
-    pub(crate) fn peer_lost(&mut self, p: u32, why: &str) {
+    pub fn peer_lost(&mut self, p: u32) {
         let Some(bus) = self.bus.as_mut() else {
             return;
         };
-        let Some(mut link) = bus.links.get_mut(p as usize).and_then(Option::take) else {
+        if !bus.up(p) {
             return;
-        };
-        bus.peers_lost += 1;
+        }
+        bus.up &= !(1 << p);
+        if let Some(b) = bus.bufs.get_mut(p as usize) {
+            *b = Vec::new();
+        }
+        bus.pending.retain(|&x| x != p);
         self.on_lobby_interest(p, false);
-        let _ = self.poll.registry().deregister(&mut link.sock);
-        drop(link);
-        warn!("w={} lost worker {p} ({why})", self.id);
         // Local sessions with seats in rooms homed there, relayed through
         // it, standing in for its sessions, or resuming and waiting for it.
         // A scan of the sessions, once per lost worker.
-        for sid in self.hub.sessions.ids() {
+        for sid in self.sessions.ids() {
             self.relay_peer_lost(p, sid);
             let mut lost = Vec::new();
-            let attached = self.hub.sessions.get(sid).is_some_and(|s| s.attached());
+            let attached = self.sessions.get(sid).is_some_and(|s| s.attached());
             let (mut unanswered, mut unqueued) = (Vec::new(), Vec::new());
-            if let Some(r) = self
-                .hub
-                .sessions
-                .get_mut(sid)
-                .and_then(|s| s.remote.as_mut())
-            {
+            if let Some(r) = self.sessions.get_mut(sid).and_then(|s| s.remote.as_mut()) {
                 r.asked.retain(|a| {
                     if a.home == p {
                         unanswered.push(a.rid);
@@ -1175,7 +882,7 @@ impl Worker {
             }
             for name in lost {
                 if !attached {
-                    if let Some(s) = self.hub.sessions.get_mut(sid) {
+                    if let Some(s) = self.sessions.get_mut(sid) {
                         s.closed.push((name.clone(), "lost".into()));
                     }
                 }
@@ -1188,7 +895,7 @@ impl Worker {
         }
         // Shadows of its sessions.
         let mut shadows: Vec<SessionId> = Vec::new();
-        self.hub.shadows.retain(|&(w, _), &mut sid| {
+        self.shadows.retain(|&(w, _), &mut sid| {
             if w == p {
                 shadows.push(sid);
             }
@@ -1203,7 +910,6 @@ impl Worker {
             self.shadow_away(sid);
             let t = self.timers.arm(self.now + grace, Timer::Grace(sid));
             let old = self
-                .hub
                 .sessions
                 .get_mut(sid)
                 .and_then(|s| s.go_away(t, Why::Disconnect));
@@ -1220,53 +926,20 @@ impl Worker {
             self.api_answered(qid, p, None);
         }
     }
+}
 
-    /// Writes queued bus output; drops links that passed their limit and
-    /// asks the supervisor for new ones.
-    pub(crate) fn flush_bus(&mut self) {
-        let Some(bus) = self.bus.as_mut() else {
-            return;
-        };
-        let mut dead = Vec::new();
-        for p in std::mem::take(&mut bus.pending) {
-            let Some(Some(l)) = bus.links.get_mut(p as usize) else {
-                continue;
-            };
-            l.pending = false;
-            let (n, ok) = l.flush();
-            bus.bytes_out += n as u64;
-            if !ok {
-                dead.push(p);
-            } else if !l.out.is_empty() && n >= bus::WRITE_CAP {
-                l.pending = true;
-                bus.pending.push(p);
-            }
+/// A message of `len` bytes from worker `p` that does not parse (seen by
+/// worker `w`): logged and skipped; the link goes on.
+pub fn skip(w: u32, p: u32, e: BusError, len: usize) {
+    match e {
+        BusError::Truncated { kind } => {
+            warn!("w={w} truncated bus message kind {kind} ({len} bytes) from worker {p}: skipped")
         }
-        let overflow = std::mem::take(&mut bus.overflow);
-        for p in dead {
-            self.peer_lost(p, "write failed");
+        BusError::UnknownKind(k) => {
+            warn!("w={w} unknown bus message kind {k} from worker {p}: skipped")
         }
-        for p in overflow {
-            warn!(
-                "w={} link to worker {p} passed --bus-buffer: dropping it",
-                self.id
-            );
-            self.peer_lost(p, "slow");
-            if let Some(bus) = self.bus.as_ref() {
-                if let Err(e) = bus.control.send(ToSupervisor::Relink(p)) {
-                    warn!("w={} asking for a new link: {e}", self.id);
-                }
-            }
-        }
-    }
-
-    /// `Timer::Alive`.
-    pub(crate) fn alive(&mut self) {
-        if let Some(bus) = self.bus.as_ref() {
-            if let Err(e) = bus.control.send(ToSupervisor::Alive) {
-                debug!("w={} alive: {e}", self.id);
-            }
-            self.timers.arm(self.now + ALIVE_EVERY, Timer::Alive);
+        BusError::Invalid { kind, what } => {
+            warn!("w={w} bad bus message kind {kind} from worker {p} ({what}): skipped")
         }
     }
 }

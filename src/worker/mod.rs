@@ -39,18 +39,16 @@ use tungstenite::Message;
 
 use crate::auth;
 use crate::config::Config;
-use crate::conn::{
-    Bucket, CloseReason, Conn, ConnId, Conns, Feed, Io, Parsers, Phase, Ws, WRITE_CAP,
-};
-use crate::history::Recorder;
+use crate::conn::{CloseReason, Conn, ConnId, Conns, Feed, Io, Parsers, Phase, Ws, WRITE_CAP};
 use crate::http::{self, Route};
+use crate::hub::effects::{Effect, Out};
 use crate::hub::Hub;
-use crate::matchmaking::Lobby;
 use crate::metrics::{Gauges, Metrics};
 use crate::protocol::{self, Proto, V};
-use crate::room::RoomId;
-use crate::session::{Attach, Client, Session, SessionId};
 use crate::timer::Wheel;
+
+mod links;
+pub(crate) use links::{link_of, CONTROL};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
@@ -78,26 +76,17 @@ struct FeedState {
     len: usize,
 }
 
-/// Everything the timer wheel can hold. Ids carry generations, so a timer
-/// whose object is gone (or whose slot was reused) does nothing.
+/// Everything the loop's timer wheel can hold (the core has its own, see
+/// `hub::Timer`). Ids carry generations, so a timer whose connection is
+/// gone (or whose slot was reused) does nothing.
 #[derive(Debug, Clone, Copy)]
 pub enum Timer {
     Handshake(ConnId),
     Heartbeat(ConnId),
     Linger(ConnId),
-    Grace(SessionId),
-    Idle(RoomId),
     AcceptRetry,
-    /// The matchmaker's next event (a group can form, or a wait ends).
-    Match,
     /// Time to tell the supervisor this worker is alive.
     Alive,
-    /// A room's `watchers` update is due (see `audience`).
-    Watchers(RoomId),
-    /// The lobby's changes go out (see `lobby`).
-    Lobby,
-    /// The oldest query to other workers is due (see `cluster`).
-    Queries,
 }
 
 pub struct Worker {
@@ -108,37 +97,19 @@ pub struct Worker {
     local: SocketAddr,
     signals: Option<signal_hook_mio::v1_0::Signals>,
     pub(crate) conns: Conns,
-    /// The room core's state: rooms, sessions and their indexes.
+    /// The room core: it takes the inputs read here and leaves effects for
+    /// [`Worker::perform`].
     pub(crate) hub: Hub,
+    /// The loop's own timers (connections' deadlines, the supervisor's).
     pub(crate) timers: Wheel<Timer>,
-    pub(crate) metrics: Metrics,
     /// Shared socket read buffer (see `conn::Feed`).
     pub(crate) rbuf: Vec<u8>,
     /// Open WebSocket connections, in total and per source address.
     ws_open: usize,
     ws_per_ip: HashMap<std::net::IpAddr, u32>,
     pub(crate) now: Instant,
-    /// Start of the millisecond clock (`millis`).
-    epoch: Instant,
-    /// Reused target lists for fan-out.
-    pub(crate) scratch: crate::hub::fanout::Targets,
-    /// Matchmaking queues.
-    pub(crate) lobby: Lobby,
     /// The links to other workers (`None` when this is the only worker).
     pub(crate) bus: Option<crate::bus::Bus>,
-    /// `list`s waiting for other workers, by query id.
-    pub(crate) lists: HashMap<u32, crate::cluster::PendingList>,
-    pub(crate) lobby_list: crate::lobby::LobbyList,
-    /// Deadlines of the queries in `lists` and `api_waits`, oldest first
-    /// (one timeout for all: FIFO), and the timer for the first.
-    pub(crate) query_deadlines: std::collections::VecDeque<(Instant, u32)>,
-    pub(crate) query_timer: Option<crate::timer::TimerId>,
-    /// HTTP room API calls waiting for other workers, by query id (from
-    /// the same counter as `lists`).
-    pub(crate) api_waits: HashMap<u32, crate::admin::ApiWait>,
-    pub(crate) next_list: u32,
-    /// The epoch of the latest resume (see `session::Resuming`).
-    pub(crate) next_resume: u32,
     /// tungstenite contexts not in use (see `conn::Parser`).
     parsers: Parsers,
     draining: Option<Instant>,
@@ -173,42 +144,25 @@ impl Worker {
             .write_buffer_size(0)
             .max_message_size(Some(cfg.max_message as usize))
             .max_frame_size(Some(cfg.max_message as usize));
-        let history = Recorder::new(
-            cfg.history as usize,
-            usize::try_from(cfg.history_bytes).unwrap_or(usize::MAX),
-            usize::try_from(cfg.history_total).unwrap_or(usize::MAX),
-        );
-        let lobby = Lobby::new(&cfg, now);
         Ok(Worker {
             conns: Conns::new(cfg.out_buffer as usize),
-            cfg,
             id,
             poll,
             listener,
             local,
             signals: None,
             timers: Wheel::new(Duration::from_millis(10), 4096, now),
-            metrics: Metrics::default(),
             rbuf: vec![0; READ_CHUNK],
             ws_open: 0,
             ws_per_ip: HashMap::new(),
             now,
-            epoch: now,
-            scratch: Default::default(),
-            hub: Hub::new(history),
-            lobby,
+            hub: Hub::new(cfg.clone(), id, now),
             bus: None,
-            lists: HashMap::new(),
-            lobby_list: Default::default(),
-            query_deadlines: Default::default(),
-            query_timer: None,
-            api_waits: HashMap::new(),
-            next_list: 0,
-            next_resume: 0,
             parsers: Parsers::new(ws_config),
             draining: None,
             quit: false,
             accept_more: true,
+            cfg,
         })
     }
 
@@ -227,7 +181,7 @@ impl Worker {
 
     /// The worker's millisecond clock (rate buckets).
     pub(crate) fn millis(&self) -> u32 {
-        crate::conn::millis(self.epoch, self.now)
+        crate::conn::millis(self.hub.epoch, self.now)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -254,7 +208,10 @@ impl Worker {
             return Some(Duration::ZERO);
         }
         let now = Instant::now();
-        let t = self.timers.next_timeout(now);
+        let t = match (self.timers.next_timeout(now), self.hub.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b.saturating_duration_since(now))),
+            (a, b) => a.or(b.map(|b| b.saturating_duration_since(now))),
+        };
         match self.draining {
             Some(d) => {
                 let left = d.saturating_duration_since(now);
@@ -273,13 +230,14 @@ impl Worker {
         }
         let start = Instant::now();
         self.now = start;
+        self.hub.set_time(start);
         for ev in events.iter() {
             match ev.token() {
                 LISTENER => self.accept_more = true,
                 SIGNALS => self.on_signals(),
-                crate::cluster::CONTROL => self.on_control(),
-                t if crate::cluster::link_of(t).is_some() => {
-                    if let Some(p) = crate::cluster::link_of(t) {
+                CONTROL => self.on_control(),
+                t if link_of(t).is_some() => {
+                    if let Some(p) = link_of(t) {
                         self.on_link_event(p, ev);
                     }
                 }
@@ -317,7 +275,7 @@ impl Worker {
         self.end_conns();
         self.flush();
         self.flush_bus();
-        self.metrics.turn(start.elapsed());
+        self.hub.metrics.turn(start.elapsed());
         #[cfg(debug_assertions)]
         self.check_invariants();
         if self.quit {
@@ -405,7 +363,7 @@ impl Worker {
     }
 
     fn on_accept(&mut self, sock: mio::net::TcpStream, peer: SocketAddr) {
-        self.metrics.accepted += 1;
+        self.hub.metrics.accepted += 1;
         if self.conns.arena.len() >= self.cfg.max_connections as usize + 1024 {
             warn!(
                 "w={} peer={peer} refused: {} connections open",
@@ -484,7 +442,7 @@ impl Worker {
                     return;
                 }
                 Ok(n) => {
-                    self.metrics.bytes_in += n as u64;
+                    self.hub.metrics.bytes_in += n as u64;
                     c.last_rx = now_ms;
                     head.extend_from_slice(&buf[..n]);
                     let echo_path = self.cfg.echo_path.as_deref();
@@ -528,10 +486,14 @@ impl Worker {
             }
             Route::Healthz => self.respond(id, 200, "text/plain", b"ok\n"),
             Route::Metrics => {
-                let body = self.metrics.render(&self.gauges());
+                let body = self.hub.metrics.render(&self.gauges());
                 self.respond(id, 200, "text/plain; version=0.0.4", body.as_bytes());
             }
-            Route::MetricsAll => self.metrics_all(id),
+            Route::MetricsAll => {
+                let text = self.hub.metrics.render(&self.gauges());
+                self.hub.metrics_all(id, text);
+                self.perform();
+            }
             Route::Static { asset, fresh, head } => {
                 self.conns
                     .push_raw(id, &crate::web::response(asset, fresh, head));
@@ -539,7 +501,8 @@ impl Worker {
             }
             Route::Api(api) => {
                 let n = api.body_len.min(rest.len());
-                self.api(id, api, &rest[..n]);
+                self.hub.api(id, api, &rest[..n]);
+                self.perform();
             }
             Route::Error(status, body) => {
                 debug!(
@@ -619,18 +582,18 @@ impl Worker {
             connections: self.conns.arena.len(),
             sessions: self.hub.sessions.len(),
             tokens: self.hub.tokens.len(),
-            places: self.lobby.matcher.len(),
+            places: self.hub.lobby.matcher.len(),
             watchers: self
                 .hub
                 .rooms
                 .iter()
                 .map(|(_, r)| u64::from(r.watchers()))
                 .sum(),
-            lobby_subs: self.lobby_list.subs.len(),
-            queries: self.lists.len() + self.api_waits.len(),
+            lobby_subs: self.hub.lobby_list.subs.len(),
+            queries: self.hub.lists.len() + self.hub.api_waits.len(),
             rooms: self.hub.rooms.len(),
             members: self.hub.members,
-            timers: self.timers.len(),
+            timers: self.timers.len() + self.hub.timers.len(),
             bus: self.bus.as_ref().map(|b| crate::metrics::BusGauges {
                 links: b.links.iter().filter(|l| l.is_some()).count() as u64,
                 shadows: self.hub.shadows.len() as u64,
@@ -650,40 +613,14 @@ impl Worker {
         rest: Vec<u8>,
         grant: Option<Box<auth::Grant>>,
     ) {
-        let mut raw = [0u8; 16];
-        // Drawn until it is neither all zero (not drawn yet; no session's
-        // token is) nor taken in the index, which is keyed by the token's
-        // last 64 bits (at a million sessions, a redraw once in 2^44).
-        while raw == [0; 16]
-            || self
-                .hub
-                .tokens
-                .contains_key(&crate::hub::lookup::index_key(&raw))
-        {
-            if let Err(e) = getrandom::fill(&mut raw) {
+        let sid = match self.hub.open_session(id, up.proto, grant) {
+            Ok(sid) => sid,
+            Err(e) => {
                 error!("w={} no randomness for a session token: {e}", self.id);
                 self.respond(id, 503, "text/plain", b"no entropy\n");
                 return;
             }
-            if self.bus.is_some() {
-                // With several workers the first byte names the session's
-                // worker, so a resume landing on another one finds it (120
-                // random bits are left).
-                raw[0] = self.id as u8;
-            }
-        }
-        let member = self.hub.next_member;
-        self.hub.next_member += 1;
-        let mut session = Session::fresh(member, raw, Attach::On(Client::Local(id, up.proto)));
-        session.meta = grant
-            .as_ref()
-            .and_then(|g| g.sub.as_deref())
-            .map(|s| s.as_bytes().into());
-        session.grant = grant;
-        let sid = self.hub.sessions.insert(session);
-        self.hub
-            .tokens
-            .insert(crate::hub::lookup::index_key(&raw), sid);
+        };
         let ms = self.millis();
         let Some(c) = self.conns.arena.get_mut(id) else {
             return;
@@ -698,9 +635,7 @@ impl Worker {
             parser: None,
             proto: up.proto,
             session: sid,
-            requests: Bucket::full(self.cfg.rate_limit, ms),
-            creates: Bucket::full(self.cfg.create_rate, ms),
-            pub_bytes: Bucket::full(self.cfg.pub_bytes_rate, ms),
+            rates: crate::conn::Rates::full(&self.cfg, ms),
             bad: 0,
             echo: up.echo,
             paused: false,
@@ -712,13 +647,14 @@ impl Worker {
             self.timers
                 .arm(self.now + self.cfg.hb(), Timer::Heartbeat(id)),
         );
-        self.metrics.upgrades += 1;
+        self.hub.metrics.upgrades += 1;
         self.ws_open += 1;
         *self.ws_per_ip.entry(c.peer.ip()).or_insert(0) += 1;
         debug!(
-            "w={} conn={id:?} peer={} member={member} upgraded ({})",
+            "w={} conn={id:?} peer={} member={} upgraded ({})",
             self.id,
             c.peer,
+            self.hub.member_id(sid),
             up.proto.name()
         );
         if up.echo {
@@ -727,21 +663,13 @@ impl Worker {
             self.read_ws(id);
             return;
         }
-        let welcome = {
-            let Some(s) = self.hub.sessions.get(sid) else {
-                return;
-            };
-            let (hb_ms, worker) = (self.cfg.hb_ms.into(), self.id.into());
-            let token = s.token_hex();
-            let m = crate::hub::out::welcome(member, &token, hb_ms, worker);
-            protocol::encode_frame(up.proto, &m)
-        };
-        self.conns.push(id, &welcome);
+        self.hub.welcome(sid);
+        self.perform();
         if let Some(room) = up.room {
             // As if the client had sent `{"t":"join","room":room}`.
             let join = V::Map(vec![("t", V::Str("join")), ("room", V::Str(&room))]);
             let payload = protocol::encode_payload(up.proto, &join);
-            self.on_request(id, sid, up.proto, &payload);
+            self.on_message(id, &payload, false);
         }
         self.read_ws(id);
     }
@@ -780,21 +708,39 @@ impl Worker {
         self.rbuf = rbuf;
     }
 
-    /// Pauses or resumes reading a connection's messages. Input that
-    /// arrived meanwhile is read next turn (edge-triggered: no new event
-    /// would say it is there).
-    pub(crate) fn set_paused(&mut self, id: ConnId, paused: bool) {
+    /// One message of the client on `id`, for the core (`limit`: past the
+    /// request rate first; the `?room=` join is not).
+    fn on_message(&mut self, id: ConnId, payload: &[u8], limit: bool) {
         let Some(c) = self.conns.arena.get_mut(id) else {
             return;
         };
         let Phase::Ws(ws) = &mut c.phase else {
             return;
         };
-        ws.paused = paused;
-        if !paused && !c.read_more {
-            c.read_more = true;
-            self.conns.read_more.push(id);
+        let at = (id, ws.session, ws.proto);
+        if limit {
+            self.hub.on_message(at, &mut ws.rates, payload);
+        } else {
+            self.hub.on_request(at, &mut ws.rates, payload);
         }
+        self.perform();
+    }
+
+    /// Performs the core's effects, in order: frames queued on connections
+    /// (a fan-out's same bytes on each of its), closes and pauses asked,
+    /// bad-request counts kept, and bus messages moved onto their links.
+    /// Called after every input handed to the core.
+    pub(crate) fn perform(&mut self) {
+        if !self.hub.out.is_empty() {
+            let max_bad = self.cfg.max_bad_requests;
+            perform(
+                &mut self.conns,
+                &mut self.hub.out,
+                &mut self.hub.metrics,
+                max_bad,
+            );
+        }
+        self.take_bus_output();
     }
 
     fn read_ws_loop(&mut self, id: ConnId, rbuf: &mut [u8], st: &mut FeedState) {
@@ -853,7 +799,7 @@ impl Worker {
                 }
                 (res, n, echo)
             };
-            self.metrics.bytes_in += nread as u64;
+            self.hub.metrics.bytes_in += nread as u64;
             use tungstenite::error::{Error as E, ProtocolError as P};
             if let Some(c) = self.conns.arena.get_mut(id) {
                 if let Phase::Closing { ws, peer_done, .. } = &mut c.phase {
@@ -885,8 +831,8 @@ impl Worker {
             match res {
                 Ok(Message::Binary(b)) if echo => self.echo(id, 0x2, &b),
                 Ok(Message::Text(t)) if echo => self.echo(id, 0x1, t.as_bytes()),
-                Ok(Message::Binary(b)) => self.on_message(id, &b),
-                Ok(Message::Text(t)) => self.on_message(id, t.as_bytes()),
+                Ok(Message::Binary(b)) => self.on_message(id, &b, true),
+                Ok(Message::Text(t)) => self.on_message(id, t.as_bytes(), true),
                 Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
                 Ok(Message::Close(f)) => {
                     let normal = f.is_some_and(|f| f.code == CloseCode::Normal);
@@ -1080,7 +1026,7 @@ impl Worker {
                 };
             }
         }
-        self.metrics.closes[reason.index()] += 1;
+        self.hub.metrics.closes[reason.index()] += 1;
         debug!(
             "w={} conn={id:?} peer={} closing: {}",
             self.id,
@@ -1096,7 +1042,8 @@ impl Worker {
             Conns::mark_pending(&mut self.conns.pending, c, id);
         }
         if let Some(sid) = session {
-            self.detach(sid, reason);
+            self.hub.detach(sid, reason);
+            self.perform();
         }
         dead
     }
@@ -1128,7 +1075,7 @@ impl Worker {
                                 "w={} conn={id:?} peer={} handshake timeout",
                                 self.id, c.peer
                             );
-                            self.metrics.closes[CloseReason::HandshakeTimeout.index()] += 1;
+                            self.hub.metrics.closes[CloseReason::HandshakeTimeout.index()] += 1;
                             self.free_conn(id, CloseReason::HandshakeTimeout);
                         }
                     }
@@ -1140,16 +1087,12 @@ impl Worker {
                     }
                     self.free_conn(id, CloseReason::Dropped);
                 }
-                Timer::Grace(sid) => self.grace_over(sid),
-                Timer::Idle(rid) => self.idle_over(rid),
-                Timer::Watchers(rid) => self.watchers_due(rid),
-                Timer::Lobby => self.lobby_tick(),
-                Timer::Queries => self.queries_due(),
                 Timer::AcceptRetry => self.accept_more = true,
-                Timer::Match => self.match_due(),
                 Timer::Alive => self.alive(),
             }
         }
+        self.hub.tick(self.now);
+        self.perform();
     }
 
     /// PROTOCOL.md "Liveness": a ping every `hb_ms`; silence for `hb_ms *
@@ -1226,7 +1169,7 @@ impl Worker {
                 // beside the write itself.
                 c.out.release();
             }
-            self.metrics.bytes_out += written as u64;
+            self.hub.metrics.bytes_out += written as u64;
             if dead {
                 self.free_conn(id, CloseReason::Dropped);
                 continue;
@@ -1256,6 +1199,7 @@ impl Worker {
     /// Debug builds check the cross-arena invariants after every turn.
     #[cfg(debug_assertions)]
     fn check_invariants(&self) {
+        use crate::session::Attach;
         let mut seats = 0;
         for (rid, room) in self.hub.rooms.iter() {
             debug_assert_eq!(
@@ -1269,10 +1213,10 @@ impl Worker {
                 debug_assert!(s.is_some_and(|s| s.seats.contains(&rid) && s.member == m.id));
             }
             seats += room.members.len();
-            debug_assert_eq!(room.lobby_dirty(), self.lobby_list.dirty.contains(&rid));
-            debug_assert!(self.lobby_list.active || !room.lobby_dirty());
-            if self.lobby_list.active && !room.private() {
-                debug_assert!(room.lobby_dirty() || self.lobby_list.shown.contains_key(&rid));
+            debug_assert_eq!(room.lobby_dirty(), self.hub.lobby_list.dirty.contains(&rid));
+            debug_assert!(self.hub.lobby_list.active || !room.lobby_dirty());
+            if self.hub.lobby_list.active && !room.private() {
+                debug_assert!(room.lobby_dirty() || self.hub.lobby_list.shown.contains_key(&rid));
             }
             if let Some(x) = room.extra.as_deref() {
                 let mut live = 0;
@@ -1286,11 +1230,11 @@ impl Worker {
         }
         debug_assert_eq!(seats, self.hub.members);
         debug_assert_eq!(self.hub.names.len(), self.hub.rooms.len());
-        if !self.lobby_list.active {
-            debug_assert!(self.lobby_list.shown.is_empty());
+        if !self.hub.lobby_list.active {
+            debug_assert!(self.hub.lobby_list.shown.is_empty());
         }
         for (sid, s) in self.hub.sessions.iter() {
-            debug_assert_eq!(s.lobby.is_some(), self.lobby_list.subs.contains(&sid));
+            debug_assert_eq!(s.lobby.is_some(), self.hub.lobby_list.subs.contains(&sid));
             debug_assert!(s.resuming.is_none() || s.attached());
             match &s.at {
                 Attach::On(_) | Attach::Away { .. } => {}
@@ -1305,4 +1249,59 @@ impl Worker {
             }
         }
     }
+}
+
+/// Performs the core's effects on the connections, in order, and forgets
+/// them (see [`Worker::perform`]; the bus messages are moved by the
+/// caller). `max_bad`: `--max-bad-requests`.
+pub fn perform(conns: &mut Conns, out: &mut Out, metrics: &mut Metrics, max_bad: u32) {
+    for &e in &out.list {
+        match e {
+            Effect::Send { conn, bytes, count } => {
+                if conns.push(conn, out.get(bytes)) && count {
+                    metrics.deliveries += 1;
+                }
+            }
+            Effect::Raw { conn, bytes } => conns.push_raw(conn, out.get(bytes)),
+            Effect::Fan {
+                msgpack,
+                json,
+                from,
+                to,
+                count,
+            } => {
+                let targets = out.targets.get(from as usize..to as usize);
+                let (mp, js) = (out.get(msgpack), out.get(json));
+                let n = conns.fanout(targets.unwrap_or_default(), mp, js);
+                if count {
+                    metrics.deliveries += n;
+                }
+            }
+            Effect::Close(conn, why) => conns.ask_end(conn, why, false),
+            Effect::Pause(conn, paused) => conns.set_paused(conn, paused),
+            Effect::Outcome(conn, bad) => {
+                let Some(c) = conns.arena.get_mut(conn) else {
+                    continue;
+                };
+                let Phase::Ws(ws) = &mut c.phase else {
+                    continue;
+                };
+                if !bad {
+                    ws.bad = 0;
+                    continue;
+                }
+                ws.bad += 1;
+                if ws.bad >= max_bad {
+                    warn!("conn={conn:?} {max_bad} bad requests in a row");
+                    conns.ask_end(conn, CloseReason::BadRequests, false);
+                }
+            }
+            Effect::Bind(conn, sid) => {
+                if let Some(Phase::Ws(ws)) = conns.arena.get_mut(conn).map(|c| &mut c.phase) {
+                    ws.session = sid;
+                }
+            }
+        }
+    }
+    out.clear();
 }

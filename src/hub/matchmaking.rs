@@ -17,20 +17,20 @@
 
 use std::time::{Duration, Instant};
 
+use super::{Hub, Timer};
 use crate::hub::out;
 use crate::matcher::{EnqueueError, Event, Matcher, Rules};
 use crate::protocol::{Code, Fail, Req};
 use crate::room::valid_name;
 use crate::session::SessionId;
 use crate::timer::TimerId;
-use crate::worker::{Timer, Worker};
 use crate::Config;
 
 /// Longest `wait_ms` a client may ask for.
 const MAX_WAIT_MS: u32 = 3_600_000;
 
 /// The worker's matchmaking state.
-pub(crate) struct Lobby {
+pub struct Lobby {
     pub(crate) matcher: Matcher<SessionId>,
     /// Time 0 of the matcher's millisecond clock.
     epoch: Instant,
@@ -66,7 +66,7 @@ fn queue_name<'a>(req: &'a Req) -> Result<&'a str, Fail> {
     }
 }
 
-impl Worker {
+impl Hub {
     fn lobby_now(&self) -> u64 {
         let ms = self
             .now
@@ -191,7 +191,7 @@ impl Worker {
     /// lists it too; no `presence` join for each other), then `state`
     /// `playing` once the room is full. O(k^2) for k players.
     fn start_match(&mut self, queue: &str, players: &[SessionId]) {
-        let Some(owner) = players.first().and_then(|&s| self.hub.sessions.get(s)) else {
+        let Some(owner) = players.first().and_then(|&s| self.sessions.get(s)) else {
             return;
         };
         let owner = owner.member;
@@ -230,7 +230,7 @@ impl Worker {
             self.seat(sid, rid, None);
         }
         for &sid in &seated {
-            let Some(room) = self.hub.rooms.get(rid) else {
+            let Some(room) = self.rooms.get(rid) else {
                 return;
             };
             let Some(route) = self.route(sid) else {

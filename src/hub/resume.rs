@@ -22,16 +22,18 @@
 //! (each link is FIFO), so the replay meets live traffic with no gap and no
 //! duplicate, as on one worker.
 //!
-//! Invariant: `Worker::tokens` maps the key of every live session's token
+//! Invariant: `Hub::tokens` maps the key of every live session's token
 //! ([`index_key`], unique among them) to that session, and nothing else (sessions are freed through
-//! [`Worker::free_session`]; a session that only stands in for a relayed one
+//! [`Hub::free_session`]; a session that only stands in for a relayed one
 //! leaves the index).
 
 use log::debug;
 
+use super::cluster::Route;
+use super::effects::CloseReason;
+use super::ConnId;
+use super::Hub;
 use crate::auth::Grant;
-use crate::cluster::Route;
-use crate::conn::{CloseReason, ConnId};
 use crate::hub::bus_msg::{BusMsg, Seq};
 use crate::hub::lookup::{index_key, token_key};
 use crate::hub::out::Presence;
@@ -39,7 +41,6 @@ use crate::hub::replay::replay;
 use crate::protocol::{self, Code, Fail, Proto, Req};
 use crate::room::{RoomId, Why};
 use crate::session::{Client, Far, Part, Relay, Resuming, Session, SessionId};
-use crate::worker::Worker;
 
 /// What a `hello` with `resume` brings besides the token.
 pub(crate) struct Ask<'a> {
@@ -52,7 +53,7 @@ pub(crate) struct Ask<'a> {
     pub last: &'a dyn Fn(&str) -> Option<u64>,
 }
 
-impl Worker {
+impl Hub {
     /// The worker a token names when there are several (its first byte);
     /// `None` with one worker, or for a token that names none.
     pub(crate) fn token_worker(&self, token: &str) -> Option<u32> {
@@ -76,18 +77,18 @@ impl Worker {
         if let Some(w) = self.token_worker(token).filter(|&w| w != self.id) {
             return self.ask_resume(cid, sid, w, token, req);
         }
-        let old = self.hub.find_session(token).ok_or_else(resume_gone)?;
+        let old = self.find_session(token).ok_or_else(resume_gone)?;
         if old == sid {
             return Err(Fail::new(
                 Code::BadRequest,
                 "that session is this connection's own",
             ));
         }
-        let Some((_, proto)) = self.hub.sessions.get(sid).and_then(Session::conn) else {
+        let Some((_, proto)) = self.sessions.get(sid).and_then(Session::conn) else {
             return Ok(());
         };
         // The fresh session goes; anything it joined or queued for is left.
-        let (meta, grant) = match self.hub.sessions.get_mut(sid) {
+        let (meta, grant) = match self.sessions.get_mut(sid) {
             Some(s) => (
                 if req.meta.is_some() {
                     s.meta.take()
@@ -99,9 +100,7 @@ impl Worker {
             None => (None, None),
         };
         self.release_session(sid, Why::Left);
-        if let Some(ws) = self.conn_ws(cid) {
-            ws.session = old;
-        }
+        self.out.bind(cid, old);
         let last = |name: &str| req.last.as_ref().and_then(|m| m.get(name)).copied();
         let ask = Ask {
             rid: req.rid,
@@ -116,23 +115,23 @@ impl Worker {
     /// Moves session `old` (of this worker) to the client at `to`: takes it
     /// from where it is attached (closed 4003), replays the rooms homed here
     /// and asks the other homes for theirs. `resumed` goes out from
-    /// [`Worker::resume_done`], now or once the last home has answered.
+    /// [`Hub::resume_done`], now or once the last home has answered.
     pub(crate) fn resume_session(&mut self, old: SessionId, to: Client, ask: Ask) {
-        let Some(s) = self.hub.sessions.get(old) else {
+        let Some(s) = self.sessions.get(old) else {
             return;
         };
         let (old_conn, old_relay) = (s.conn(), s.relay());
         if let Some((ocid, _)) = old_conn {
             // Half-open: closed 4003; `detach` leaves the session alone for
             // `Replaced`, so it stays attached until it is moved below.
-            self.close_conn(ocid, CloseReason::Replaced);
+            self.out.close(ocid, CloseReason::Replaced);
         }
         if let Some(r) = old_relay {
             self.kick(r, CloseReason::Replaced);
         }
         let was_away = old_conn.is_none() && old_relay.is_none();
         let up = |h: &u32| self.bus.as_ref().is_some_and(|b| b.up(*h));
-        let Some(s) = self.hub.sessions.get_mut(old) else {
+        let Some(s) = self.sessions.get_mut(old) else {
             return;
         };
         if let Some(t) = s.attach(to) {
@@ -168,7 +167,7 @@ impl Worker {
         );
         self.next_resume = self.next_resume.wrapping_add(1);
         let epoch = self.next_resume;
-        if let Some(s) = self.hub.sessions.get_mut(old) {
+        if let Some(s) = self.sessions.get_mut(old) {
             s.resuming = Some(Box::new(Resuming {
                 epoch,
                 rid: ask.rid,
@@ -220,7 +219,7 @@ impl Worker {
         used: &mut usize,
         out: &mut Vec<u8>,
     ) -> Option<(Box<str>, Part)> {
-        let room = self.hub.rooms.get(rid)?;
+        let room = self.rooms.get(rid)?;
         let recovered = replay(room, last(&room.name), proto, budget, used, out);
         Some(((*room.name).into(), Part::Recovered(recovered)))
     }
@@ -229,7 +228,7 @@ impl Worker {
     /// (the replays, then live traffic). A relayed client's worker is told
     /// the session's id after these frames.
     pub(crate) fn resume_done(&mut self, sid: SessionId) {
-        let Some(s) = self.hub.sessions.get_mut(sid) else {
+        let Some(s) = self.sessions.get_mut(sid) else {
             return;
         };
         let Some(r) = s.resuming.take() else {
@@ -243,10 +242,10 @@ impl Worker {
         let mut frame = protocol::encode_frame(route.proto(), &m);
         match route {
             Route::Local(cid, _) => {
-                self.conns.push(cid, &frame);
-                self.conns.push(cid, &r.held);
+                self.out.push(cid, &frame);
+                self.out.push(cid, &r.held);
                 if r.overflow {
-                    self.close_conn(cid, CloseReason::SlowConsumer);
+                    self.out.close(cid, CloseReason::SlowConsumer);
                 }
             }
             Route::Remote(w, bsid, proto) => {
@@ -293,9 +292,8 @@ impl Worker {
                 .filter(|&l| l != u64::MAX)
         };
         let (mut frames, mut rooms, mut used) = (Vec::new(), Vec::new(), 0);
-        let shadow = self.hub.shadows.get(&(p, asid)).copied();
-        if let Some((sid, s)) = shadow.and_then(|sid| Some((sid, self.hub.sessions.get_mut(sid)?)))
-        {
+        let shadow = self.shadows.get(&(p, asid)).copied();
+        if let Some((sid, s)) = shadow.and_then(|sid| Some((sid, self.sessions.get_mut(sid)?))) {
             let (member, seats) = (s.member, s.seats.clone());
             let watching = s.watching.clone();
             let was = s.shadow().is_some_and(|sh| sh.client == Far::Attached);
@@ -339,9 +337,8 @@ impl Worker {
     ) {
         let rooms = (rooms.iter()).map(|(name, on)| (Box::<str>::from(name), Part::Recovered(on)));
         let sid = SessionId::from_bits(asid);
-        let limit = self.conns.out_limit;
+        let limit = self.out.limit;
         let Some(r) = self
-            .hub
             .sessions
             .get_mut(sid)
             .and_then(|s| s.resuming.as_deref_mut())
@@ -352,7 +349,7 @@ impl Worker {
         r.waiting.retain(|&w| w != p);
         r.rooms.extend(rooms);
         let done = r.waiting.is_empty();
-        crate::hub::fanout::hold(&mut self.hub.sessions, sid, frames, limit);
+        crate::hub::fanout::hold(&mut self.sessions, sid, frames, limit);
         if done {
             self.resume_done(sid);
         }
@@ -362,7 +359,6 @@ impl Worker {
     /// rooms are lost, and their `closed` is held like the rest).
     pub(crate) fn resume_peer_lost(&mut self, p: u32, sid: SessionId) {
         let Some(r) = self
-            .hub
             .sessions
             .get_mut(sid)
             .and_then(|s| s.resuming.as_deref_mut())
@@ -380,7 +376,7 @@ impl Worker {
     /// Frees a session: its grace timer, its token, its queue places. Every
     /// session leaves the arena through here.
     pub(crate) fn free_session(&mut self, sid: SessionId) {
-        let Some(s) = self.hub.sessions.remove(sid) else {
+        let Some(s) = self.sessions.remove(sid) else {
             return;
         };
         if let Some((t, _)) = s.grace() {
@@ -397,8 +393,8 @@ impl Worker {
     /// Takes `token` out of the index if it names `sid` there.
     pub(crate) fn forget_token(&mut self, sid: SessionId, token: [u8; 16]) {
         let k = index_key(&token);
-        if self.hub.tokens.get(&k) == Some(&sid) {
-            self.hub.tokens.remove(&k);
+        if self.tokens.get(&k) == Some(&sid) {
+            self.tokens.remove(&k);
         }
     }
 }

@@ -8,9 +8,13 @@
 //! message is encoded once per subprotocol, and the same bytes are queued on
 //! every target.
 
-use log::{debug, warn};
+use log::debug;
 
-use crate::conn::{CloseReason, ConnId, Phase};
+use super::effects::CloseReason;
+use super::rates::Rates;
+use super::ConnId;
+use super::{Hub, Timer};
+use crate::hub::lookup::index_key;
 use crate::hub::lookup::ListedRoom;
 use crate::hub::out::{self, Presence};
 use crate::hub::rules::{
@@ -19,8 +23,7 @@ use crate::hub::rules::{
 };
 use crate::protocol::{self, err_v, Blob, Code, Fail, Proto, Req, To, V};
 use crate::room::{valid_name, Member, Room, RoomId, RoomState, Why};
-use crate::session::{Attach, MemberId, SessionId};
-use crate::worker::{Timer, Worker};
+use crate::session::{Attach, Client, MemberId, Session, SessionId};
 
 /// Longest idle time a client may ask for.
 const MAX_IDLE_MS: u32 = 3_600_000;
@@ -28,111 +31,71 @@ const MAX_IDLE_MS: u32 = 3_600_000;
 const LIST_DEFAULT: u16 = 100;
 const LIST_MAX: u16 = 1000;
 
-macro_rules! broadcast {
-    ($w:expr, $rid:expr, $except:expr, $build:expr) => {
-        $crate::fanout::fan_out(
-            &$w.hub.rooms,
-            &mut $w.hub.sessions,
-            &mut $w.conns,
-            &mut $w.scratch,
-            &mut $w.bus,
-            $rid,
-            $except,
-            $build,
-        )
-    };
-}
-
-impl Worker {
-    pub(crate) fn conn_ws(&mut self, cid: ConnId) -> Option<&mut crate::conn::Ws> {
-        match &mut self.conns.arena.get_mut(cid)?.phase {
-            Phase::Ws(ws) => Some(ws),
-            _ => None,
-        }
-    }
-
-    /// Queues one message for one connection.
-    pub(crate) fn send_v(&mut self, cid: ConnId, v: &V) {
-        let proto = match self.conns.arena.get(cid).map(|c| &c.phase) {
-            Some(Phase::Ws(ws)) => ws.proto,
-            _ => return,
-        };
-        self.conns.push(cid, &protocol::encode_frame(proto, v));
-    }
-
-    /// Sends an error and keeps the bad-request count (close 4002 past the
-    /// limit).
-    pub(crate) fn fail(&mut self, cid: ConnId, rid: Option<u32>, f: Fail) {
+impl Hub {
+    /// Sends an error to a local client; its connection counts it toward
+    /// `--max-bad-requests` (close 4002) when it is bad input.
+    pub(crate) fn fail(&mut self, (cid, proto): (ConnId, Proto), rid: Option<u32>, f: Fail) {
         self.metrics.error(f.code);
-        self.send_v(cid, &err_v(rid, &f));
-        let max = self.cfg.max_bad_requests;
-        let Some(ws) = self.conn_ws(cid) else {
-            return;
-        };
-        if f.code.is_bad_input() {
-            ws.bad += 1;
-            if ws.bad >= max {
-                warn!("w={} conn={cid:?} {max} bad requests in a row", self.id);
-                self.close_conn(cid, CloseReason::BadRequests);
-            }
-        } else {
-            ws.bad = 0;
-        }
+        self.out
+            .push(cid, &protocol::encode_frame(proto, &err_v(rid, &f)));
+        self.out.outcome(cid, f.code.is_bad_input());
     }
 
-    /// One WebSocket message from a client.
-    pub(crate) fn on_message(&mut self, cid: ConnId, payload: &[u8]) {
+    /// Input: one WebSocket message from the client on connection `cid`,
+    /// whose session is `sid`; `rates` are the connection's limits.
+    pub fn on_message(
+        &mut self,
+        (cid, sid, proto): (ConnId, SessionId, Proto),
+        rates: &mut Rates,
+        payload: &[u8],
+    ) {
         self.metrics.messages_in += 1;
         let now = self.millis();
-        let rate = self.cfg.rate_limit;
-        let Some(ws) = self.conn_ws(cid) else {
-            return;
-        };
-        let (sid, proto) = (ws.session, ws.proto);
-        if !ws.requests.take(now, rate, 1) {
+        if !rates.requests.take(now, self.cfg.rate_limit, 1) {
             let rid = protocol::peek_rid(proto, payload);
             self.fail(
-                cid,
+                (cid, proto),
                 rid,
                 Fail::new(Code::RateLimited, "too many requests; slow down"),
             );
             return;
         }
-        self.on_request(cid, sid, proto, payload);
+        self.on_request((cid, sid, proto), rates, payload);
     }
 
     /// A request of the client on `cid` (session `sid`), past the request
     /// rate: decoded, checked, and run here or forwarded to its room's home.
-    pub(crate) fn on_request(&mut self, cid: ConnId, sid: SessionId, proto: Proto, payload: &[u8]) {
+    pub fn on_request(
+        &mut self,
+        (cid, sid, proto): (ConnId, SessionId, Proto),
+        rates: &mut Rates,
+        payload: &[u8],
+    ) {
         if let Some(to) = self.proxied(sid) {
-            self.relay_request(cid, sid, to, proto, payload);
+            self.relay_request((cid, sid, proto), rates, to, payload);
             return;
         }
         let req = match protocol::decode(proto, payload) {
             Ok(r) => r,
             Err((rid, f)) => {
-                self.fail(cid, rid, f);
+                self.fail((cid, proto), rid, f);
                 return;
             }
         };
         let rid = req.rid;
-        if let Err(f) = self.check_rates(cid, &req) {
-            self.fail(cid, rid, f);
+        if let Err(f) = self.check_rates(rates, &req) {
+            self.fail((cid, proto), rid, f);
             return;
         }
         if let Some(home) = self.remote_home(&req) {
             if let Err(f) = self.forward(sid, home, &req, proto, payload) {
-                self.fail(cid, rid, f);
+                self.fail((cid, proto), rid, f);
             }
             return;
         }
         match self.dispatch(Some(cid), sid, &req) {
-            Ok(()) => {
-                if let Some(ws) = self.conn_ws(cid) {
-                    ws.bad = 0;
-                }
-            }
-            Err(f) => self.fail(cid, rid, f),
+            Ok(()) => self.out.outcome(cid, false),
+            Err(f) => self.fail((cid, proto), rid, f),
         }
     }
 
@@ -183,23 +146,20 @@ impl Worker {
 
     /// The per-connection byte rate of `pub`/`send` data and the room
     /// creation rate (`--pub-bytes-rate`, `--create-rate`).
-    pub(crate) fn check_rates(&mut self, cid: ConnId, req: &Req) -> Result<(), Fail> {
+    pub(crate) fn check_rates(&mut self, rates: &mut Rates, req: &Req) -> Result<(), Fail> {
         let (now, bytes_rate, create_rate) =
             (self.millis(), self.cfg.pub_bytes_rate, self.cfg.create_rate);
-        let Some(ws) = self.conn_ws(cid) else {
-            return Ok(());
-        };
         match req.t.as_deref() {
             Some("pub" | "send") => {
                 let n = req.data.as_ref().map_or(0, |d| d.0.len());
-                if !ws.pub_bytes.take(now, bytes_rate, n as u32) {
+                if !rates.pub_bytes.take(now, bytes_rate, n as u32) {
                     return Err(Fail::new(
                         Code::RateLimited,
                         format!("more than {bytes_rate} data bytes per second; slow down"),
                     ));
                 }
             }
-            Some("create") if !ws.creates.take(now, create_rate, 1) => {
+            Some("create") if !rates.creates.take(now, create_rate, 1) => {
                 return Err(Fail::new(
                     Code::RateLimited,
                     format!("more than {create_rate} rooms created per second; slow down"),
@@ -218,11 +178,10 @@ impl Worker {
 
     fn member_room(&self, sid: SessionId, req: &Req) -> Result<RoomId, Fail> {
         let name = room_name(req)?;
-        match self.hub.seated(sid, name)? {
+        match self.seated(sid, name)? {
             (rid, true) => Ok(rid),
             (rid, false)
                 if self
-                    .hub
                     .rooms
                     .get(rid)
                     .is_some_and(|r| r.watcher(sid).is_some()) =>
@@ -239,9 +198,55 @@ impl Worker {
         }
     }
 
+    /// Input: connection `cid` became a WebSocket (in subprotocol
+    /// `proto`, with the credential `grant` allows): a fresh session for
+    /// it, with a fresh resume token. Fails only when there is no
+    /// randomness for the token.
+    pub fn open_session(
+        &mut self,
+        cid: ConnId,
+        proto: Proto,
+        grant: Option<Box<crate::auth::Grant>>,
+    ) -> Result<SessionId, getrandom::Error> {
+        let mut raw = [0u8; 16];
+        // Drawn until it is neither all zero (not drawn yet; no session's
+        // token is) nor taken in the index, which is keyed by the token's
+        // last 64 bits (at a million sessions, a redraw once in 2^44).
+        while raw == [0; 16] || self.tokens.contains_key(&index_key(&raw)) {
+            getrandom::fill(&mut raw)?;
+            if self.bus.is_some() {
+                // With several workers the first byte names the session's
+                // worker, so a resume landing on another one finds it (120
+                // random bits are left).
+                raw[0] = self.id as u8;
+            }
+        }
+        let member = self.next_member;
+        self.next_member += 1;
+        let mut session = Session::fresh(member, raw, Attach::On(Client::Local(cid, proto)));
+        session.meta = grant
+            .as_ref()
+            .and_then(|g| g.sub.as_deref())
+            .map(|s| s.as_bytes().into());
+        session.grant = grant;
+        let sid = self.sessions.insert(session);
+        self.tokens.insert(index_key(&raw), sid);
+        Ok(sid)
+    }
+
+    /// The `welcome` of a fresh session.
+    pub fn welcome(&mut self, sid: SessionId) {
+        let Some(s) = self.sessions.get(sid) else {
+            return;
+        };
+        let token = s.token_hex();
+        let m = out::welcome(s.member, &token, self.cfg.hb_ms.into(), self.id.into());
+        self.send_to(sid, &m);
+    }
+
     fn op_hello(&mut self, cid: ConnId, sid: SessionId, req: &Req) -> Result<(), Fail> {
         let meta = meta_of(&req.meta)?;
-        let Some(s) = self.hub.sessions.get_mut(sid) else {
+        let Some(s) = self.sessions.get_mut(sid) else {
             return Ok(());
         };
         if s.hello_done {
@@ -262,7 +267,6 @@ impl Worker {
     /// client may create or join (`unauthorized` otherwise).
     pub(crate) fn check_grant(&self, sid: SessionId, name: &str) -> Result<(), Fail> {
         let allowed = self
-            .hub
             .sessions
             .get(sid)
             .and_then(|s| s.grant.as_ref())
@@ -281,7 +285,6 @@ impl Worker {
     /// this worker and on every other.
     pub(crate) fn check_seat_limit(&self, sid: SessionId) -> Result<(), Fail> {
         let n = self
-            .hub
             .sessions
             .get(sid)
             .map_or(0, |s| s.seats.len() + s.watching.len() + s.remote_held())
@@ -309,7 +312,7 @@ impl Worker {
             if !self.homed_here(&name) {
                 continue;
             }
-            if !self.hub.names.contains(&self.hub.rooms, &name) {
+            if !self.names.contains(&self.rooms, &name) {
                 return Ok(name);
             }
         }
@@ -322,11 +325,11 @@ impl Worker {
             self.check_seat_limit(sid)?;
             meta_of(&req.meta)?;
         }
-        let (_, name) = self.create_room(req, self.hub.member_id(sid), Some(sid))?;
+        let (_, name) = self.create_room(req, self.member_id(sid), Some(sid))?;
         debug!(
             "w={} room {name:?} created by member={}",
             self.id,
-            self.hub.member_id(sid)
+            self.member_id(sid)
         );
         self.send_to(sid, &out::created(req.rid, &name));
         if join {
@@ -349,7 +352,7 @@ impl Worker {
         let name = match &req.room {
             Some(_) => {
                 let n = room_name(req)?;
-                if self.hub.names.contains(&self.hub.rooms, n) {
+                if self.names.contains(&self.rooms, n) {
                     return Err(Fail::new(Code::Exists, format!("room {n:?} exists")));
                 }
                 n.to_owned()
@@ -379,8 +382,8 @@ impl Worker {
             x.props = props;
             x.props_bytes = props_bytes;
         }
-        let rid = self.hub.rooms.insert(room);
-        let indexed = self.hub.names.insert(&self.hub.rooms, rid);
+        let rid = self.rooms.insert(room);
+        let indexed = self.names.insert(&self.rooms, rid);
         debug_assert!(indexed, "room names are unique");
         self.arm_idle(rid);
         self.lobby_touch(rid);
@@ -388,7 +391,7 @@ impl Worker {
     }
 
     fn arm_idle(&mut self, rid: RoomId) {
-        let Some(room) = self.hub.rooms.get_mut(rid) else {
+        let Some(room) = self.rooms.get_mut(rid) else {
             return;
         };
         if room.idle.is_none() {
@@ -426,14 +429,13 @@ impl Worker {
         name: &str,
         meta: Option<&Blob>,
     ) -> Result<(), Fail> {
-        let (rid, seated) = self.hub.seated(sid, name)?;
+        let (rid, seated) = self.seated(sid, name)?;
         if !seated {
             let room = self
-                .hub
                 .rooms
                 .get(rid)
                 .ok_or_else(|| Fail::new(Code::NotFound, "gone"))?;
-            check_join(room, self.hub.member_id(sid))?;
+            check_join(room, self.member_id(sid))?;
             let meta = meta_of(&meta.cloned())?;
             // A watcher taking a seat stops watching.
             if !self.remove_watcher(rid, sid) {
@@ -445,7 +447,7 @@ impl Worker {
         if seated {
             return Ok(());
         }
-        let member = self.hub.member_id(sid);
+        let member = self.member_id(sid);
         broadcast!(self, rid, Some(member), |room: &Room| {
             out::presence(&room.name, Presence::Join(room.members.last()))
         });
@@ -455,7 +457,7 @@ impl Worker {
 
     /// With `autostart`, a room that just filled up starts `playing`.
     pub(crate) fn autostart(&mut self, rid: RoomId) {
-        let start = self.hub.rooms.get(rid).is_some_and(autostarts);
+        let start = self.rooms.get(rid).is_some_and(autostarts);
         if start {
             self.set_state(rid, RoomState::Playing);
         }
@@ -465,9 +467,9 @@ impl Worker {
     /// member list (with `meta`, else the session's), the room leaves
     /// `created`, and a shadow's worker is told. Announces nothing.
     pub(crate) fn seat(&mut self, sid: SessionId, rid: RoomId, meta: Option<Box<[u8]>>) {
-        let meta = meta.or_else(|| self.hub.sessions.get(sid).and_then(|s| s.meta.clone()));
-        let member = self.hub.member_id(sid);
-        let Some(room) = self.hub.rooms.get_mut(rid) else {
+        let meta = meta.or_else(|| self.sessions.get(sid).and_then(|s| s.meta.clone()));
+        let member = self.member_id(sid);
+        let Some(room) = self.rooms.get_mut(rid) else {
             return;
         };
         room.members.push(Member {
@@ -483,8 +485,8 @@ impl Worker {
             room.ver += 1;
         }
         let name = room.name.clone();
-        self.hub.members += 1;
-        if let Some(s) = self.hub.sessions.get_mut(sid) {
+        self.members += 1;
+        if let Some(s) = self.sessions.get_mut(sid) {
             s.seats.push(rid);
         }
         self.tell_seat(sid, &name, true, None);
@@ -503,7 +505,7 @@ impl Worker {
         let Some(route) = self.route(sid) else {
             return;
         };
-        let Some(room) = self.hub.rooms.get(rid) else {
+        let Some(room) = self.rooms.get(rid) else {
             return;
         };
         let frame = protocol::encode_frame(route.proto(), &out::joined(rid_req, room, watch));
@@ -512,7 +514,7 @@ impl Worker {
 
     /// Moves a room to `to` (already checked legal) and tells every member.
     pub(crate) fn set_state(&mut self, rid: RoomId, to: RoomState) -> u64 {
-        let Some(room) = self.hub.rooms.get_mut(rid) else {
+        let Some(room) = self.rooms.get_mut(rid) else {
             return 0;
         };
         room.state = to;
@@ -526,7 +528,7 @@ impl Worker {
     }
 
     fn op_leave(&mut self, sid: SessionId, req: &Req) -> Result<(), Fail> {
-        let (rid, seated) = self.hub.seated(sid, room_name(req)?)?;
+        let (rid, seated) = self.seated(sid, room_name(req)?)?;
         if seated {
             self.remove_member(rid, sid, Why::Left);
         } else if !self.remove_watcher(rid, sid) {
@@ -540,19 +542,19 @@ impl Worker {
     /// ownership passes to the longest-seated member, an emptied room starts
     /// its idle timer. O(members).
     pub(crate) fn remove_member(&mut self, rid: RoomId, sid: SessionId, why: Why) {
-        let Some(s) = self.hub.sessions.get_mut(sid) else {
+        let Some(s) = self.sessions.get_mut(sid) else {
             return;
         };
         s.seats.retain(|&r| r != rid);
         let member = s.member;
-        let Some(room) = self.hub.rooms.get_mut(rid) else {
+        let Some(room) = self.rooms.get_mut(rid) else {
             return;
         };
         let Some(i) = room.members.iter().position(|m| m.session == sid) else {
             return;
         };
         room.members.remove(i);
-        self.hub.members -= 1;
+        self.members -= 1;
         if room.owner == member {
             if let Some(first) = room.members.first() {
                 room.owner = first.id;
@@ -574,7 +576,7 @@ impl Worker {
     fn op_pub(&mut self, sid: SessionId, req: &Req) -> Result<(), Fail> {
         let rid = self.member_room(sid, req)?;
         let data = data(req)?;
-        let from = self.hub.member_id(sid);
+        let from = self.member_id(sid);
         let except = if req.echo.unwrap_or(false) {
             None
         } else {
@@ -595,15 +597,21 @@ impl Worker {
         data: &[u8],
         except: Option<MemberId>,
     ) -> u64 {
-        let Some(room) = self.hub.rooms.get_mut(rid) else {
+        let Some(room) = self.rooms.get_mut(rid) else {
             return 0;
         };
         room.seq += 1;
         let seq = room.seq;
-        self.hub.history.record(&mut room.history, seq, from, data);
-        let n = broadcast!(self, rid, except, |room: &Room| out::msg(
-            &room.name, from, seq, data
-        ));
+        self.history.record(&mut room.history, seq, from, data);
+        let n = super::fanout::fan_out(
+            &self.rooms,
+            &mut self.sessions,
+            &mut self.out,
+            &mut self.scratch,
+            &mut self.bus,
+            (rid, except, true),
+            |room: &Room| out::msg(&room.name, from, seq, data),
+        );
         self.metrics.published += 1;
         self.metrics.deliveries += n;
         seq
@@ -616,8 +624,8 @@ impl Worker {
             _ => return Err(Fail::new(Code::BadRequest, "\"to\" must be a member id")),
         };
         let data = data(req)?;
-        let from = self.hub.member_id(sid);
-        let Some(room) = self.hub.rooms.get(rid) else {
+        let from = self.member_id(sid);
+        let Some(room) = self.rooms.get(rid) else {
             return Ok(());
         };
         let target = room.member(to).ok_or_else(|| {
@@ -644,7 +652,7 @@ impl Worker {
             .as_ref()
             .ok_or_else(|| Fail::new(Code::BadRequest, "missing \"set\""))?;
         let max = self.cfg.max_message as usize;
-        let Some(room) = self.hub.rooms.get_mut(rid) else {
+        let Some(room) = self.rooms.get_mut(rid) else {
             return Ok(());
         };
         let set = set
@@ -671,14 +679,14 @@ impl Worker {
 
     fn op_state(&mut self, sid: SessionId, req: &Req) -> Result<(), Fail> {
         let name = room_name(req)?;
-        let (rid, _) = self.hub.seated(sid, name)?;
+        let (rid, _) = self.seated(sid, name)?;
         let to = match &req.to {
             Some(To::Name(s)) => RoomState::parse(s)
                 .ok_or_else(|| Fail::new(Code::BadRequest, format!("unknown state {s:?}")))?,
             _ => return Err(Fail::new(Code::BadRequest, "\"to\" must be a state name")),
         };
-        let member = self.hub.member_id(sid);
-        let Some(room) = self.hub.rooms.get(rid) else {
+        let member = self.member_id(sid);
+        let Some(room) = self.rooms.get(rid) else {
             return Ok(());
         };
         check_state(room, member, to)?;
@@ -702,7 +710,7 @@ impl Worker {
         let limit = req.limit.unwrap_or(LIST_DEFAULT).min(LIST_MAX);
         let space = req.has_space.unwrap_or(false);
         let mut rooms = Vec::new();
-        self.hub.list_rooms(want, space, limit, &mut rooms);
+        self.list_rooms(want, space, limit, &mut rooms);
         self.gather_list((sid, req.rid, false), (want, space, limit), rooms);
         Ok(())
     }
@@ -731,17 +739,17 @@ impl Worker {
     /// released, the name is free again.
     pub(crate) fn close_room(&mut self, rid: RoomId, why: &str) {
         broadcast!(self, rid, None, |room: &Room| out::closed(&room.name, why));
-        let Some(room) = self.hub.rooms.remove(rid) else {
+        let Some(room) = self.rooms.remove(rid) else {
             return;
         };
-        self.hub.names.remove(&self.hub.rooms, &room.name, rid);
+        self.names.remove(&self.rooms, &room.name, rid);
         if let Some(t) = room.idle {
             self.timers.cancel(t);
         }
         self.lobby_closed(rid, &room.name, room.max);
-        self.hub.members -= room.members.len();
+        self.members -= room.members.len();
         for (_, sid) in room.audience() {
-            let Some(s) = self.hub.sessions.get_mut(sid) else {
+            let Some(s) = self.sessions.get_mut(sid) else {
                 continue;
             };
             s.seats.retain(|&r| r != rid);
@@ -782,14 +790,14 @@ impl Worker {
             Why::Disconnect
         };
         let grace = self.cfg.grace();
-        let Some(s) = self.hub.sessions.get_mut(sid) else {
+        let Some(s) = self.sessions.get_mut(sid) else {
             return;
         };
         s.cut();
         s.resuming = None;
         self.watch_attach(sid, false);
         self.lobby_end(sid);
-        let Some(s) = self.hub.sessions.get_mut(sid) else {
+        let Some(s) = self.sessions.get_mut(sid) else {
             return;
         };
         if reason == CloseReason::ClientNormal || grace.is_zero() {
@@ -808,7 +816,7 @@ impl Worker {
         }
         let seats = s.seats.clone();
         self.announce(&seats, member, Presence::Away);
-        self.tell_homes(sid, crate::bus::kind::AWAY, why);
+        self.tell_homes(sid, super::bus_msg::kind::AWAY, why);
     }
 
     /// Tells the other members of each room in `seats` that `member` is
@@ -828,7 +836,7 @@ impl Worker {
     }
 
     pub(crate) fn grace_over(&mut self, sid: SessionId) {
-        let Some(s) = self.hub.sessions.get_mut(sid) else {
+        let Some(s) = self.sessions.get_mut(sid) else {
             return;
         };
         // The grace timer has fired; release without cancelling it.
@@ -848,7 +856,7 @@ impl Worker {
     /// here and on other workers, and ends its grace period; the session
     /// itself stays.
     pub(crate) fn release_seats(&mut self, sid: SessionId, why: Why) {
-        let Some(s) = self.hub.sessions.get_mut(sid) else {
+        let Some(s) = self.sessions.get_mut(sid) else {
             return;
         };
         if let Some((t, _)) = s.take_grace() {
@@ -861,11 +869,11 @@ impl Worker {
         for rid in watching {
             self.remove_watcher(rid, sid);
         }
-        self.tell_homes(sid, crate::bus::kind::RELEASE, why);
+        self.tell_homes(sid, super::bus_msg::kind::RELEASE, why);
     }
 
     pub(crate) fn idle_over(&mut self, rid: RoomId) {
-        let Some(room) = self.hub.rooms.get_mut(rid) else {
+        let Some(room) = self.rooms.get_mut(rid) else {
             return;
         };
         room.idle = None;

@@ -23,16 +23,16 @@
 
 use std::time::Duration;
 
+use super::{Hub, Timer};
 use crate::hub::out;
 use crate::protocol::{Code, Fail, Req};
 use crate::room::{Room, RoomId, Watcher, Why};
 use crate::session::SessionId;
-use crate::worker::{Timer, Worker};
 
 /// At most one `watchers` message per room this often.
 pub const WATCHERS_EVERY: Duration = Duration::from_secs(1);
 
-impl Worker {
+impl Hub {
     /// `join` with `watch`: the session becomes a watcher of room `name`.
     /// Watching again answers a fresh `joined`. Cost: O(watchers) to find
     /// the session among them.
@@ -42,16 +42,15 @@ impl Worker {
         rid_req: Option<u32>,
         name: &str,
     ) -> Result<(), Fail> {
-        let (rid, seated) = self.hub.seated(sid, name)?;
+        let (rid, seated) = self.seated(sid, name)?;
         if seated {
             return Err(Fail::new(
                 Code::BadRequest,
                 format!("already a member of {name:?}; leave it first to watch"),
             ));
         }
-        let member = self.hub.member_id(sid);
+        let member = self.member_id(sid);
         let room = self
-            .hub
             .rooms
             .get(rid)
             .ok_or_else(|| Fail::new(Code::NotFound, format!("no room {name:?}")))?;
@@ -73,8 +72,8 @@ impl Worker {
                 ));
             }
             self.check_seat_limit(sid)?;
-            let live = self.hub.sessions.get(sid).is_some_and(|s| s.live());
-            let Some(room) = self.hub.rooms.get_mut(rid) else {
+            let live = self.sessions.get(sid).is_some_and(|s| s.live());
+            let Some(room) = self.rooms.get_mut(rid) else {
                 return Ok(());
             };
             let x = room.extra.get_or_insert_with(Default::default);
@@ -85,7 +84,7 @@ impl Worker {
             if live {
                 x.attached += 1;
             }
-            if let Some(s) = self.hub.sessions.get_mut(sid) {
+            if let Some(s) = self.sessions.get_mut(sid) {
                 s.watching.push(rid);
             }
             self.tell_seat(sid, name, true, None);
@@ -100,12 +99,12 @@ impl Worker {
     /// Ends session `sid`'s watching of room `rid` (`leave`, a kick, its
     /// session ending). Returns whether it was watching.
     pub(crate) fn remove_watcher(&mut self, rid: RoomId, sid: SessionId) -> bool {
-        let Some(s) = self.hub.sessions.get_mut(sid) else {
+        let Some(s) = self.sessions.get_mut(sid) else {
             return false;
         };
         s.watching.retain(|&r| r != rid);
         let live = s.live();
-        let Some(room) = self.hub.rooms.get_mut(rid) else {
+        let Some(room) = self.rooms.get_mut(rid) else {
             return false;
         };
         let Some(x) = room.extra.as_deref_mut() else {
@@ -128,14 +127,14 @@ impl Worker {
     /// count it or stop counting it. Called on every change of
     /// [`crate::session::Session::live`] for a session that may watch.
     pub(crate) fn watch_attach(&mut self, sid: SessionId, on: bool) {
-        let Some(s) = self.hub.sessions.get(sid) else {
+        let Some(s) = self.sessions.get(sid) else {
             return;
         };
         if s.watching.is_empty() {
             return;
         }
         for rid in s.watching.clone() {
-            if let Some(x) = self.hub.extra_mut(rid) {
+            if let Some(x) = self.extra_mut(rid) {
                 if on {
                     x.attached += 1;
                 } else {
@@ -151,7 +150,7 @@ impl Worker {
     pub(crate) fn watchers_changed(&mut self, rid: RoomId) {
         self.lobby_touch(rid);
         let now = self.now;
-        let Some(x) = self.hub.extra_mut(rid) else {
+        let Some(x) = self.rooms.get_mut(rid).and_then(|r| r.extra.as_deref_mut()) else {
             return;
         };
         if x.timer.is_some() {
@@ -167,7 +166,7 @@ impl Worker {
 
     /// `Timer::Watchers`.
     pub(crate) fn watchers_due(&mut self, rid: RoomId) {
-        if let Some(x) = self.hub.extra_mut(rid) {
+        if let Some(x) = self.extra_mut(rid) {
             x.timer = None;
         }
         self.send_watchers(rid);
@@ -177,7 +176,7 @@ impl Worker {
     /// moved since the last one.
     fn send_watchers(&mut self, rid: RoomId) {
         let now = self.now;
-        let Some(x) = self.hub.extra_mut(rid) else {
+        let Some(x) = self.extra_mut(rid) else {
             return;
         };
         if x.attached == x.sent {
@@ -196,9 +195,9 @@ impl Worker {
     /// join or watch this room again while it exists.
     pub(crate) fn op_kick(&mut self, sid: SessionId, req: &Req) -> Result<(), Fail> {
         let name = crate::hub::rules::room_name(req)?;
-        let (rid, seated) = self.hub.seated(sid, name)?;
-        let me = self.hub.member_id(sid);
-        let owner = self.hub.rooms.get(rid).map(|r| r.owner);
+        let (rid, seated) = self.seated(sid, name)?;
+        let me = self.member_id(sid);
+        let owner = self.rooms.get(rid).map(|r| r.owner);
         if !seated || owner != Some(me) {
             return Err(Fail::new(Code::Forbidden, "only the room's owner may kick"));
         }
@@ -212,7 +211,7 @@ impl Worker {
             ));
         }
         let ban = req.ban.unwrap_or(false);
-        let target = self.hub.kick_target(rid, id, ban)?;
+        let target = self.kick_target(rid, id, ban)?;
         if req.rid.is_some() {
             self.send_to(sid, &out::ok(req.rid, vec![]));
         }
@@ -222,7 +221,7 @@ impl Worker {
 
     /// A kick by the room's owner or the HTTP API: checks, then removes.
     pub(crate) fn kick_from(&mut self, rid: RoomId, id: u64, ban: bool) -> Result<(), Fail> {
-        let target = self.hub.kick_target(rid, id, ban)?;
+        let target = self.kick_target(rid, id, ban)?;
         self.kick_out(rid, id, target, ban);
         Ok(())
     }
@@ -232,7 +231,6 @@ impl Worker {
     fn kick_out(&mut self, rid: RoomId, id: u64, (tsid, member): (SessionId, bool), ban: bool) {
         if ban {
             if let Some(x) = self
-                .hub
                 .rooms
                 .get_mut(rid)
                 .map(|r| r.extra.get_or_insert_with(Default::default))
@@ -242,11 +240,7 @@ impl Worker {
                 }
             }
         }
-        let name: Box<str> = self
-            .hub
-            .rooms
-            .get(rid)
-            .map_or("".into(), |r| (*r.name).into());
+        let name: Box<str> = self.rooms.get(rid).map_or("".into(), |r| (*r.name).into());
         self.send_to(tsid, &out::kicked(&name));
         if member {
             self.remove_member(rid, tsid, Why::Kicked);
