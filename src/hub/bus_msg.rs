@@ -50,6 +50,29 @@ pub fn home(name: &str, workers: u32) -> u32 {
     (h % u64::from(workers)) as u32
 }
 
+/// Largest bus message accepted (a fan-out of a 16 MiB frame to a large room
+/// fits many times over).
+pub const MAX_MSG: usize = 256 << 20;
+/// A message split off the input: its kind and fields (what
+/// [`BusMsg::decode`] takes), and the bytes it took.
+pub type Split<'a> = (&'a [u8], usize);
+
+/// One complete message at the start of `buf`. `Ok(None)` when it is not all
+/// there yet; `Err(len)` when the length is impossible.
+pub fn split(buf: &[u8]) -> Result<Option<Split<'_>>, usize> {
+    let Some(len) = buf.get(..4) else {
+        return Ok(None);
+    };
+    let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    if len == 0 || len > MAX_MSG {
+        return Err(len);
+    }
+    if buf.len() < 4 + len {
+        return Ok(None);
+    }
+    Ok(Some((&buf[4..4 + len], 4 + len)))
+}
+
 pub mod kind {
     pub const REQ: u8 = 1;
     pub const DELIVER: u8 = 2;

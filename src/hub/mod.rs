@@ -246,3 +246,6 @@ pub mod resume;
 pub mod room;
 pub mod rules;
 pub mod session;
+
+#[cfg(test)]
+mod tests;
