@@ -5,8 +5,8 @@
 //!
 //! Fan-out goes through `fanout::fan_out` (the `broadcast!` macro): targets
 //! are gathered from the room's members (`hub::fanout::Targets`), the
-//! message is encoded once per subprotocol, and the same bytes are queued on
-//! every target.
+//! message is encoded once per subprotocol, and one `Fan` effect asks the
+//! loop to queue the same bytes on every target.
 
 use log::debug;
 
@@ -769,11 +769,12 @@ impl Hub {
         debug!("w={} room {:?} closed ({why})", self.id, room.name);
     }
 
-    /// The connection of `sid` is gone. A clean close (1000) releases the
+    /// Input: the connection of `sid` is gone (closed for `reason`, by
+    /// the loop's end step). A clean close (1000) releases the
     /// session at once; any other end keeps it (and its seats) for the
     /// grace period while the other members see `away`, seats or not, so
     /// it can be resumed. Queue places end either way.
-    pub(crate) fn detach(&mut self, sid: SessionId, reason: CloseReason) {
+    pub fn detach(&mut self, sid: SessionId, reason: CloseReason) {
         let reason = match self.detach_proxy(sid, reason) {
             Some(r) => r,
             None => return,

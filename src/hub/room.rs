@@ -202,7 +202,7 @@ pub struct Room {
     /// Props, watchers and bans (`None` until the first).
     pub extra: Option<Box<Extra>>,
     pub idle: Option<TimerId>,
-    /// How long it may stay empty (at most `MAX_IDLE_MS`, in `handler`).
+    /// How long it may stay empty (at most `MAX_IDLE_MS`, in `requests`).
     pub idle_ms: u32,
     pub max: u16,
     pub state: RoomState,

@@ -1,24 +1,30 @@
-//! The worker: one `mio` loop that owns the listener, every connection,
-//! session, room and timer of this process.
+//! The worker: one `mio` loop that owns the listener, every connection and
+//! the bus links of this process, and drives the room core ([`Hub`]): it
+//! turns what it reads into the core's inputs and performs the effects the
+//! core leaves ([`Worker::perform`], after every input).
 //!
 //! A turn, in order (the only place this order is written down):
-//! 1. poll (sleeping at most until the nearest timer, or not at all when
-//!    work is left over from the last turn);
+//! 1. poll (sleeping at most until the nearest of the loop's and the core's
+//!    timers, or not at all when work is left over from the last turn);
 //! 2. socket events: read what is readable (at most [`READ_CAP`] messages per
-//!    connection per turn; the rest goes on `read_more`), note what is
-//!    writable; signals;
+//!    connection per turn; the rest goes on `read_more`), each message to the
+//!    core; note what is writable; bus links, each message to the core (see
+//!    `links`); signals;
 //! 3. accept (at most [`ACCEPT_CAP`] per turn);
 //! 4. reads left over from the last turn;
-//! 5. expire timers;
+//! 5. expire the loop's timers, then the core's ([`Hub::tick`]);
 //! 6. close connections that overflowed their output limit (4001);
 //! 7. end connections: every close and free asked this turn (and frees asked
 //!    by the last flush) is performed here, by [`Worker::end_conns`], the
-//!    only code that closes a connection's session or frees its slot;
-//! 8. flush pending output, at most [`WRITE_CAP`] bytes per connection;
+//!    only code that closes a connection, tells the core its session's
+//!    connection is gone ([`Hub::detach`]) and frees its slot;
+//! 8. flush pending output, at most [`WRITE_CAP`] bytes per connection, and
+//!    the bus links';
 //! 9. check shutdown.
 //!
 //! Everywhere else a connection's end is only asked for (`close_conn`,
-//! `free_conn`): from then on nothing more is read from it or queued for it.
+//! `free_conn`, the core's `Close` effect): from then on nothing more is read
+//! from it or queued for it.
 //!
 //! Connections are registered once, edge-triggered, for both directions; every
 //! read loop ends at WouldBlock or at its cap, and a capped connection is put
