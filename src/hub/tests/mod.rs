@@ -20,7 +20,14 @@ use crate::protocol::Proto;
 use crate::session::SessionId;
 use crate::Config;
 
+mod broadcast;
+mod idle;
+mod joins;
+mod props;
+mod room_kit;
 mod rooms;
+mod state;
+mod unicast;
 
 /// A client of the simulation, by index.
 pub type C = usize;
