@@ -21,9 +21,16 @@ use crate::session::SessionId;
 use crate::Config;
 
 mod audience;
+mod broadcast;
+mod idle;
+mod joins;
 mod lobby;
 mod matchmaking;
+mod props;
+mod room_kit;
 mod rooms;
+mod state;
+mod unicast;
 
 /// A client of the simulation, by index.
 pub type C = usize;
