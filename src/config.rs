@@ -94,6 +94,12 @@ pub struct Config {
     #[arg(long, env = "ROOMD_MATCH_WAIT_MS", default_value_t = 60000)]
     pub match_wait_ms: u32,
 
+    /// With several workers: a worker that has said it is alive and then
+    /// says nothing for this long is hung, and the supervisor kills
+    /// (SIGKILL) and restarts it, in ms. Workers say so every second.
+    #[arg(long, env = "ROOMD_HUNG_MS", default_value_t = 10000, value_parser = clap::value_parser!(u32).range(1500..))]
+    pub hung_ms: u32,
+
     /// How long a graceful shutdown may take before the process exits anyway, in ms.
     #[arg(long, env = "ROOMD_DRAIN_MS", default_value_t = 5000)]
     pub drain_ms: u32,

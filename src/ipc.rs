@@ -53,6 +53,8 @@ pub struct WorkerSetup {
     pub workers: u32,
     /// >= 1, unique per spawn: no two lives of any worker share one.
     pub incarnation: u32,
+    /// Earlier lives of this worker that ended: (died, killed as hung).
+    pub restarts: (u32, u32),
     /// Nonblocking, listening, on the port every worker shares.
     pub listener: std::net::TcpListener,
     pub control: Control,
@@ -81,13 +83,15 @@ pub(crate) struct RawSetup {
     pub id: u32,
     pub workers: u32,
     pub incarnation: u32,
+    pub restarts: (u32, u32),
     pub listen: RawFd,
     pub ctl: RawFd,
     pub peers: Vec<Option<RawFd>>,
 }
 
 impl RawSetup {
-    /// The value of [`SETUP_ENV`]: `id=1;n=2;inc=3;listen=5;ctl=6;peers=7,-,9`.
+    /// The value of [`SETUP_ENV`]:
+    /// `id=1;n=2;inc=3;died=0;hung=0;listen=5;ctl=6;peers=7,-,9`.
     pub fn encode(&self) -> String {
         let peers: Vec<String> = self
             .peers
@@ -95,10 +99,12 @@ impl RawSetup {
             .map(|p| p.map_or_else(|| "-".to_string(), |fd| fd.to_string()))
             .collect();
         format!(
-            "id={};n={};inc={};listen={};ctl={};peers={}",
+            "id={};n={};inc={};died={};hung={};listen={};ctl={};peers={}",
             self.id,
             self.workers,
             self.incarnation,
+            self.restarts.0,
+            self.restarts.1,
             self.listen,
             self.ctl,
             peers.join(",")
@@ -132,6 +138,7 @@ impl RawSetup {
             id: num("id")?,
             workers: num("n")?,
             incarnation: num("inc")?,
+            restarts: (num("died")?, num("hung")?),
             listen: fd("listen", get("listen")?)?,
             ctl: fd("ctl", get("ctl")?)?,
             peers: get("peers")?
@@ -206,6 +213,7 @@ fn setup_from_str(s: &str) -> io::Result<WorkerSetup> {
         id: raw.id,
         workers: raw.workers,
         incarnation: raw.incarnation,
+        restarts: raw.restarts,
         listener,
         control,
         peers,
@@ -585,12 +593,13 @@ mod tests {
             id: 1,
             workers: 3,
             incarnation: 7,
+            restarts: (2, 1),
             listen: 5,
             ctl: 6,
             peers: vec![Some(7), None, Some(9)],
         };
         let text = s.encode();
-        assert_eq!(text, "id=1;n=3;inc=7;listen=5;ctl=6;peers=7,-,9");
+        assert_eq!(text, "id=1;n=3;inc=7;died=2;hung=1;listen=5;ctl=6;peers=7,-,9");
         assert_eq!(RawSetup::parse(&text), Ok(s));
     }
 
@@ -598,14 +607,15 @@ mod tests {
     fn bad_setups_are_refused() {
         for bad in [
             "",
-            "id=1;n=1;inc=1;listen=5;ctl=6;peers=-", // id out of range
-            "id=0;n=1;inc=0;listen=5;ctl=6;peers=-", // incarnation 0
-            "id=0;n=2;inc=1;listen=5;ctl=6;peers=-", // peers too short
-            "id=0;n=2;inc=1;listen=5;ctl=6;peers=7,8", // self has a link
-            "id=0;n=2;inc=1;listen=5;ctl=5;peers=-,7", // fd twice
-            "id=0;n=2;inc=1;listen=2;ctl=6;peers=-,7", // stdio
-            "id=0;n=2;inc=1;listen=5;ctl=6;peers=-,x", // not a number
-            "id=0;id=0;n=1;inc=1;listen=5;ctl=6;peers=-", // key twice
+            "id=1;n=1;inc=1;died=0;hung=0;listen=5;ctl=6;peers=-", // id out of range
+            "id=0;n=1;inc=0;died=0;hung=0;listen=5;ctl=6;peers=-", // incarnation 0
+            "id=0;n=2;inc=1;died=0;hung=0;listen=5;ctl=6;peers=-", // peers too short
+            "id=0;n=2;inc=1;died=0;hung=0;listen=5;ctl=6;peers=7,8", // self has a link
+            "id=0;n=2;inc=1;died=0;hung=0;listen=5;ctl=5;peers=-,7", // fd twice
+            "id=0;n=2;inc=1;died=0;hung=0;listen=2;ctl=6;peers=-,7", // stdio
+            "id=0;n=2;inc=1;died=0;hung=0;listen=5;ctl=6;peers=-,x", // not a number
+            "id=0;id=0;n=1;inc=1;died=0;hung=0;listen=5;ctl=6;peers=-", // key twice
+            "id=0;n=1;inc=1;listen=5;ctl=6;peers=-", // no restart counts
         ] {
             assert!(RawSetup::parse(bad).is_err(), "{bad:?}");
         }

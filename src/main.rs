@@ -47,7 +47,8 @@ fn worker_main(cfg: Config, setup: WorkerSetup) -> io::Result<()> {
     w.handle_signals()?;
     info!("w={} (inc {}) serving", setup.id, setup.incarnation);
     // Registers the control channel and the bus links, then says Ready.
-    w.attach_cluster(setup.workers, setup.incarnation, setup.control, setup.peers)?;
+    let lives = (setup.incarnation, setup.restarts);
+    w.attach_cluster(setup.workers, lives, setup.control, setup.peers)?;
     w.run()
 }
 

@@ -23,6 +23,9 @@ pub struct Metrics {
     pub published: u64,
     pub deliveries: u64,
     pub closes: [u64; CloseReason::ALL.len()],
+    /// Earlier lives of this worker (under a supervisor) that ended: died
+    /// on their own, or killed as hung (`--hung-ms`).
+    pub restarts: (u64, u64),
     pub errors: [u64; Code::ALL.len()],
     turn_buckets: [u64; TURN_BUCKETS_US.len() + 1],
     turn_sum_us: u64,
@@ -254,6 +257,11 @@ impl Metrics {
             );
         }
         if let Some(b) = &g.bus {
+            let _ = writeln!(
+                s,
+                "# HELP roomd_worker_restarts_total Times the supervisor restarted this worker, by how its last life ended (died, or killed as hung).\n# TYPE roomd_worker_restarts_total counter\nroomd_worker_restarts_total{{worker=\"{w}\",reason=\"died\"}} {}\nroomd_worker_restarts_total{{worker=\"{w}\",reason=\"hung\"}} {}",
+                self.restarts.0, self.restarts.1
+            );
             gauge(
                 &mut s,
                 "roomd_bus_links",

@@ -24,7 +24,9 @@
 //! **Restart.** A worker that exits while the supervisor is not stopping is
 //! started again with a freshly bound listener and a new incarnation: after
 //! 100 ms, doubling up to 10 s while it keeps dying within 5 s of its start.
-//! One that sent `Alive` and then nothing for 10 s is killed (and restarted).
+//! One that said `Ready` or `Alive` and then nothing for `--hung-ms` (10 s)
+//! is killed (and restarted); each worker's `/metrics` counts the restarts
+//! of its slot (`roomd_worker_restarts_total{reason="died"|"hung"}`).
 //! Before the first `roomd listening on` line, a worker that exits fails the
 //! whole start instead: an error at startup is a configuration or resource
 //! problem that restarting cannot fix, and the operator should see it.
@@ -62,8 +64,6 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// A worker that lived this long resets its backoff.
 const STABLE: Duration = Duration::from_secs(5);
-/// Silence after an `Alive` after which a worker counts as hung.
-const HUNG: Duration = Duration::from_secs(10);
 /// Margin past `--drain-ms` before the workers left are killed.
 const KILL_MARGIN: Duration = Duration::from_secs(5);
 /// How long to wait for killed workers to be reaped before exiting anyway.
@@ -136,6 +136,10 @@ pub fn notify(state: &str) {
 
 struct Slot {
     state: State,
+    /// Lives of this slot that ended, by how: died on their own, or killed
+    /// as hung (handed to each new life, for its `/metrics`).
+    died: u32,
+    hung: u32,
     /// Delay before the next restart; doubles while the worker dies young.
     backoff: Duration,
 }
@@ -154,12 +158,18 @@ struct Running {
     ctl: WorkerControl,
     started: Instant,
     ready: bool,
-    /// The last `Alive`; None before the first (and after a hung kill).
+    /// The last `Ready` or `Alive`; None before the first (and after a hung
+    /// kill).
     alive: Option<Instant>,
+    /// Killed by the supervisor as hung.
+    hung_killed: bool,
 }
 
 struct Supervisor {
     drain: Duration,
+    /// `--hung-ms`: silence after an `Alive` after which a worker counts as
+    /// hung.
+    hung: Duration,
     poll: Poll,
     signals: Signals,
     /// `--listen`, then the real address once bound.
@@ -190,6 +200,7 @@ impl Supervisor {
         let now = Instant::now();
         Ok(Supervisor {
             drain: cfg.drain(),
+            hung: Duration::from_millis(cfg.hung_ms.into()),
             poll,
             signals,
             addr: cfg.listen,
@@ -197,6 +208,8 @@ impl Supervisor {
                 .map(|_| Slot {
                     state: State::Down,
                     backoff: MIN_BACKOFF,
+                    died: 0,
+                    hung: 0,
                 })
                 .collect(),
             next_inc: 1,
@@ -275,6 +288,7 @@ impl Supervisor {
             id: i as u32,
             workers: n as u32,
             incarnation: inc,
+            restarts: (self.slots[i].died, self.slots[i].hung),
             listen: listener.as_raw_fd(),
             ctl: ctl_child.as_raw_fd(),
             peers: mine
@@ -330,6 +344,7 @@ impl Supervisor {
             started: Instant::now(),
             ready: false,
             alive: None,
+            hung_killed: false,
         });
         // `listener`, `ctl_child` and `mine` close here: the child has them.
         Ok(())
@@ -448,6 +463,11 @@ impl Supervisor {
             return;
         }
         let slot = &mut self.slots[i];
+        if r.hung_killed {
+            slot.hung += 1;
+        } else {
+            slot.died += 1;
+        }
         if lived >= STABLE {
             slot.backoff = MIN_BACKOFF;
         }
@@ -477,6 +497,9 @@ impl Supervisor {
                 Ok(Some(ToSupervisor::Ready)) => {
                     info!("sup worker {i} (inc {}) ready", r.inc);
                     r.ready = true;
+                    // Its first sign of life: one that hangs before its
+                    // first `Alive` is hung too.
+                    r.alive = Some(Instant::now());
                 }
                 Ok(Some(ToSupervisor::Alive)) => r.alive = Some(Instant::now()),
                 Ok(Some(ToSupervisor::Relink(n))) => relink.push(n),
@@ -569,7 +592,7 @@ impl Supervisor {
         let hung = self
             .running()
             .filter(|_| self.deadline.is_none())
-            .filter_map(|(_, r)| r.alive.map(|a| a + HUNG));
+            .filter_map(|(_, r)| r.alive.map(|a| a + self.hung));
         let stop = match self.killed {
             Some(k) => Some(k + REAP_WAIT),
             None => self.deadline,
@@ -586,14 +609,15 @@ impl Supervisor {
             match &mut self.slots[i].state {
                 State::Restart(at) if *at <= now => self.restart(i),
                 State::Running(r)
-                    if self.deadline.is_none() && r.alive.is_some_and(|a| now >= a + HUNG) =>
+                    if self.deadline.is_none() && r.alive.is_some_and(|a| now >= a + self.hung) =>
                 {
                     warn!(
-                        "sup worker {i} (inc {}) sent no Alive for {} s: killing it",
+                        "sup worker {i} (inc {}) sent no Alive for {} ms: killing it",
                         r.inc,
-                        HUNG.as_secs()
+                        self.hung.as_millis()
                     );
                     r.alive = None;
+                    r.hung_killed = true;
                     // SAFETY: kill(2) of our unreaped child.
                     if unsafe { libc::kill(r.pid, libc::SIGKILL) } != 0 {
                         error!("sup kill {}: {}", r.pid, io::Error::last_os_error());

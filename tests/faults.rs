@@ -12,6 +12,15 @@ fn pid_of_worker(server: &Server, k: u32) -> i32 {
     pid_serving(server, &client_on(server, k))
 }
 
+/// Waits (at most 20 s) until process `pid` is reaped.
+fn await_gone(pid: i32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(std::time::Instant::now() < deadline, "{pid} still there");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 fn signal(pid: i32, sig: i32) {
     // SAFETY: kill(2) on a worker process of the server under test.
     assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
@@ -161,4 +170,27 @@ fn far_queue_places_leave_no_shadow_behind() {
     let mut c = client_on(&server, 1);
     enqueue(&mut c, 300);
     assert_eq!(c.expect("match_timeout")["queue"].s(), far);
+}
+
+/// A worker that stops answering (SIGSTOP) is killed and restarted after
+/// `--hung-ms`, and the restart shows in `/metrics/all`, as does one of a
+/// worker that died.
+#[test]
+fn a_hung_worker_is_killed_restarted_and_counted() {
+    let server = start_workers(2, &["--hung-ms", "1500"]);
+    let hung = "roomd_worker_restarts_total{worker=\"1\",reason=\"hung\"}";
+    let died = "roomd_worker_restarts_total{worker=\"1\",reason=\"died\"}";
+    assert_eq!(server.metric("/metrics/all", hung), 0);
+    let victim = pid_of_worker(&server, 1);
+    signal(victim, libc::SIGSTOP);
+    // Until it is gone, connections the kernel hands to its listener wait.
+    await_gone(victim);
+    server.await_metric("/metrics/all", hung, |n| n == 1);
+    let second = pid_of_worker(&server, 1);
+    assert_ne!(second, victim, "a new process serves as worker 1");
+    assert_eq!(server.metric("/metrics/all", died), 0);
+    signal(second, libc::SIGKILL);
+    await_gone(second);
+    server.await_metric("/metrics/all", died, |n| n == 1);
+    assert_eq!(server.metric("/metrics/all", hung), 1, "kept across lives");
 }

@@ -31,15 +31,17 @@ pub(crate) fn link_of(t: Token) -> Option<u32> {
 
 impl Worker {
     /// Joins the workers of a supervisor: registers the control channel and
-    /// the links, numbers members from this incarnation, and tells the
-    /// supervisor this worker is ready.
+    /// the links, numbers members from this incarnation, keeps how many
+    /// earlier lives of this worker ended (died, hung) for `/metrics`, and
+    /// tells the supervisor this worker is ready.
     pub fn attach_cluster(
         &mut self,
         workers: u32,
-        incarnation: u32,
+        (incarnation, (died, hung)): (u32, (u32, u32)),
         control: Control,
         peers: Vec<Option<std::os::unix::net::UnixStream>>,
     ) -> io::Result<()> {
+        self.hub.metrics.restarts = (died.into(), hung.into());
         self.poll.registry().register(
             &mut SourceFd(&control.as_raw_fd()),
             CONTROL,
