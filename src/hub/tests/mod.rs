@@ -20,6 +20,9 @@ use crate::protocol::Proto;
 use crate::session::SessionId;
 use crate::Config;
 
+mod cluster;
+mod limits;
+mod resume;
 mod rooms;
 
 /// A client of the simulation, by index.
