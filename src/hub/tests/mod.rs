@@ -22,11 +22,14 @@ use crate::Config;
 
 mod audience;
 mod broadcast;
+mod cluster;
 mod idle;
 mod joins;
+mod limits;
 mod lobby;
 mod matchmaking;
 mod props;
+mod resume;
 mod room_kit;
 mod rooms;
 mod state;
