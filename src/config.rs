@@ -164,7 +164,8 @@ pub struct Config {
     /// asks every worker (`list`, a `lobby` snapshot, `GET /rooms`,
     /// `/metrics/all`) or for a room's home to answer an API call; past it
     /// the answer goes out without the missing parts, and says which
-    /// workers did not answer.
+    /// workers did not answer. A client request forwarded to a room's home
+    /// that has not answered by then gets `err` `internal`.
     #[arg(long, env = "ROOMD_PEER_TIMEOUT_MS", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(10..))]
     pub peer_timeout_ms: u32,
 

@@ -599,7 +599,10 @@ mod tests {
             peers: vec![Some(7), None, Some(9)],
         };
         let text = s.encode();
-        assert_eq!(text, "id=1;n=3;inc=7;died=2;hung=1;listen=5;ctl=6;peers=7,-,9");
+        assert_eq!(
+            text,
+            "id=1;n=3;inc=7;died=2;hung=1;listen=5;ctl=6;peers=7,-,9"
+        );
         assert_eq!(RawSetup::parse(&text), Ok(s));
     }
 
@@ -615,7 +618,7 @@ mod tests {
             "id=0;n=2;inc=1;died=0;hung=0;listen=2;ctl=6;peers=-,7", // stdio
             "id=0;n=2;inc=1;died=0;hung=0;listen=5;ctl=6;peers=-,x", // not a number
             "id=0;id=0;n=1;inc=1;died=0;hung=0;listen=5;ctl=6;peers=-", // key twice
-            "id=0;n=1;inc=1;listen=5;ctl=6;peers=-", // no restart counts
+            "id=0;n=1;inc=1;listen=5;ctl=6;peers=-",               // no restart counts
         ] {
             assert!(RawSetup::parse(bad).is_err(), "{bad:?}");
         }

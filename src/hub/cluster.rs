@@ -25,6 +25,8 @@
 //! session's `remote.seats` mirrors the `SEAT` messages of each home, in
 //! link order.
 
+use std::time::Duration;
+
 use log::warn;
 
 use super::bus_msg::{home, kind};
@@ -327,6 +329,8 @@ impl Hub {
         if !bus.send(home, &m) {
             return Err(gone());
         }
+        let n = self.next_forwarded;
+        self.next_forwarded = n.wrapping_add(1);
         if let Some(s) = self.sessions.get_mut(sid) {
             s.remote
                 .get_or_insert_with(Default::default)
@@ -335,9 +339,50 @@ impl Hub {
                     home,
                     rid: req.rid,
                     seating,
+                    n,
+                    expired: false,
                 });
         }
+        let at = self.now + Duration::from_millis(self.cfg.peer_timeout_ms.into());
+        self.forwarded.push_back((at, sid, n));
+        if self.forwarded_timer.is_none() {
+            self.forwarded_timer = Some(self.timers.arm(at, Timer::Forwarded));
+        }
         Ok(())
+    }
+
+    /// `Timer::Forwarded`: a request forwarded to a room's home that has
+    /// not answered by `--peer-timeout-ms` (the home is stopped, or too
+    /// busy) is answered `internal` here, so no client waits on a `rid`
+    /// forever. Whatever the home sends later still arrives. O(requests
+    /// due + the session's requests in flight).
+    pub(crate) fn forwarded_due(&mut self) {
+        self.forwarded_timer = None;
+        while let Some(&(at, sid, n)) = self.forwarded.front() {
+            if at > self.now {
+                self.forwarded_timer = Some(self.timers.arm(at, Timer::Forwarded));
+                return;
+            }
+            self.forwarded.pop_front();
+            let Some(r) = self.sessions.get_mut(sid).and_then(|s| s.remote.as_mut()) else {
+                continue;
+            };
+            let Some(a) = r.asked.iter_mut().find(|a| a.n == n && !a.expired) else {
+                continue;
+            };
+            a.expired = true;
+            let (home, rid) = (a.home, a.rid);
+            warn!(
+                "w={} worker {home} did not answer a forwarded request in time",
+                self.id
+            );
+            let f = Fail::new(
+                Code::Internal,
+                "the worker of that room or queue did not answer in time; try again",
+            );
+            self.metrics.error(f.code);
+            self.send_to(sid, &err_v(rid, &f));
+        }
     }
 
     /// Sends the query `ask` makes of its id to every other worker with a
@@ -851,7 +896,7 @@ impl Hub {
             let (mut unanswered, mut unqueued) = (Vec::new(), Vec::new());
             if let Some(r) = self.sessions.get_mut(sid).and_then(|s| s.remote.as_mut()) {
                 r.asked.retain(|a| {
-                    if a.home == p {
+                    if a.home == p && !a.expired {
                         unanswered.push(a.rid);
                     }
                     a.home != p

@@ -49,6 +49,8 @@ pub enum Timer {
     Lobby,
     /// The oldest query to other workers is due (see `cluster`).
     Queries,
+    /// The oldest request forwarded to a room's home is due (see `cluster`).
+    Forwarded,
 }
 
 /// The core on one worker: every room and session, the indexes over them,
@@ -100,6 +102,11 @@ pub struct Hub {
     /// the same counter as `lists`).
     pub api_waits: HashMap<u32, admin::ApiWait>,
     pub next_list: u32,
+    /// Requests forwarded to rooms' homes, oldest first, by deadline,
+    /// session and number (`Asked::n`), and the timer for the first.
+    pub forwarded: VecDeque<(Instant, SessionId, u32)>,
+    pub forwarded_timer: Option<TimerId>,
+    pub next_forwarded: u32,
     /// The epoch of the latest resume (see `session::Resuming`).
     pub next_resume: u32,
     /// Effects not yet performed.
@@ -137,6 +144,9 @@ impl Hub {
             query_timer: None,
             api_waits: HashMap::new(),
             next_list: 0,
+            forwarded: VecDeque::new(),
+            forwarded_timer: None,
+            next_forwarded: 0,
             next_resume: 0,
             out: Out::new(cfg.out_buffer as usize),
             cfg,
@@ -179,6 +189,7 @@ impl Hub {
                 Timer::Watchers(rid) => self.watchers_due(rid),
                 Timer::Lobby => self.lobby_tick(),
                 Timer::Queries => self.queries_due(),
+                Timer::Forwarded => self.forwarded_due(),
                 Timer::Match => self.match_due(),
             }
         }

@@ -161,6 +161,11 @@ pub struct Asked {
     pub rid: Option<u32>,
     /// It may bring a seat or a queue place.
     pub seating: bool,
+    /// Its number, for its deadline (`Hub::forwarded`).
+    pub n: u32,
+    /// Its deadline passed and the client was answered `internal`; the
+    /// home's `OUTCOME` (if it ever comes) still takes it off the list.
+    pub expired: bool,
 }
 
 impl RemoteSeats {

@@ -44,14 +44,6 @@ fn member_ids(joined: &Value) -> Vec<u64> {
     members.iter().map(|m| m["id"].as_u64().unwrap()).collect()
 }
 
-/// The first room name `{prefix}-{i}` homed on worker `w` of `n`.
-fn name_on(prefix: &str, w: u32, n: u32) -> String {
-    (0..)
-        .map(|i| format!("{prefix}-{i}"))
-        .find(|r| super::super::bus_msg::home(r, n) == w)
-        .unwrap()
-}
-
 /// `kick` with `rid`.
 fn kick(s: &mut Sim, c: C, rid: u32, room: &str, id: u64, ban: bool) {
     s.send(

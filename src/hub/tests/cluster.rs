@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 
-use super::resume::{expect_err_rid, member_ids, name_on, open, publish};
+use super::resume::{expect_err_rid, member_ids, open, publish};
 use super::*;
 use crate::hub::bus_msg::home;
 
@@ -896,4 +896,51 @@ fn worker_loss_closes_its_rooms_and_its_clients_go_through_grace() {
     let m = s.expect(d, "msg");
     assert_eq!(m["seq"], 1);
     assert_eq!(m["data"], "still here");
+}
+
+/// A request forwarded to a room's home that does not answer (stopped) is
+/// answered `internal` with its `rid` after `--peer-timeout-ms`, once;
+/// what the home sends when it goes on still arrives.
+#[test]
+fn a_request_to_a_stopped_home_is_answered_at_the_deadline() {
+    let mut s = Sim::with(2, |c| c.peer_timeout_ms = 1000);
+    let room = name_on("stalled", 1, 2);
+    let a = s.client(0);
+    s.create(a, &room);
+    s.stop(1);
+    s.send(a, json!({"t": "pub", "rid": 7, "room": room, "data": "x"}));
+    s.advance(999);
+    s.assert_silent(a);
+    s.advance(1);
+    let e = s.expect_err(a, "internal");
+    assert_eq!(e["rid"], 7);
+    s.advance(5000);
+    s.assert_silent(a);
+    s.cont(1);
+    let late = s.expect(a, "ok");
+    assert_eq!(late["rid"], 7, "the home's own answer, late");
+    // The link goes on: the next request is answered by the home in time.
+    s.send(a, json!({"t": "pub", "rid": 8, "room": room, "data": "y"}));
+    assert_eq!(s.expect(a, "ok")["rid"], 8);
+    s.advance(2000);
+    s.assert_silent(a);
+}
+
+/// A request that expired is not answered again when its home is lost.
+#[test]
+fn an_expired_request_is_not_answered_twice_when_the_home_is_lost() {
+    let mut s = Sim::with(2, |c| c.peer_timeout_ms = 1000);
+    let room = name_on("doomed", 1, 2);
+    let a = s.client(0);
+    s.create(a, &room);
+    s.stop(1);
+    s.send(
+        a,
+        json!({"t": "props", "rid": 3, "room": room, "set": {"k": "v"}}),
+    );
+    s.advance(1000);
+    assert_eq!(s.expect_err(a, "internal")["rid"], 3);
+    s.lose(0, 1);
+    assert_eq!(s.expect(a, "closed")["why"], "lost");
+    s.assert_silent(a);
 }

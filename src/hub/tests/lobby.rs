@@ -6,14 +6,6 @@ use serde_json::{json, Value};
 
 use super::*;
 
-/// The first room name `{prefix}-{i}` homed on worker `w` of `n`.
-fn name_on(prefix: &str, w: u32, n: u32) -> String {
-    (0..)
-        .map(|i| format!("{prefix}-{i}"))
-        .find(|r| super::super::bus_msg::home(r, n) == w)
-        .unwrap()
-}
-
 /// `lobby` with `rid` and `filter` fields: the snapshot's room names.
 #[track_caller]
 fn subscribe(s: &mut Sim, c: C, rid: u32, filter: Value) -> Vec<String> {

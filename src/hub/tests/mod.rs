@@ -35,6 +35,14 @@ mod rooms;
 mod state;
 mod unicast;
 
+/// The first room name `{prefix}-{i}` homed on worker `w` of `n`.
+pub fn name_on(prefix: &str, w: u32, n: u32) -> String {
+    (0..)
+        .map(|i| format!("{prefix}-{i}"))
+        .find(|r| super::bus_msg::home(r, n) == w)
+        .expect("a name homed there")
+}
+
 /// A client of the simulation, by index.
 pub type C = usize;
 
@@ -62,8 +70,12 @@ pub struct Sim {
     pub hubs: Vec<Hub>,
     pub clients: Vec<Client>,
     pub now: Instant,
-    /// Links cut by [`Sim::cut`]: (from, to) pairs that carry nothing.
+    /// Links cut by [`Sim::lose`]: (from, to) pairs that carry nothing.
     cut: Vec<(usize, usize)>,
+    /// Workers stopped by [`Sim::stop`], and the bus messages waiting for
+    /// them (from, to, bytes), in order.
+    stopped: Vec<bool>,
+    parked: Vec<(usize, usize, Vec<u8>)>,
 }
 
 // Not every test uses every helper.
@@ -96,10 +108,12 @@ impl Sim {
             }
         }
         let mut sim = Sim {
+            stopped: vec![false; hubs.len()],
             hubs,
             clients: Vec::new(),
             now,
             cut: Vec::new(),
+            parked: Vec::new(),
         };
         sim.pump();
         sim
@@ -259,12 +273,35 @@ impl Sim {
         c
     }
 
-    /// The clock moves `ms` on; every timer due runs.
+    /// The clock moves `ms` on; every timer due runs (on workers not
+    /// stopped).
     pub fn advance(&mut self, ms: u64) {
         self.now += Duration::from_millis(ms);
-        for h in &mut self.hubs {
-            h.tick(self.now);
+        for (w, h) in self.hubs.iter_mut().enumerate() {
+            if !self.stopped[w] {
+                h.tick(self.now);
+            }
         }
+        self.pump();
+    }
+
+    /// Worker `w` stops (as under SIGSTOP): bus messages for it wait, its
+    /// timers do not run.
+    pub fn stop(&mut self, w: usize) {
+        self.stopped[w] = true;
+    }
+
+    /// Worker `w` goes on: it reads what waited, and its timers catch up.
+    pub fn cont(&mut self, w: usize) {
+        self.stopped[w] = false;
+        let (mine, rest) = std::mem::take(&mut self.parked)
+            .into_iter()
+            .partition(|x| x.1 == w);
+        self.parked = rest;
+        for (from, to, bytes) in mine {
+            self.carry(from, to, &bytes);
+        }
+        self.hubs[w].tick(self.now);
         self.pump();
     }
 
@@ -326,21 +363,30 @@ impl Sim {
                 if self.cut.contains(&(from, to)) {
                     continue;
                 }
-                let mut rest = &bytes[..];
-                while let Ok(Some((m, used))) = split(rest) {
-                    rest = &rest[used..];
-                    match BusMsg::decode(m) {
-                        Ok(BusMsg::MetricsReq { .. }) => {}
-                        Ok(m) => self.hubs[to].on_bus(from as u32, m),
-                        Err(e) => panic!("bus message {from} -> {to}: {e:?}"),
-                    }
+                if self.stopped[to] {
+                    self.parked.push((from, to, bytes));
+                    continue;
                 }
-                assert!(rest.is_empty(), "a bus message cut short");
+                self.carry(from, to, &bytes);
             }
             if !busy {
                 return;
             }
         }
+    }
+
+    /// Hands worker `to` the bus messages `from` sent it.
+    fn carry(&mut self, from: usize, to: usize, bytes: &[u8]) {
+        let mut rest = bytes;
+        while let Ok(Some((m, used))) = split(rest) {
+            rest = &rest[used..];
+            match BusMsg::decode(m) {
+                Ok(BusMsg::MetricsReq { .. }) => {}
+                Ok(m) => self.hubs[to].on_bus(from as u32, m),
+                Err(e) => panic!("bus message {from} -> {to}: {e:?}"),
+            }
+        }
+        assert!(rest.is_empty(), "a bus message cut short");
     }
 
     /// Performs hub `w`'s effects as the loop does; closes last (the end

@@ -49,14 +49,6 @@ pub(super) fn publish(s: &mut Sim, c: C, room: &str, data: &str) -> u64 {
     ok["seq"].as_u64().expect("ok carries the seq")
 }
 
-/// The first `{prefix}-{i}` whose home is worker `k` of `n`.
-pub(super) fn name_on(prefix: &str, k: u32, n: u32) -> String {
-    (0..)
-        .map(|i| format!("{prefix}-{i}"))
-        .find(|s| crate::hub::bus_msg::home(s, n) == k)
-        .expect("a name homed there")
-}
-
 /// `hello {resume, last}` with rid 1 from client `c`.
 fn hello_resume(s: &mut Sim, c: C, token: &str, last: Value) -> u32 {
     s.send(
