@@ -10,6 +10,7 @@
 
 use log::debug;
 
+use super::cluster::Route;
 use super::effects::CloseReason;
 use super::rates::Rates;
 use super::ConnId;
@@ -638,7 +639,15 @@ impl Hub {
             .route(target.session)
             .ok_or_else(|| Fail::new(Code::NotFound, format!("member {to} is away")))?;
         let frame = protocol::encode_frame(route.proto(), &out::msg_to(&room.name, from, to, data));
-        if self.push_route(route, &frame) {
+        // Here the loop counts it once the connection took it.
+        let counted = match route {
+            Route::Local(c, _) => {
+                self.out.send(c, &frame, true);
+                false
+            }
+            r => self.push_route(r, &frame),
+        };
+        if counted {
             self.metrics.deliveries += 1;
         }
         self.ok(sid, req.rid, vec![]);
