@@ -310,7 +310,7 @@ impl Worker {
             return;
         };
         bus.msgs_out += std::mem::take(&mut out.msgs);
-        for p in std::mem::take(&mut out.pending) {
+        for &p in &out.pending {
             let Some(buf) = out.bufs.get_mut(p as usize) else {
                 continue;
             };
@@ -333,6 +333,7 @@ impl Worker {
                 *buf = Vec::new();
             }
         }
+        out.pending.clear();
     }
 
     /// Writes queued bus output; drops links that passed their limit and
