@@ -8,40 +8,19 @@
 
 use serde_json::{json, Value};
 
+use super::room_kit::{err_rid, ids, member, open};
 use super::*;
 
 const KEY: &str = "admin-secret";
 
-/// A new client on worker `w`, its member id and session token from
-/// `welcome`.
-fn user(s: &mut Sim, w: usize) -> (C, u64, String) {
-    let c = s.connect(w);
-    let v = s.expect(c, "welcome");
-    let id = v["id"].as_u64().expect("welcome carries the id");
-    let token = v["session"].as_str().expect("welcome carries the token");
-    (c, id, token.to_owned())
-}
-
-/// A new client on worker `w` and its member id.
-fn client_id(s: &mut Sim, w: usize) -> (C, u64) {
-    let (c, id, _) = user(s, w);
-    (c, id)
-}
-
 /// Two clients on worker 0 in `room` (the first created it) and their ids,
 /// their inboxes empty.
 fn pair_ids(s: &mut Sim, room: &str) -> ((C, u64), (C, u64)) {
-    let (a, b) = (client_id(s, 0), client_id(s, 0));
+    let (a, b) = (member(s, 0), member(s, 0));
     s.create(a.0, room);
     s.join(b.0, room);
     s.expect(a.0, "presence");
     (a, b)
-}
-
-/// Member ids listed in a `joined.members` array, in order.
-fn member_ids(joined: &Value) -> Vec<u64> {
-    let members = joined["members"].as_array().expect("members");
-    members.iter().map(|m| m["id"].as_u64().unwrap()).collect()
 }
 
 /// `kick` with `rid`.
@@ -50,13 +29,6 @@ fn kick(s: &mut Sim, c: C, rid: u32, room: &str, id: u64, ban: bool) {
         c,
         json!({"t": "kick", "rid": rid, "room": room, "id": id, "ban": ban}),
     );
-}
-
-/// `err` `code` carrying `rid`.
-#[track_caller]
-fn expect_err_rid(s: &mut Sim, c: C, code: &str, rid: u32) {
-    let e = s.expect_err(c, code);
-    assert_eq!(e["rid"], rid, "err carries the rid: {e}");
 }
 
 /// Skips client `c`'s messages up to the first that satisfies `ok`,
@@ -102,9 +74,10 @@ fn expect_err(s: &mut Sim, c: C, code: &str, rid: u32) {
     assert_eq!((&m["code"], &m["rid"]), (&json!(code), &json!(rid)), "{m}");
 }
 
-/// `pub` with `rid`: its `seq`, past any `watchers` count.
+/// `pub` with `rid`: its `seq`, past any `watchers` count (unlike
+/// `room_kit::publish`, which takes the very next message as the `ok`).
 #[track_caller]
-fn publish(s: &mut Sim, c: C, rid: u32, room: &str, data: &str) -> u64 {
+fn publish_past_watchers(s: &mut Sim, c: C, rid: u32, room: &str, data: &str) -> u64 {
     s.send(
         c,
         json!({"t": "pub", "rid": rid, "room": room, "data": data}),
@@ -144,7 +117,7 @@ fn watchers(s: &mut Sim, c: C, room: &str) -> u64 {
 fn the_owner_kicks_a_member_who_may_come_back() {
     let mut s = Sim::new(1);
     let ((a, a_id), (b, b_id)) = pair_ids(&mut s, "r");
-    let (c, c_id) = client_id(&mut s, 0);
+    let (c, c_id) = member(&mut s, 0);
     s.join(c, "r");
     s.expect(a, "presence");
     s.expect(b, "presence");
@@ -161,10 +134,10 @@ fn the_owner_kicks_a_member_who_may_come_back() {
         );
     }
     s.send(b, json!({"t": "pub", "rid": 7, "room": "r", "data": "x"}));
-    expect_err_rid(&mut s, b, "not_member", 7);
+    err_rid(&mut s, b, "not_member", 7);
     // Without a ban it may join again.
     let j = s.join(b, "r");
-    assert_eq!(member_ids(&j), vec![a_id, c_id, b_id]);
+    assert_eq!(ids(&j), vec![a_id, c_id, b_id]);
 }
 
 #[test]
@@ -176,12 +149,12 @@ fn ban_keeps_a_member_and_its_watching_out() {
     assert_eq!(s.expect(a, "presence")["why"], "kicked");
     s.expect(b, "kicked");
     s.send(b, json!({"t": "join", "rid": 1, "room": "r"}));
-    expect_err_rid(&mut s, b, "forbidden", 1);
+    err_rid(&mut s, b, "forbidden", 1);
     s.send(
         b,
         json!({"t": "join", "rid": 2, "room": "r", "watch": true}),
     );
-    expect_err_rid(&mut s, b, "forbidden", 2);
+    err_rid(&mut s, b, "forbidden", 2);
     // Another client is still welcome.
     let c = s.client(0);
     s.join(c, "r");
@@ -192,19 +165,19 @@ fn only_the_owner_kicks_and_only_those_in_the_room() {
     let mut s = Sim::new(1);
     let ((a, a_id), (b, b_id)) = pair_ids(&mut s, "r");
     kick(&mut s, b, 1, "r", a_id, false);
-    expect_err_rid(&mut s, b, "forbidden", 1);
+    err_rid(&mut s, b, "forbidden", 1);
     kick(&mut s, a, 2, "r", 999_999, false);
-    expect_err_rid(&mut s, a, "not_found", 2);
+    err_rid(&mut s, a, "not_found", 2);
     kick(&mut s, a, 3, "nope", b_id, false);
-    expect_err_rid(&mut s, a, "not_found", 3);
+    err_rid(&mut s, a, "not_found", 3);
     s.send(a, json!({"t": "kick", "rid": 5, "room": "r"}));
-    expect_err_rid(&mut s, a, "bad_request", 5);
+    err_rid(&mut s, a, "bad_request", 5);
     kick(&mut s, a, 6, "r", a_id, false);
-    expect_err_rid(&mut s, a, "bad_request", 6);
+    err_rid(&mut s, a, "bad_request", 6);
     // Someone outside the room may not kick either.
     let c = s.client(0);
     kick(&mut s, c, 1, "r", b_id, false);
-    expect_err_rid(&mut s, c, "forbidden", 1);
+    err_rid(&mut s, c, "forbidden", 1);
     s.send(b, json!({"t": "ping", "rid": 2}));
     assert_eq!(s.expect(b, "pong")["rid"], 2);
     s.advance(300);
@@ -216,7 +189,7 @@ fn the_owner_kicks_a_watcher() {
     let mut s = Sim::new(1);
     let a = s.client(0);
     s.create(a, "live");
-    let (w, w_id) = client_id(&mut s, 0);
+    let (w, w_id) = member(&mut s, 0);
     s.send(
         w,
         json!({"t": "join", "rid": 1, "room": "live", "watch": true}),
@@ -227,7 +200,7 @@ fn the_owner_kicks_a_watcher() {
     assert_eq!(s.expect(a, "ok")["rid"], 1);
     assert_eq!(s.recv_type(w, "kicked")["room"], "live");
     assert_eq!(watchers(&mut s, a, "live"), 0);
-    publish(&mut s, a, 2, "live", "gone");
+    publish_past_watchers(&mut s, a, 2, "live", "gone");
     s.advance(300);
     s.assert_silent(w);
 }
@@ -242,7 +215,7 @@ fn the_http_api_kicks() {
     s.expect(b, "kicked");
     assert_eq!(s.expect(a, "presence")["why"], "kicked");
     s.send(b, json!({"t": "join", "rid": 1, "room": "r"}));
-    expect_err_rid(&mut s, b, "forbidden", 1);
+    err_rid(&mut s, b, "forbidden", 1);
     let body = format!(r#"{{"id":{b_id}}}"#);
     assert_eq!(s.api(0, "POST", "/rooms/r/kick", &body).0, 404);
     assert_eq!(s.api(0, "POST", "/rooms/r/kick", "{}").0, 400);
@@ -254,14 +227,14 @@ fn a_kick_across_workers() {
     let room = name_on("kick", 1, 2);
     let a = s.client(0);
     s.create(a, &room);
-    let (b, b_id) = client_id(&mut s, 0);
+    let (b, b_id) = member(&mut s, 0);
     s.join(b, &room);
     s.expect(a, "presence");
     kick(&mut s, a, 1, &room, b_id, true);
     assert_eq!(s.expect(a, "ok")["rid"], 1);
     s.expect(b, "kicked");
     s.send(b, json!({"t": "join", "rid": 1, "room": room}));
-    expect_err_rid(&mut s, b, "forbidden", 1);
+    err_rid(&mut s, b, "forbidden", 1);
     // Its seat on the other worker is gone, so its room limit is whole.
     s.create(b, &name_on("kick-own", 0, 2));
 }
@@ -271,20 +244,20 @@ fn a_kick_across_workers() {
 #[test]
 fn a_watcher_gets_what_members_get_and_is_not_a_member() {
     let mut s = Sim::new(1);
-    let (a, a_id) = client_id(&mut s, 0);
+    let (a, a_id) = member(&mut s, 0);
     s.send(a, json!({"t": "create", "room": "live", "max": 1}));
     s.expect(a, "created");
     s.expect(a, "joined");
     let w = s.client(0);
     let j = watch(&mut s, w, 1, "live");
     // Not listed among members, even though the room is full of them.
-    assert_eq!(member_ids(&j), vec![a_id]);
+    assert_eq!(ids(&j), vec![a_id]);
     assert_eq!(j["watchers"], 1);
     // Members get the count, no presence.
     assert_eq!(watchers(&mut s, a, "live"), 1);
     assert_eq!(watchers(&mut s, w, "live"), 1);
 
-    assert_eq!(publish(&mut s, a, 1, "live", "hi"), 1);
+    assert_eq!(publish_past_watchers(&mut s, a, 1, "live", "hi"), 1);
     let m = expect(&mut s, w, "msg");
     assert_eq!((&m["from"], &m["seq"]), (&json!(a_id), &json!(1)));
     assert_eq!(m["data"], "hi");
@@ -292,7 +265,7 @@ fn a_watcher_gets_what_members_get_and_is_not_a_member() {
     assert_eq!(expect(&mut s, w, "props")["set"]["k"], "v");
     expect(&mut s, a, "props");
     // Members' presence reaches watchers.
-    let (b, b_id) = client_id(&mut s, 0);
+    let (b, b_id) = member(&mut s, 0);
     s.send(
         a,
         json!({"t": "props", "room": "live", "set": {}, "rid": 2}),
@@ -323,7 +296,7 @@ fn a_watcher_gets_what_members_get_and_is_not_a_member() {
 #[test]
 fn a_watcher_may_not_speak() {
     let mut s = Sim::new(1);
-    let (a, a_id) = client_id(&mut s, 0);
+    let (a, a_id) = member(&mut s, 0);
     s.create(a, "live");
     let w = s.client(0);
     watch(&mut s, w, 1, "live");
@@ -419,13 +392,13 @@ fn a_dropped_watcher_resumes_with_its_replay() {
     let mut s = Sim::with(1, |c| c.grace_ms = 5000);
     let a = s.client(0);
     s.create(a, "live");
-    let (w, w_id, token) = user(&mut s, 0);
+    let (w, w_id, token) = open(&mut s, 0);
     watch(&mut s, w, 1, "live");
-    assert_eq!(publish(&mut s, a, 1, "live", "1"), 1);
+    assert_eq!(publish_past_watchers(&mut s, a, 1, "live", "1"), 1);
     assert_eq!(expect(&mut s, w, "msg")["seq"], 1);
     s.disconnect(w, CloseReason::Dropped);
     assert_eq!(watchers(&mut s, a, "live"), 0);
-    assert_eq!(publish(&mut s, a, 2, "live", "2"), 2);
+    assert_eq!(publish_past_watchers(&mut s, a, 2, "live", "2"), 2);
 
     let w2 = s.resume(0, &token, json!({"live": 1}));
     let r = expect(&mut s, w2, "resumed");
@@ -454,7 +427,10 @@ fn an_audience_across_workers() {
     }
     for seq in 1..=3u64 {
         let data = seq.to_string();
-        assert_eq!(publish(&mut s, a, seq as u32, &room, &data), seq);
+        assert_eq!(
+            publish_past_watchers(&mut s, a, seq as u32, &room, &data),
+            seq
+        );
     }
     for &w in &audience {
         for seq in 1..=3u64 {

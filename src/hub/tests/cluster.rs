@@ -6,11 +6,13 @@
 //! worker is lost, its rooms are `closed` why `lost` and its clients go
 //! through the grace period.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
-use super::resume::{expect_err_rid, member_ids, open, publish};
+use super::room_kit::{
+    create_with, enqueue, err_rid, expect_matched, ids, leave, list, listed, open, publish,
+};
 use super::*;
 use crate::hub::bus_msg::home;
 
@@ -59,49 +61,9 @@ fn expect_presence(s: &mut Sim, c: C, room: &str, kind: &str, id: u64) -> Value 
     p
 }
 
-/// The rooms of a `list` answer (asserting none is listed twice).
-#[track_caller]
-fn list(s: &mut Sim, c: C, filters: Value) -> Vec<Value> {
-    let mut req = json!({"t": "list", "rid": 700});
-    if let (Some(m), Some(f)) = (req.as_object_mut(), filters.as_object()) {
-        m.extend(f.clone());
-    }
-    s.send(c, req);
-    let rooms = s.expect(c, "rooms");
-    assert_eq!(rooms["rid"], 700);
-    let rooms = rooms["rooms"].as_array().cloned().expect("rooms");
-    assert_eq!(names(&rooms).len(), rooms.len(), "a room listed twice");
-    rooms
-}
-
-fn names(rooms: &[Value]) -> BTreeSet<String> {
-    rooms
-        .iter()
-        .map(|r| r["room"].as_str().expect("room").to_string())
-        .collect()
-}
-
-/// `create` with `fields` and a rid; reads `created` and `joined`.
-#[track_caller]
-fn create_with(s: &mut Sim, c: C, fields: Value) -> Value {
-    let mut req = json!({"t": "create", "rid": 701});
-    if let (Some(m), Some(f)) = (req.as_object_mut(), fields.as_object()) {
-        m.extend(f.clone());
-    }
-    s.send(c, req);
-    let created = s.expect(c, "created");
-    assert_eq!(created["rid"], 701, "created carries the rid");
-    let joined = s.expect(c, "joined");
-    assert_eq!(joined["room"], created["room"]);
-    joined
-}
-
-/// `leave` with a rid; reads `left`.
-#[track_caller]
-fn leave(s: &mut Sim, c: C, room: &str) {
-    s.send(c, json!({"t": "leave", "rid": 702, "room": room}));
-    let left = s.expect(c, "left");
-    assert_eq!((&left["rid"], &left["room"]), (&json!(702), &json!(room)));
+/// The room names of a `list` answer.
+fn names(rooms: &BTreeMap<String, Value>) -> BTreeSet<String> {
+    rooms.keys().cloned().collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -124,14 +86,14 @@ fn presence_across_workers() {
         );
         let joined = s.expect(b, "joined");
         assert_eq!(joined["rid"], 4);
-        assert_eq!(member_ids(&joined), vec![a_id, b_id], "{joined}");
+        assert_eq!(ids(&joined), vec![a_id, b_id], "{joined}");
         assert_eq!(joined["members"][1]["meta"], "bob");
         let p = expect_presence(&mut s, a, &room, "join", b_id);
         assert_eq!(p["join"]["meta"], "bob", "{p}");
 
         // c (worker 0) joins: both see it.
         let joined = s.join(c, &room);
-        assert_eq!(member_ids(&joined), vec![a_id, b_id, c_id]);
+        assert_eq!(ids(&joined), vec![a_id, b_id, c_id]);
         assert_eq!(joined["members"][1]["meta"], "bob");
         expect_presence(&mut s, a, &room, "join", c_id);
         expect_presence(&mut s, b, &room, "join", c_id);
@@ -143,7 +105,7 @@ fn presence_across_workers() {
             assert_eq!(p["why"], "left", "{p}");
         }
         let joined = s.join(b, &room);
-        assert_eq!(member_ids(&joined), vec![a_id, c_id, b_id]);
+        assert_eq!(ids(&joined), vec![a_id, c_id, b_id]);
         expect_presence(&mut s, a, &room, "join", b_id);
         expect_presence(&mut s, c, &room, "join", b_id);
 
@@ -173,7 +135,7 @@ fn presence_across_workers() {
 
         // The room goes on: a newcomer finds only a there.
         let (d, d_id, _) = open(&mut s, 1);
-        assert_eq!(member_ids(&s.join(d, &room)), vec![a_id, d_id]);
+        assert_eq!(ids(&s.join(d, &room)), vec![a_id, d_id]);
         expect_presence(&mut s, a, &room, "join", d_id);
     }
 }
@@ -215,7 +177,7 @@ fn props_and_state_across_workers() {
             other,
             json!({"t": "props", "rid": 11, "room": room, "set": {"color": "blue"}, "expect": v0}),
         );
-        let err = expect_err_rid(&mut s, other, "conflict", 11);
+        let err = err_rid(&mut s, other, "conflict", 11);
         assert_eq!(err["ver"], v1, "conflict carries the current ver: {err}");
         s.assert_silent(owner);
 
@@ -298,14 +260,14 @@ fn props_and_state_across_workers() {
                 o,
                 json!({"t": "state", "rid": 16, "room": room, "to": "settling"}),
             );
-            expect_err_rid(&mut s, o, "forbidden", 16);
+            err_rid(&mut s, o, "forbidden", 16);
         }
         // An illegal transition.
         s.send(
             owner,
             json!({"t": "state", "rid": 17, "room": room, "to": "waiting"}),
         );
-        expect_err_rid(&mut s, owner, "invalid_state", 17);
+        err_rid(&mut s, owner, "invalid_state", 17);
         s.assert_silent(other);
 
         // Closing from off the home: everyone gets `closed` why owner.
@@ -325,7 +287,7 @@ fn props_and_state_across_workers() {
             assert_eq!(closed["why"], "owner");
         }
         s.send(third, json!({"t": "join", "rid": 19, "room": room}));
-        expect_err_rid(&mut s, third, "not_found", 19);
+        err_rid(&mut s, third, "not_found", 19);
     }
 }
 
@@ -394,12 +356,12 @@ fn send_between_workers() {
             a,
             json!({"t": "send", "rid": 21, "room": room, "to": d_id, "data": "x"}),
         );
-        expect_err_rid(&mut s, a, "not_member", 21);
+        err_rid(&mut s, a, "not_member", 21);
         s.send(
             a,
             json!({"t": "send", "rid": 22, "room": room, "to": u64::MAX - 1, "data": "x"}),
         );
-        expect_err_rid(&mut s, a, "not_member", 22);
+        err_rid(&mut s, a, "not_member", 22);
         leave(&mut s, b, &room);
         expect_presence(&mut s, a, &room, "leave", b_id);
         expect_presence(&mut s, c, &room, "leave", b_id);
@@ -407,13 +369,13 @@ fn send_between_workers() {
             a,
             json!({"t": "send", "rid": 23, "room": room, "to": b_id, "data": "x"}),
         );
-        expect_err_rid(&mut s, a, "not_member", 23);
+        err_rid(&mut s, a, "not_member", 23);
         // And the sender must be a member.
         s.send(
             b,
             json!({"t": "send", "rid": 24, "room": room, "to": a_id, "data": "x"}),
         );
-        expect_err_rid(&mut s, b, "not_member", 24);
+        err_rid(&mut s, b, "not_member", 24);
         s.assert_silent(a);
         s.assert_silent(d);
     }
@@ -464,7 +426,7 @@ fn list_merged(n: u32) {
             public,
             "list from worker {w}: every public room of every worker, no private one"
         );
-        for r in &all {
+        for r in all.values() {
             let name = r["room"].as_str().expect("room");
             if open.contains(name) {
                 assert_eq!(r["members"], 1, "{r}");
@@ -527,7 +489,7 @@ fn picked_names_are_homed_on_the_creator(n: u32) {
             let (c, id) = by[k as usize];
             let joined = create_with(&mut s, c, json!({}));
             let name = joined["room"].as_str().expect("room").to_string();
-            assert_eq!(member_ids(&joined), vec![id]);
+            assert_eq!(ids(&joined), vec![id]);
             assert_eq!(
                 home(&name, n),
                 k,
@@ -548,7 +510,7 @@ fn picked_names_are_homed_on_the_creator(n: u32) {
         let (joiner, joiner_id) = by[((k + 1) % n) as usize];
         let (creator, creator_id) = by[*k as usize];
         let joined = s.join(joiner, name);
-        assert_eq!(member_ids(&joined), vec![creator_id, joiner_id]);
+        assert_eq!(ids(&joined), vec![creator_id, joiner_id]);
         expect_presence(&mut s, creator, name, "join", joiner_id);
     }
 }
@@ -565,10 +527,6 @@ fn create_without_name_is_homed_on_the_creator_three_workers() {
 
 // ---------------------------------------------------------------------------
 // Idle closing
-
-fn listed(s: &mut Sim, c: C, room: &str) -> bool {
-    list(s, c, json!({})).iter().any(|r| r["room"] == room)
-}
 
 #[test]
 fn idle_room_homed_on_the_other_worker_is_closed() {
@@ -590,7 +548,7 @@ fn idle_room_homed_on_the_other_worker_is_closed() {
             "{room} (home {k}) closed after idle"
         );
         s.send(a, json!({"t": "join", "rid": 40, "room": room}));
-        expect_err_rid(&mut s, a, "not_found", 40);
+        err_rid(&mut s, a, "not_found", 40);
 
         // A room created without joining, from the other worker, too.
         let lonely = name_on(&format!("room-idle-nj{k}"), k as u32, 2);
@@ -606,12 +564,12 @@ fn idle_room_homed_on_the_other_worker_is_closed() {
         );
         let (b, b_id, _) = open(&mut s, k);
         s.send(b, json!({"t": "join", "rid": 42, "room": lonely}));
-        expect_err_rid(&mut s, b, "not_found", 42);
+        err_rid(&mut s, b, "not_found", 42);
 
         // Both names can be taken again.
         let joined = s.create(a, &room);
         assert_eq!(joined["seq"], 0);
-        assert_eq!(member_ids(&s.join(b, &room)), vec![a_id, b_id]);
+        assert_eq!(ids(&s.join(b, &room)), vec![a_id, b_id]);
         expect_presence(&mut s, a, &room, "join", b_id);
         s.create(b, &lonely);
     }
@@ -650,27 +608,27 @@ fn seat_limit_counts_rooms_on_every_worker() {
         s.join(a, &remote[0]);
         s.join(a, &remote[1]);
         s.send(a, json!({"t": "join", "rid": 51, "room": local[0]}));
-        expect_err_rid(&mut s, a, "forbidden", 51);
+        err_rid(&mut s, a, "forbidden", 51);
         let here = fresh(w as u32, a_id);
         s.send(a, json!({"t": "create", "rid": 52, "room": here}));
-        expect_err_rid(&mut s, a, "forbidden", 52);
+        err_rid(&mut s, a, "forbidden", 52);
         let there = fresh(1 - w as u32, a_id);
         s.send(a, json!({"t": "create", "rid": 53, "room": there}));
-        expect_err_rid(&mut s, a, "forbidden", 53);
+        err_rid(&mut s, a, "forbidden", 53);
 
         // One seat on each worker: still full, whichever the third is homed on.
         leave(&mut s, a, &remote[1]);
         s.join(a, &local[0]);
         for r in [&local[1], &remote[1]] {
             s.send(a, json!({"t": "join", "rid": 54, "room": r}));
-            expect_err_rid(&mut s, a, "forbidden", 54);
+            err_rid(&mut s, a, "forbidden", 54);
         }
 
         // Both seats local: a remote join is over the limit.
         leave(&mut s, a, &remote[0]);
         s.join(a, &local[1]);
         s.send(a, json!({"t": "join", "rid": 55, "room": remote[0]}));
-        expect_err_rid(&mut s, a, "forbidden", 55);
+        err_rid(&mut s, a, "forbidden", 55);
 
         // Leaving frees a seat for a room on the other worker.
         leave(&mut s, a, &local[0]);
@@ -684,35 +642,6 @@ fn seat_limit_counts_rooms_on_every_worker() {
 // ---------------------------------------------------------------------------
 // Matchmaking
 
-#[track_caller]
-fn enqueue(s: &mut Sim, c: C, queue: &str, size: u16, rating: i32, wait_ms: u32) {
-    s.send(
-        c,
-        json!({"t": "match", "rid": 60, "queue": queue, "size": size,
-               "rating": rating, "wait_ms": wait_ms}),
-    );
-    let q = s.expect(c, "queued");
-    assert_eq!(q["rid"], 60, "{q}");
-    assert_eq!(q["queue"], queue);
-}
-
-#[track_caller]
-fn expect_matched(s: &mut Sim, c: C, queue: &str) -> Value {
-    let m = s.expect(c, "matched");
-    assert_eq!(m["queue"], queue, "{m}");
-    let j = s.expect(c, "joined");
-    assert_eq!(j["room"], m["room"], "joined follows matched: {j}");
-    // `matched` names the whole group, as `joined` lists it.
-    let players: Vec<u64> = m["players"]
-        .as_array()
-        .expect("players")
-        .iter()
-        .map(|p| p["id"].as_u64().expect("id"))
-        .collect();
-    assert_eq!(players, member_ids(&j), "{m} / {j}");
-    j
-}
-
 #[test]
 fn match_pairs_players_on_different_workers() {
     let mut s = Sim::new(2);
@@ -720,15 +649,15 @@ fn match_pairs_players_on_different_workers() {
         let queue = name_on(&format!("duel{k}"), k, 2);
         let (a, a_id, _) = open(&mut s, 0);
         let (b, b_id, _) = open(&mut s, 1);
-        enqueue(&mut s, a, &queue, 2, 1500, 5000);
-        enqueue(&mut s, b, &queue, 2, 1500, 5000);
+        enqueue(&mut s, a, 60, &queue, 2, 1500, 5000);
+        enqueue(&mut s, b, 60, &queue, 2, 1500, 5000);
         s.advance(10);
         let ja = expect_matched(&mut s, a, &queue);
         let jb = expect_matched(&mut s, b, &queue);
         assert_eq!(ja["room"], jb["room"], "one room for both");
         let room = ja["room"].as_str().expect("room").to_string();
-        let last = if member_ids(&ja).len() == 2 { &ja } else { &jb };
-        let mut ids = member_ids(last);
+        let last = if ids(&ja).len() == 2 { &ja } else { &jb };
+        let mut ids = ids(last);
         ids.sort_unstable();
         let mut want = vec![a_id, b_id];
         want.sort_unstable();
@@ -761,17 +690,17 @@ fn queue_places_on_another_worker_count_against_the_room_limit() {
         .take(3)
         .collect();
     let a = s.client(0);
-    enqueue(&mut s, a, &far[0], 2, 1500, 60_000);
-    enqueue(&mut s, a, &far[1], 2, 1500, 60_000);
+    enqueue(&mut s, a, 60, &far[0], 2, 1500, 60_000);
+    enqueue(&mut s, a, 60, &far[1], 2, 1500, 60_000);
     for room in [name_on("places-here", 0, 2), name_on("places-there", 1, 2)] {
         s.send(a, json!({"t": "create", "rid": 61, "room": room}));
-        expect_err_rid(&mut s, a, "forbidden", 61);
+        err_rid(&mut s, a, "forbidden", 61);
     }
     s.send(
         a,
         json!({"t": "match", "rid": 62, "queue": far[2], "size": 2}),
     );
-    expect_err_rid(&mut s, a, "forbidden", 62);
+    err_rid(&mut s, a, "forbidden", 62);
     // Leaving one place frees it.
     s.send(a, json!({"t": "unmatch", "rid": 63, "queue": far[0]}));
     assert_eq!(s.expect(a, "ok")["rid"], 63);
@@ -780,20 +709,20 @@ fn queue_places_on_another_worker_count_against_the_room_limit() {
     // A seat and one far place: a second far place is over the limit.
     let b = s.client(0);
     s.create(b, &name_on("places-b", 0, 2));
-    enqueue(&mut s, b, &far[0], 2, 9000, 60_000);
+    enqueue(&mut s, b, 60, &far[0], 2, 9000, 60_000);
     s.send(
         b,
         json!({"t": "match", "rid": 64, "queue": far[1], "size": 2, "rating": 9000}),
     );
-    expect_err_rid(&mut s, b, "forbidden", 64);
+    err_rid(&mut s, b, "forbidden", 64);
 
     // A place that times out frees its count too.
     let c = s.client(0);
     s.create(c, &name_on("places-c", 0, 2));
-    enqueue(&mut s, c, &far[2], 2, -9000, 100);
+    enqueue(&mut s, c, 60, &far[2], 2, -9000, 100);
     s.advance(150);
     assert_eq!(s.expect(c, "match_timeout")["queue"], far[2]);
-    enqueue(&mut s, c, &far[2], 2, -9000, 60_000);
+    enqueue(&mut s, c, 60, &far[2], 2, -9000, 60_000);
 }
 
 /// PROTOCOL.md `match`: a group whose players are on every worker is
@@ -810,14 +739,14 @@ fn a_match_across_workers_arrives_whole() {
         })
         .collect();
     for &(p, _) in &players {
-        enqueue(&mut s, p, &queue, 3, 1500, 5000);
+        enqueue(&mut s, p, 60, &queue, 3, 1500, 5000);
     }
     s.advance(10);
     let mut want: Vec<u64> = players.iter().map(|p| p.1).collect();
     want.sort_unstable();
     for &(p, _) in &players {
         let j = expect_matched(&mut s, p, &queue);
-        let mut ids = member_ids(&j);
+        let mut ids = ids(&j);
         ids.sort_unstable();
         assert_eq!(ids, want, "{j}");
         let st = s.expect(p, "state");

@@ -5,38 +5,8 @@
 
 use serde_json::json;
 
-use super::resume::expect_err_rid;
+use super::room_kit::{create_with, err_rid, leave, roundtrip};
 use super::*;
-
-/// `create` with `fields` and a rid; reads `created` and `joined`.
-#[track_caller]
-fn create_with(s: &mut Sim, c: C, fields: Value) -> Value {
-    let mut req = json!({"t": "create", "rid": 800});
-    if let (Some(m), Some(f)) = (req.as_object_mut(), fields.as_object()) {
-        m.extend(f.clone());
-    }
-    s.send(c, req);
-    let created = s.expect(c, "created");
-    assert_eq!(created["rid"], 800, "created carries the rid");
-    let joined = s.expect(c, "joined");
-    assert_eq!(joined["room"], created["room"]);
-    joined
-}
-
-/// `leave` with a rid; reads `left`.
-#[track_caller]
-fn leave(s: &mut Sim, c: C, room: &str) {
-    s.send(c, json!({"t": "leave", "rid": 801, "room": room}));
-    let left = s.expect(c, "left");
-    assert_eq!((&left["rid"], &left["room"]), (&json!(801), &json!(room)));
-}
-
-/// `ping` with a rid; reads `pong`.
-#[track_caller]
-fn roundtrip(s: &mut Sim, c: C) {
-    s.send(c, json!({"t": "ping", "rid": 802}));
-    assert_eq!(s.expect(c, "pong")["rid"], 802);
-}
 
 #[test]
 fn max_members_makes_a_room_full() {
@@ -48,11 +18,11 @@ fn max_members_makes_a_room_full() {
     s.expect(a, "presence");
     let c = s.client(0);
     s.send(c, json!({"t": "join", "rid": 1, "room": "r"}));
-    expect_err_rid(&mut s, c, "full", 1);
+    err_rid(&mut s, c, "full", 1);
 
     create_with(&mut s, a, json!({"room": "one", "max": 1}));
     s.send(c, json!({"t": "join", "rid": 2, "room": "one"}));
-    expect_err_rid(&mut s, c, "full", 2);
+    err_rid(&mut s, c, "full", 2);
 
     // A seat freed is a seat available.
     leave(&mut s, b, "r");
@@ -83,9 +53,9 @@ fn rooms_per_connection_is_forbidden_past_the_limit() {
     s.create(a, "one");
     s.create(a, "two");
     s.send(a, json!({"t": "create", "rid": 50, "room": "three"}));
-    expect_err_rid(&mut s, a, "forbidden", 50);
+    err_rid(&mut s, a, "forbidden", 50);
     s.send(a, json!({"t": "join", "rid": 51, "room": "theirs"}));
-    expect_err_rid(&mut s, a, "forbidden", 51);
+    err_rid(&mut s, a, "forbidden", 51);
     s.assert_silent(other);
     leave(&mut s, a, "one");
     s.join(a, "theirs");
@@ -100,11 +70,11 @@ fn meta_over_1_kib_is_too_large() {
     let a = s.client(0);
     let big = "m".repeat(1025);
     s.send(a, json!({"t": "hello", "rid": 1, "meta": big}));
-    expect_err_rid(&mut s, a, "too_large", 1);
+    err_rid(&mut s, a, "too_large", 1);
 
     let b = s.client(0);
     s.send(b, json!({"t": "join", "rid": 2, "room": "r", "meta": big}));
-    expect_err_rid(&mut s, b, "too_large", 2);
+    err_rid(&mut s, b, "too_large", 2);
     s.assert_silent(owner);
 
     let kib = "m".repeat(1024);
@@ -168,7 +138,7 @@ fn errors_that_are_not_bad_requests_do_not_count() {
     let a = s.client(0);
     for rid in 1..=5u32 {
         s.send(a, json!({"t": "join", "rid": rid, "room": "missing"}));
-        expect_err_rid(&mut s, a, "not_found", rid);
+        err_rid(&mut s, a, "not_found", rid);
     }
     roundtrip(&mut s, a);
     assert_eq!(s.clients[a].closed, None);

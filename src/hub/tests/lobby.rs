@@ -4,6 +4,7 @@
 
 use serde_json::{json, Value};
 
+use super::room_kit::{create_with, leave};
 use super::*;
 
 /// `lobby` with `rid` and `filter` fields: the snapshot's room names.
@@ -21,25 +22,6 @@ fn subscribe(s: &mut Sim, c: C, rid: u32, filter: Value) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-/// `create` with extra fields; reads `created` and `joined`.
-fn create_with(s: &mut Sim, c: C, fields: Value) {
-    let mut m = json!({"t": "create"});
-    if let (Some(m), Value::Object(more)) = (m.as_object_mut(), fields) {
-        m.extend(more);
-    }
-    s.send(c, m);
-    s.expect(c, "created");
-    s.expect(c, "joined");
-}
-
-/// `leave` with a rid; asserts `left`.
-#[track_caller]
-fn leave(s: &mut Sim, c: C, room: &str) {
-    s.send(c, json!({"t": "leave", "rid": 99, "room": room}));
-    let left = s.expect(c, "left");
-    assert_eq!((&left["rid"], &left["room"]), (&json!(99), &json!(room)));
 }
 
 /// Whether an update is `gone`.

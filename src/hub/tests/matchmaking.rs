@@ -5,55 +5,8 @@
 
 use serde_json::{json, Value};
 
+use super::room_kit::{enqueue, err_rid, expect_matched, ids, member};
 use super::*;
-
-/// A new client on worker `w`, and its member id from `welcome`.
-fn player(s: &mut Sim, w: usize) -> (C, u64) {
-    let c = s.connect(w);
-    let v = s.expect(c, "welcome");
-    (c, v["id"].as_u64().expect("welcome carries the id"))
-}
-
-/// Member ids listed in a `joined.members` array, in order.
-fn member_ids(joined: &Value) -> Vec<u64> {
-    let members = joined["members"].as_array().expect("members");
-    members.iter().map(|m| m["id"].as_u64().unwrap()).collect()
-}
-
-/// `match` with `rid`; asserts `queued`.
-#[track_caller]
-fn enqueue(s: &mut Sim, c: C, rid: u32, queue: &str, size: u16, rating: i32, wait_ms: u32) {
-    s.send(
-        c,
-        json!({"t": "match", "rid": rid, "queue": queue,
-               "size": size, "rating": rating, "wait_ms": wait_ms}),
-    );
-    let q = s.expect(c, "queued");
-    assert_eq!(q["rid"], rid, "{q}");
-    assert_eq!(q["queue"], queue);
-}
-
-/// `err` `code` carrying `rid`.
-#[track_caller]
-fn expect_err_rid(s: &mut Sim, c: C, code: &str, rid: u32) {
-    let e = s.expect_err(c, code);
-    assert_eq!(e["rid"], rid, "err carries the rid: {e}");
-}
-
-/// Reads `matched` then `joined` for the same room; returns that `joined`.
-#[track_caller]
-fn expect_matched(s: &mut Sim, c: C, queue: &str) -> Value {
-    let m = s.expect(c, "matched");
-    assert_eq!(m["queue"], queue, "{m}");
-    let j = s.expect(c, "joined");
-    assert_eq!(j["room"], m["room"], "joined follows matched: {j}");
-    // `matched` names the whole group, as `joined` lists it.
-    let players: Vec<u64> = (m["players"].as_array().unwrap().iter())
-        .map(|p| p["id"].as_u64().unwrap())
-        .collect();
-    assert_eq!(players, member_ids(&j), "{m} / {j}");
-    j
-}
 
 #[test]
 fn eight_players_are_paired_nearest_first() {
@@ -66,7 +19,7 @@ fn eight_players_are_paired_nearest_first() {
     });
     // Pairs 10, 30, 60 and 90 apart; every other gap is wider than 100.
     let ratings = [1600, 1000, 2190, 1230, 1010, 2100, 1660, 1200];
-    let clients: Vec<(C, u64)> = ratings.iter().map(|_| player(&mut s, 0)).collect();
+    let clients: Vec<(C, u64)> = ratings.iter().map(|_| member(&mut s, 0)).collect();
     for (&(c, _), r) in clients.iter().zip(ratings) {
         enqueue(&mut s, c, 1, "duel", 2, r, 10_000);
     }
@@ -97,12 +50,8 @@ fn eight_players_are_paired_nearest_first() {
             a.0, b.0
         );
         // The room holds exactly the pair; the one that queued first owns it.
-        let last = if member_ids(&a.3).len() == 2 {
-            &a.3
-        } else {
-            &b.3
-        };
-        let mut ids = member_ids(last);
+        let last = if ids(&a.3).len() == 2 { &a.3 } else { &b.3 };
+        let mut ids = ids(last);
         ids.sort_unstable();
         let mut want = vec![a.1, b.1];
         want.sort_unstable();
@@ -131,8 +80,8 @@ fn eight_players_are_paired_nearest_first() {
 #[test]
 fn a_matched_room_is_private_full_and_playing() {
     let mut s = Sim::new(1);
-    let (a, a_id) = player(&mut s, 0);
-    let (b, b_id) = player(&mut s, 0);
+    let (a, a_id) = member(&mut s, 0);
+    let (b, b_id) = member(&mut s, 0);
     enqueue(&mut s, a, 1, "q", 2, 1500, 5000);
     enqueue(&mut s, b, 1, "q", 2, 1500, 5000);
     let ja = expect_matched(&mut s, a, "q");
@@ -141,8 +90,8 @@ fn a_matched_room_is_private_full_and_playing() {
     assert!(room.starts_with("r-"), "server-picked name: {room}");
     // Seated at once: each `joined` lists the whole group, and nobody gets
     // a `presence` join for the other.
-    assert_eq!(member_ids(&ja), vec![a_id, b_id]);
-    assert_eq!(member_ids(&jb), vec![a_id, b_id]);
+    assert_eq!(ids(&ja), vec![a_id, b_id]);
+    assert_eq!(ids(&jb), vec![a_id, b_id]);
     assert_eq!(s.expect(a, "state")["state"], "playing");
     assert_eq!(s.expect(b, "state")["state"], "playing");
     // Private: not listed. Full and playing: nobody else gets in.
@@ -179,7 +128,7 @@ fn a_lone_player_times_out() {
     assert!(waited < 2000, "{waited} ms");
     // Gone from the queue: unmatch finds nothing, and it may queue again.
     s.send(a, json!({"t": "unmatch", "rid": 5, "queue": "q"}));
-    expect_err_rid(&mut s, a, "not_found", 5);
+    err_rid(&mut s, a, "not_found", 5);
     enqueue(&mut s, a, 6, "q", 2, 0, 100);
     s.advance(100);
     s.expect(a, "match_timeout");
@@ -192,7 +141,7 @@ fn a_disconnect_leaves_the_queue() {
     // seen the disconnect.
     let obs = s.client(0);
     s.create(obs, "watch");
-    let (gone, gone_id) = player(&mut s, 0);
+    let (gone, gone_id) = member(&mut s, 0);
     s.join(gone, "watch");
     s.expect(obs, "presence");
     enqueue(&mut s, gone, 1, "q", 2, 100, 10_000);
@@ -214,11 +163,11 @@ fn unmatch_leaves_the_queue() {
     enqueue(&mut s, a, 1, "q", 2, 7, 10_000);
     // Already waiting there.
     s.send(a, json!({"t": "match", "rid": 2, "queue": "q", "size": 2}));
-    expect_err_rid(&mut s, a, "exists", 2);
+    err_rid(&mut s, a, "exists", 2);
     s.send(a, json!({"t": "unmatch", "rid": 3, "queue": "q"}));
     assert_eq!(s.expect(a, "ok")["rid"], 3);
     s.send(a, json!({"t": "unmatch", "rid": 4, "queue": "q"}));
-    expect_err_rid(&mut s, a, "not_found", 4);
+    err_rid(&mut s, a, "not_found", 4);
 
     let b = s.client(0);
     enqueue(&mut s, b, 1, "q", 2, 7, 300);
@@ -265,7 +214,7 @@ fn bad_match_requests_and_the_seat_limit() {
         c.max_rooms_per_conn = 2;
         c.max_members = 8;
     });
-    let (a, a_id) = player(&mut s, 0);
+    let (a, a_id) = member(&mut s, 0);
     for (rid, req) in [
         (1, json!({"t": "match", "rid": 1, "size": 2})),
         (2, json!({"t": "match", "rid": 2, "queue": "q"})),
@@ -278,7 +227,7 @@ fn bad_match_requests_and_the_seat_limit() {
         (6, json!({"t": "unmatch", "rid": 6})),
     ] {
         s.send(a, req);
-        expect_err_rid(&mut s, a, "bad_request", rid);
+        err_rid(&mut s, a, "bad_request", rid);
     }
     s.send(a, json!({"t": "ping", "rid": 10}));
     assert_eq!(s.expect(a, "pong")["rid"], 10);
@@ -286,18 +235,18 @@ fn bad_match_requests_and_the_seat_limit() {
     s.create(a, "mine");
     enqueue(&mut s, a, 11, "q", 2, -300, 10_000);
     s.send(a, json!({"t": "match", "rid": 7, "queue": "q2", "size": 2}));
-    expect_err_rid(&mut s, a, "forbidden", 7);
+    err_rid(&mut s, a, "forbidden", 7);
     s.send(a, json!({"t": "create", "rid": 8, "room": "more"}));
-    expect_err_rid(&mut s, a, "forbidden", 8);
+    err_rid(&mut s, a, "forbidden", 8);
     // Negative ratings pair like any other; size 1 is a room of one.
-    let (b, b_id) = player(&mut s, 0);
+    let (b, b_id) = member(&mut s, 0);
     enqueue(&mut s, b, 1, "q", 2, -290, 10_000);
     let ja = expect_matched(&mut s, a, "q");
     expect_matched(&mut s, b, "q");
-    assert_eq!(member_ids(&ja), vec![a_id, b_id]);
-    let (solo, solo_id) = player(&mut s, 0);
+    assert_eq!(ids(&ja), vec![a_id, b_id]);
+    let (solo, solo_id) = member(&mut s, 0);
     enqueue(&mut s, solo, 1, "solo", 1, 0, 1000);
     let j = expect_matched(&mut s, solo, "solo");
-    assert_eq!(member_ids(&j), vec![solo_id]);
+    assert_eq!(ids(&j), vec![solo_id]);
     assert_eq!(s.expect(solo, "state")["state"], "playing");
 }

@@ -7,47 +7,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
+use super::room_kit::{err_rid, ids, open, publish};
 use super::*;
-
-/// A new client on worker `w`: its index, member id and resume token.
-pub(super) fn open(s: &mut Sim, w: usize) -> (C, u64, String) {
-    let c = s.connect(w);
-    let v = s.expect(c, "welcome");
-    let id = v["id"].as_u64().expect("welcome carries the id");
-    let token = v["session"].as_str().expect("welcome carries the token");
-    (c, id, token.to_owned())
-}
-
-/// Member ids listed in a `joined.members` array, in order.
-#[track_caller]
-pub(super) fn member_ids(joined: &Value) -> Vec<u64> {
-    joined["members"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no members: {joined}"))
-        .iter()
-        .map(|m| m["id"].as_u64().expect("a member id"))
-        .collect()
-}
-
-/// The next message of `c`: `err` with `code`, for request `rid`.
-#[track_caller]
-pub(super) fn expect_err_rid(s: &mut Sim, c: C, code: &str, rid: u32) -> Value {
-    let e = s.expect_err(c, code);
-    assert_eq!(e["rid"], rid, "{e}");
-    e
-}
-
-/// `pub` with a rid; returns the `seq` from `ok`.
-#[track_caller]
-pub(super) fn publish(s: &mut Sim, c: C, room: &str, data: &str) -> u64 {
-    s.send(
-        c,
-        json!({"t": "pub", "rid": 900, "room": room, "data": data}),
-    );
-    let ok = s.expect(c, "ok");
-    assert_eq!(ok["rid"], 900, "{ok}");
-    ok["seq"].as_u64().expect("ok carries the seq")
-}
 
 /// `hello {resume, last}` with rid 1 from client `c`.
 fn hello_resume(s: &mut Sim, c: C, token: &str, last: Value) -> u32 {
@@ -137,7 +98,7 @@ fn drop_mid_burst_and_resume_gets_every_message_once_in_order() {
     let m = s.expect(a, "msg");
     assert_eq!(m["from"], b_id);
     let snapshot = s.join(a, "r");
-    assert_eq!(member_ids(&snapshot), vec![a_id, b_id]);
+    assert_eq!(ids(&snapshot), vec![a_id, b_id]);
     s.assert_silent(b2);
 }
 
@@ -259,11 +220,11 @@ fn resume_after_grace_is_not_found_and_the_seat_was_released() {
 
     let (b2, b2_id, _) = open(&mut s, 0);
     let rid = hello_resume(&mut s, b2, &b_token, json!({"r": 0}));
-    expect_err_rid(&mut s, b2, "not_found", rid);
+    err_rid(&mut s, b2, "not_found", rid);
     // A fresh session goes on, under its own id.
     assert_ne!(b2_id, b_id);
     let joined = s.join(b2, "r");
-    assert_eq!(member_ids(&joined), vec![a_id, b2_id]);
+    assert_eq!(ids(&joined), vec![a_id, b2_id]);
     s.expect(a, "presence");
     s.assert_silent(a);
 }
@@ -307,10 +268,10 @@ fn forged_and_foreign_tokens_fail() {
         }
         let (c, _, _) = open(&mut s, 0);
         let rid = hello_resume(&mut s, c, bad, json!({"r": 0}));
-        expect_err_rid(&mut s, c, "not_found", rid);
+        err_rid(&mut s, c, "not_found", rid);
         // The failed resume does not take the seat: a fresh session.
         s.send(c, json!({"t": "pub", "rid": 9, "room": "r", "data": "x"}));
-        expect_err_rid(&mut s, c, "not_member", 9);
+        err_rid(&mut s, c, "not_member", 9);
     }
     // The seat is still b's to take.
     let (b2, _, _) = open(&mut s, 0);
@@ -319,7 +280,7 @@ fn forged_and_foreign_tokens_fail() {
     // A connection's own token is no resume.
     let (c2, _, own2) = open(&mut s, 0);
     s.send(c2, json!({"t": "hello", "rid": 5, "resume": own2}));
-    expect_err_rid(&mut s, c2, "bad_request", 5);
+    err_rid(&mut s, c2, "bad_request", 5);
 }
 
 /// What an old connection got before it was taken over: messages only.
@@ -387,7 +348,7 @@ fn a_seat_taken_before_the_resume_is_left() {
         b2,
         json!({"t": "pub", "rid": 3, "room": "lobby", "data": "x"}),
     );
-    expect_err_rid(&mut s, b2, "not_member", 3);
+    err_rid(&mut s, b2, "not_member", 3);
 }
 
 /// PROTOCOL.md "Reconnect and recovery": a session is resumable within the
@@ -406,7 +367,7 @@ fn a_session_with_no_seats_is_resumed_within_grace() {
     assert!(rooms.is_empty(), "{rooms:?}");
     // It goes on as that member.
     let joined = s.create(c2, "r");
-    assert_eq!(member_ids(&joined), vec![id]);
+    assert_eq!(ids(&joined), vec![id]);
 }
 
 /// `o` creates rooms `x` and `y`, `m` joins both and drops, and `o` (the
@@ -617,7 +578,7 @@ fn a_session_resumed_on_another_worker_is_served_in_full() {
     assert_eq!((ok["rid"].as_u64(), ok["seq"].as_u64()), (Some(2), Some(1)));
     assert_eq!(s.expect(b2, "created")["rid"], 3);
     let joined = s.expect(b2, "joined");
-    assert_eq!(member_ids(&joined), vec![b_id]);
+    assert_eq!(ids(&joined), vec![b_id]);
     assert_eq!(joined["owner"], b_id);
     assert_eq!(s.expect(a, "presence")["back"], b_id);
     let m = s.expect(a, "msg");
@@ -666,7 +627,7 @@ fn a_session_resumed_on_another_worker_is_served_in_full() {
         "{listed:?}"
     );
     s.send(b2, json!({"t": "hello", "rid": 6}));
-    expect_err_rid(&mut s, b2, "bad_request", 6);
+    err_rid(&mut s, b2, "bad_request", 6);
 
     // Its connection drops: away, then leave after the grace period, in
     // both rooms.
@@ -718,7 +679,7 @@ fn a_relayed_clean_close_leaves_at_once() {
     // The session is gone: its token no longer resumes.
     let (b3, _, _) = open(&mut s, 0);
     let rid = hello_resume(&mut s, b3, &b_token, json!({room.as_str(): 0}));
-    expect_err_rid(&mut s, b3, "not_found", rid);
+    err_rid(&mut s, b3, "not_found", rid);
 }
 
 /// The old connection (still open as far as the core knows) is closed
@@ -771,7 +732,7 @@ fn an_unknown_token_of_another_worker_is_not_found() {
     // Worker 0's id in the first byte, then bits it never issued.
     hello_resume(&mut s, c, "000123456789abcdef0123456789abcd", json!({}));
     s.send(c, json!({"t": "pub", "rid": 2, "room": room, "data": "x"}));
-    expect_err_rid(&mut s, c, "not_found", 1);
+    err_rid(&mut s, c, "not_found", 1);
     let ok = s.expect(c, "ok");
     assert_eq!((ok["rid"].as_u64(), ok["seq"].as_u64()), (Some(2), Some(1)));
 }

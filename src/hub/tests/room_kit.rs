@@ -1,6 +1,6 @@
-//! Helpers for the room tests moved from `tests/` (props, state, joins,
-//! idle rooms, unicast, broadcast): what the integration `Client` did with a
-//! rid and a member id, done on a [`Sim`].
+//! Helpers shared by the unit tests of the room core: what a client does
+//! with a rid and a member id (connect, create, join, leave, publish, list,
+//! queue for a match), done on a [`Sim`]. Each exists once, here.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +13,16 @@ pub fn member(s: &mut Sim, w: usize) -> (C, u64) {
     let c = s.connect(w);
     let v = s.expect(c, "welcome");
     (c, v["id"].as_u64().expect("welcome carries the member id"))
+}
+
+/// A new client on worker `w`: its index, member id and resume token (from
+/// its `welcome`).
+pub fn open(s: &mut Sim, w: usize) -> (C, u64, String) {
+    let c = s.connect(w);
+    let v = s.expect(c, "welcome");
+    let id = v["id"].as_u64().expect("welcome carries the id");
+    let token = v["session"].as_str().expect("welcome carries the token");
+    (c, id, token.to_owned())
 }
 
 /// Member ids listed in a `joined.members` array, in order.
@@ -122,7 +132,8 @@ pub fn recv_until(s: &mut Sim, c: C, f: impl Fn(&Value) -> bool) -> Value {
     }
 }
 
-/// `list` with `filters` (and a rid), as a map room name -> entry.
+/// `list` with `filters` (and a rid), as a map room name -> entry
+/// (asserting none is listed twice).
 #[track_caller]
 pub fn list(s: &mut Sim, c: C, filters: Value) -> BTreeMap<String, Value> {
     let mut m = json!({"t": "list", "rid": 55});
@@ -132,17 +143,51 @@ pub fn list(s: &mut Sim, c: C, filters: Value) -> BTreeMap<String, Value> {
     s.send(c, m);
     let rooms = s.expect(c, "rooms");
     assert_eq!(rooms["rid"], 55);
-    rooms["rooms"]
+    let rooms = rooms["rooms"]
         .as_array()
-        .unwrap_or_else(|| panic!("rooms: {rooms}"))
+        .unwrap_or_else(|| panic!("rooms: {rooms}"));
+    let map: BTreeMap<String, Value> = rooms
         .iter()
         .map(|r| (r["room"].as_str().expect("a name").to_owned(), r.clone()))
-        .collect()
+        .collect();
+    assert_eq!(map.len(), rooms.len(), "a room listed twice");
+    map
 }
 
 /// Whether `list` shows `room`.
 pub fn listed(s: &mut Sim, c: C, room: &str) -> bool {
     list(s, c, json!({})).contains_key(room)
+}
+
+/// `match` with `rid`; asserts `queued`.
+#[track_caller]
+pub fn enqueue(s: &mut Sim, c: C, rid: u32, queue: &str, size: u16, rating: i32, wait_ms: u32) {
+    s.send(
+        c,
+        json!({"t": "match", "rid": rid, "queue": queue,
+               "size": size, "rating": rating, "wait_ms": wait_ms}),
+    );
+    let q = s.expect(c, "queued");
+    assert_eq!(q["rid"], rid, "{q}");
+    assert_eq!(q["queue"], queue);
+}
+
+/// Reads `matched` then `joined` for the same room; returns that `joined`.
+#[track_caller]
+pub fn expect_matched(s: &mut Sim, c: C, queue: &str) -> Value {
+    let m = s.expect(c, "matched");
+    assert_eq!(m["queue"], queue, "{m}");
+    let j = s.expect(c, "joined");
+    assert_eq!(j["room"], m["room"], "joined follows matched: {j}");
+    // `matched` names the whole group, as `joined` lists it.
+    let players: Vec<u64> = m["players"]
+        .as_array()
+        .expect("players")
+        .iter()
+        .map(|p| p["id"].as_u64().expect("id"))
+        .collect();
+    assert_eq!(players, ids(&j), "{m} / {j}");
+    j
 }
 
 /// The keys of an object, in order.
