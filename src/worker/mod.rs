@@ -1311,3 +1311,134 @@ pub fn perform(conns: &mut Conns, out: &mut Out, metrics: &mut Metrics, max_bad:
     }
     out.clear();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::SessionId;
+
+    /// Open WebSocket connections on loopback sockets, one per subprotocol
+    /// given, and the client ends (kept open).
+    fn conns(protos: &[Proto]) -> (Conns, Vec<ConnId>, Vec<std::net::TcpStream>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let mut conns = Conns::new(1 << 20);
+        let (mut ids, mut clients) = (Vec::new(), Vec::new());
+        for (i, &proto) in protos.iter().enumerate() {
+            let client = std::net::TcpStream::connect(addr).expect("connect");
+            let (server, peer) = l.accept().expect("accept");
+            server.set_nonblocking(true).expect("nonblocking");
+            let mut c = Conn::new(mio::net::TcpStream::from_std(server), peer, 0);
+            c.phase = Phase::Ws(Ws {
+                parser: None,
+                proto,
+                session: SessionId::from_bits(i as u64),
+                rates: crate::conn::Rates::full(&Config::defaults(), 0),
+                bad: 0,
+                echo: false,
+                paused: false,
+            });
+            ids.push(conns.arena.insert(c));
+            clients.push(client);
+        }
+        (conns, ids, clients)
+    }
+
+    fn out_of(conns: &Conns, id: ConnId) -> Vec<u8> {
+        conns
+            .arena
+            .get(id)
+            .map(|c| c.out.unsent().to_vec())
+            .unwrap_or_default()
+    }
+
+    fn ws(conns: &Conns, id: ConnId) -> &Ws {
+        match conns.arena.get(id).map(|c| &c.phase) {
+            Some(Phase::Ws(ws)) => ws,
+            _ => panic!("not an open WebSocket"),
+        }
+    }
+
+    #[test]
+    fn effects_are_performed_in_order_and_deliveries_counted_when_queued() {
+        let (mut conns, ids, _clients) = conns(&[Proto::Msgpack, Proto::Json]);
+        let (a, b) = (ids[0], ids[1]);
+        let mut out = Out::new(1 << 20);
+        let mut m = Metrics::default();
+        out.send(a, b"one", true);
+        out.push(b, b"not counted");
+        let msgpack = out.keep(b"MP");
+        let json = out.keep(b"JS");
+        out.targets.extend([(a, Proto::Msgpack), (b, Proto::Json)]);
+        out.list.push(Effect::Fan {
+            msgpack,
+            json,
+            from: 0,
+            to: 2,
+            count: true,
+        });
+        perform(&mut conns, &mut out, &mut m, 3);
+        assert_eq!(out_of(&conns, a), b"oneMP");
+        assert_eq!(out_of(&conns, b), b"not countedJS");
+        assert_eq!(m.deliveries, 3, "one unicast and two of the fan-out");
+        assert!(out.list.is_empty() && out.bytes.is_empty() && out.targets.is_empty());
+
+        // A close is asked, and what follows it for that connection is
+        // not queued (nor counted).
+        out.close(a, CloseReason::Replaced);
+        out.send(a, b"late", true);
+        perform(&mut conns, &mut out, &mut m, 3);
+        assert_eq!(out_of(&conns, a), b"oneMP");
+        assert_eq!(m.deliveries, 3);
+        assert_eq!(conns.ending, vec![a]);
+        let end = conns.arena.get(a).and_then(|c| c.end);
+        assert_eq!(end.map(|e| e.reason), Some(CloseReason::Replaced));
+    }
+
+    #[test]
+    fn bad_requests_in_a_row_close_4002_and_a_good_one_starts_the_count_again() {
+        let (mut conns, ids, _clients) = conns(&[Proto::Json]);
+        let a = ids[0];
+        let (mut out, mut m) = (Out::new(1 << 20), Metrics::default());
+        for bad in [true, true, false, true, true] {
+            out.outcome(a, bad);
+        }
+        perform(&mut conns, &mut out, &mut m, 3);
+        assert_eq!(ws(&conns, a).bad, 2, "counted again from the good one");
+        assert!(conns.ending.is_empty());
+        out.outcome(a, true);
+        perform(&mut conns, &mut out, &mut m, 3);
+        let end = conns.arena.get(a).and_then(|c| c.end);
+        assert_eq!(end.map(|e| e.reason), Some(CloseReason::BadRequests));
+    }
+
+    #[test]
+    fn pause_bind_and_raw_answers() {
+        let (mut conns, ids, _clients) = conns(&[Proto::Json]);
+        let a = ids[0];
+        let (mut out, mut m) = (Out::new(1 << 20), Metrics::default());
+        out.pause(a, true);
+        out.bind(a, SessionId::from_bits(77));
+        perform(&mut conns, &mut out, &mut m, 3);
+        assert!(ws(&conns, a).paused);
+        assert_eq!(ws(&conns, a).session, SessionId::from_bits(77));
+        out.pause(a, false);
+        perform(&mut conns, &mut out, &mut m, 3);
+        assert!(!ws(&conns, a).paused);
+        assert_eq!(conns.read_more, vec![a], "read again: input may wait");
+
+        // An HTTP answer goes out whatever the phase, then the close.
+        if let Some(c) = conns.arena.get_mut(a) {
+            c.phase = Phase::Http { head: Vec::new() };
+        }
+        out.respond(a, 404, "text/plain", b"no\n");
+        perform(&mut conns, &mut out, &mut m, 3);
+        let sent = String::from_utf8(out_of(&conns, a)).expect("text");
+        assert!(
+            sent.starts_with("HTTP/1.1 404") && sent.ends_with("no\n"),
+            "{sent}"
+        );
+        let end = conns.arena.get(a).and_then(|c| c.end);
+        assert_eq!(end.map(|e| e.reason), Some(CloseReason::Http));
+    }
+}
