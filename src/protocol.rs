@@ -553,15 +553,26 @@ const OP_BINARY: u8 = 0x2;
 /// If 127, the following 8 bytes ... (the most significant bit MUST be 0)".
 /// A server "MUST NOT mask any frames that it sends to the client".
 pub fn frame_header(out: &mut Vec<u8>, opcode: u8, len: usize) {
-    out.push(0x80 | opcode);
+    let (h, n) = header(opcode, len);
+    out.extend_from_slice(&h[..n]);
+}
+
+/// An unmasked, final frame header for `len` payload bytes: its bytes and
+/// how many of them there are (2 to 10).
+fn header(opcode: u8, len: usize) -> ([u8; 10], usize) {
+    let mut h = [0u8; 10];
+    h[0] = 0x80 | opcode;
     if len < 126 {
-        out.push(len as u8);
+        h[1] = len as u8;
+        (h, 2)
     } else if len <= u16::MAX as usize {
-        out.push(126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
+        h[1] = 126;
+        h[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        (h, 4)
     } else {
-        out.push(127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
+        h[1] = 127;
+        h[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        (h, 10)
     }
 }
 
@@ -569,17 +580,29 @@ pub fn frame_header(out: &mut Vec<u8>, opcode: u8, len: usize) {
 /// The payload is encoded after a 10-byte gap that the header then fills
 /// from the right, so the payload is written once and never moved.
 fn build_frame(opcode: u8, f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
-    const GAP: usize = 10;
     let mut buf = Vec::with_capacity(64);
-    buf.resize(GAP, 0);
-    f(&mut buf);
-    let len = buf.len() - GAP;
-    let mut hdr = Vec::with_capacity(GAP);
-    frame_header(&mut hdr, opcode, len);
-    let start = GAP - hdr.len();
-    buf[start..GAP].copy_from_slice(&hdr);
-    buf.drain(..start);
+    let r = append_frame(&mut buf, opcode, f);
+    buf.drain(..r.start);
     buf
+}
+
+/// Appends one complete frame to `buf` as [`build_frame`] does, and
+/// returns where it is: up to 8 bytes of the gap before it are left unused
+/// (the frame is never moved).
+fn append_frame(
+    buf: &mut Vec<u8>,
+    opcode: u8,
+    f: impl FnOnce(&mut Vec<u8>),
+) -> std::ops::Range<usize> {
+    const GAP: usize = 10;
+    let at = buf.len();
+    buf.resize(at + GAP, 0);
+    f(buf);
+    let len = buf.len() - at - GAP;
+    let (h, n) = header(opcode, len);
+    let start = at + GAP - n;
+    buf[start..at + GAP].copy_from_slice(&h[..n]);
+    start..buf.len()
 }
 
 /// One message encoded as a whole WebSocket frame for a subprotocol.
@@ -587,6 +610,16 @@ pub fn encode_frame(proto: Proto, v: &V) -> Vec<u8> {
     match proto {
         Proto::Msgpack => build_frame(OP_BINARY, |b| write_mp(b, v)),
         Proto::Json => build_frame(OP_TEXT, |b| write_json(b, v)),
+    }
+}
+
+/// One message encoded as a whole WebSocket frame at the end of `buf`
+/// (no allocation of its own); returns where the frame is (see
+/// [`append_frame`]).
+pub fn encode_frame_into(buf: &mut Vec<u8>, proto: Proto, v: &V) -> std::ops::Range<usize> {
+    match proto {
+        Proto::Msgpack => append_frame(buf, OP_BINARY, |b| write_mp(b, v)),
+        Proto::Json => append_frame(buf, OP_TEXT, |b| write_json(b, v)),
     }
 }
 

@@ -178,6 +178,14 @@ impl<T> Wheel<T> {
         if target < self.cursor {
             return;
         }
+        if target < self.next_tick {
+            // Nothing live is due by `target` (`next_tick` is at or before
+            // the earliest live deadline): the slots passed hold only later
+            // rounds and stale pairs, which a later pass meets. O(1) for a
+            // turn with no timer due, the common case.
+            self.cursor = target + 1;
+            return;
+        }
         let revolution = self.mask + 1;
         let steps = target - self.cursor + 1;
         if steps <= revolution {
@@ -464,6 +472,28 @@ mod tests {
                 "{offset} ms timer fired late at {fired_at}"
             );
         }
+    }
+
+    #[test]
+    fn turns_with_nothing_due_skip_ahead_and_lose_nothing() {
+        let (mut w, base) = wheel();
+        let far = w.arm(base + ms(5_000), "far");
+        let gone = w.arm(base + ms(30), "cancelled");
+        w.cancel(gone);
+        // Many turns, nothing due: the cursor moves without a walk.
+        for t in 0..200 {
+            assert!(expire(&mut w, base + ms(t)).is_empty(), "at {t} ms");
+        }
+        w.check_invariants();
+        // A timer armed after them fires on time, the far one on its own.
+        w.arm(base + ms(250), "near");
+        assert!(expire(&mut w, base + ms(249)).is_empty());
+        assert_eq!(expire(&mut w, base + ms(260)), ["near"]);
+        assert!(expire(&mut w, base + ms(4_990)).is_empty());
+        assert_eq!(expire(&mut w, base + ms(5_010)), ["far"]);
+        assert_eq!(w.cancel(far), None);
+        assert!(w.is_empty());
+        w.check_invariants();
     }
 
     #[test]

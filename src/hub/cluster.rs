@@ -120,6 +120,12 @@ impl Hub {
         let Some(r) = self.route(sid) else {
             return false;
         };
+        if let Route::Local(c, p) = r {
+            // Encoded where the loop reads it: no buffer of its own.
+            let span = self.out.encode(p, v);
+            self.out.send_kept(c, span, false);
+            return true;
+        }
         let frame = protocol::encode_frame(r.proto(), v);
         self.push_route(r, &frame)
     }

@@ -249,6 +249,16 @@ impl Out {
         }
     }
 
+    /// Encodes a message as a whole frame for `proto`, for effects to
+    /// point at (no allocation past the buffer's own growth).
+    pub fn encode(&mut self, proto: Proto, v: &crate::protocol::V) -> Span {
+        let r = crate::protocol::encode_frame_into(&mut self.bytes, proto, v);
+        Span {
+            at: r.start as u32,
+            len: r.len() as u32,
+        }
+    }
+
     pub fn get(&self, s: Span) -> &[u8] {
         let at = s.at as usize;
         self.bytes.get(at..at + s.len as usize).unwrap_or_default()
@@ -297,10 +307,14 @@ impl Out {
         self.list.push(Effect::Bind(conn, sid));
     }
 
-    /// Forgets what was performed (keeping the memory).
+    /// Forgets what was performed (keeping the memory, up to 1 MiB of
+    /// frames: a burst's is given back).
     pub fn clear(&mut self) {
         self.list.clear();
         self.bytes.clear();
         self.targets.clear();
+        if self.bytes.capacity() > 1 << 20 {
+            self.bytes = Vec::new();
+        }
     }
 }

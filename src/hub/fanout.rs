@@ -6,7 +6,7 @@
 //! `broadcast!` macro; measured by `benches/fanout.rs`.
 
 use crate::arena::Arena;
-use crate::protocol::{Frames, Proto, V};
+use crate::protocol::{Proto, V};
 use crate::room::{Room, RoomId};
 use crate::session::{Attach, Client, Far, MemberId, Session, SessionId};
 
@@ -37,7 +37,12 @@ pub fn fan_out<'v>(
     if t.local.is_empty() && t.remote.is_empty() && t.held.is_empty() {
         return 0;
     }
-    let mut frames = Frames::new(build(room));
+    // Each subprotocol's frame is encoded once, where the loop reads it.
+    let v = build(room);
+    let mut spans = [None, None];
+    let mut frame = |out: &mut Out, p: Proto| -> Span {
+        *spans[p as usize].get_or_insert_with(|| out.encode(p, &v))
+    };
     if !t.local.is_empty() {
         let (mut mp, mut js) = (false, false);
         for &(_, p) in &t.local {
@@ -46,14 +51,16 @@ pub fn fan_out<'v>(
                 Proto::Json => js = true,
             }
         }
-        let mut span = |p, need| {
-            if need {
-                out.keep(frames.get(p))
-            } else {
-                Span::default()
-            }
+        let msgpack = if mp {
+            frame(out, Proto::Msgpack)
+        } else {
+            Span::default()
         };
-        let (msgpack, json) = (span(Proto::Msgpack, mp), span(Proto::Json, js));
+        let json = if js {
+            frame(out, Proto::Json)
+        } else {
+            Span::default()
+        };
         let from = out.targets.len() as u32;
         out.targets.extend_from_slice(&t.local);
         out.list.push(Effect::Fan {
@@ -66,15 +73,13 @@ pub fn fan_out<'v>(
     }
     let mut n = 0;
     for &(sid, p) in &t.held {
-        if hold(sessions, sid, frames.get(p), out.limit) {
+        let span = frame(out, p);
+        if hold(sessions, sid, out.get(span), out.limit) {
             n += 1;
         }
     }
     if let (false, Some(bus)) = (t.remote.is_empty(), bus.as_mut()) {
         t.remote.sort_unstable_by_key(|&(w, p, _)| (w, p as u8));
-        for &(_, p, _) in &t.remote {
-            frames.get(p);
-        }
         let mut rest = &t.remote[..];
         while let Some(&(w, _, _)) = rest.first() {
             let end = rest.iter().position(|x| x.0 != w).unwrap_or(rest.len());
@@ -87,8 +92,10 @@ pub fn fan_out<'v>(
                 .position(|x| x.1 != mine[0].1)
                 .unwrap_or(mine.len());
             let (a, b) = t.ids.split_at(split);
-            let fa = frames.encoded(mine[0].1);
-            let fb = mine.get(split).map_or(&[][..], |x| frames.encoded(x.1));
+            let sa = frame(out, mine[0].1);
+            let sb = mine.get(split).map(|x| frame(out, x.1));
+            let fa = out.get(sa);
+            let fb = sb.map_or(&[][..], |s| out.get(s));
             bus.fanout(w, &[(fa, a), (fb, b)]);
         }
     }
