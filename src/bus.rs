@@ -18,7 +18,9 @@
 //! dropped link is never written again (its slot is `None` until a new link
 //! arrives).
 
-use std::io::{self, Read, Write};
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
 
 use mio::net::UnixStream;
 
@@ -45,6 +47,16 @@ pub struct Link {
     pub pending: bool,
     /// On `Bus::read_more`.
     pub read_more: bool,
+    /// Sockets to send, each with the message that carries it, by where
+    /// that message starts in the link's stream (see [`Link::written`]).
+    /// The fd goes with the first byte of its message (`SCM_RIGHTS`), so
+    /// the peer has it by the time it reads the message.
+    pub fds_out: VecDeque<(u64, OwnedFd)>,
+    /// Bytes written to the link since it began.
+    pub written: u64,
+    /// Sockets received, in order; each message that carries one takes the
+    /// oldest (`BusMsg::Handoff`).
+    pub fds_in: VecDeque<OwnedFd>,
 }
 
 /// What a read from a link ended with.
@@ -66,7 +78,18 @@ impl Link {
             inbuf: Vec::new(),
             pending: false,
             read_more: false,
+            fds_out: VecDeque::new(),
+            written: 0,
+            fds_in: VecDeque::new(),
         }
+    }
+
+    /// Queues a message that carries a socket: the socket goes with the
+    /// message's first byte.
+    pub fn send_with_fd(&mut self, m: &BusMsg, fd: OwnedFd) {
+        let at = self.written + self.out.len() as u64;
+        self.fds_out.push_back((at, fd));
+        m.encode(self.out.tail());
     }
 
     /// Reads what is waiting (up to [`READ_CAP`]) onto `inbuf`.
@@ -76,7 +99,7 @@ impl Link {
             if total >= READ_CAP {
                 return (ReadEnd::Capped, total);
             }
-            match self.sock.read(chunk) {
+            match crate::ipc::recv_with_fds(self.sock.as_fd(), chunk, &mut self.fds_in) {
                 Ok(0) => return (ReadEnd::Gone, total),
                 Ok(n) => {
                     self.inbuf.extend_from_slice(&chunk[..n]);
@@ -96,10 +119,36 @@ impl Link {
     pub fn flush(&mut self) -> (usize, bool) {
         let mut written = 0;
         while !self.out.is_empty() && written < WRITE_CAP {
-            match self.sock.write(self.out.unsent()) {
+            let unsent = self.out.unsent();
+            // Bytes up to the next message with a socket go by plain
+            // write; that message's first byte goes with its socket.
+            let (res, with_fd) = match self.fds_out.front() {
+                Some((at, fd)) if *at == self.written => {
+                    let end = self
+                        .fds_out
+                        .get(1)
+                        .map_or(unsent.len(), |(next, _)| (next - self.written) as usize);
+                    let bytes = &unsent[..end.min(unsent.len())];
+                    (
+                        crate::ipc::send_with_fd(self.sock.as_fd(), bytes, Some(fd.as_fd())),
+                        true,
+                    )
+                }
+                Some((at, _)) => {
+                    let end = ((at - self.written) as usize).min(unsent.len());
+                    (self.sock.write(&unsent[..end]), false)
+                }
+                None => (self.sock.write(unsent), false),
+            };
+            match res {
                 Ok(0) => return (written, false),
                 Ok(n) => {
+                    if with_fd {
+                        // Ours is closed; the peer's copy is in flight.
+                        self.fds_out.pop_front();
+                    }
                     self.out.consume(n);
+                    self.written += n as u64;
                     written += n;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -186,6 +235,7 @@ impl Bus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     #[test]
     fn home_is_stable_and_spread() {
@@ -248,5 +298,36 @@ mod tests {
         }
         assert!(!link.over(limit), "kernel {}", link.kernel);
         assert_eq!(link.kernel, 0);
+    }
+
+    #[test]
+    fn a_socket_goes_with_its_message_between_others() {
+        let (a, b) = UnixStream::pair().expect("socketpair");
+        let (mut tx, mut rx) = (Link::new(a), Link::new(b));
+        // The socket to hand over: one end of another pair.
+        let (x, mut y) = std::os::unix::net::UnixStream::pair().expect("pair");
+        BusMsg::Away { sid: 1 }.encode(tx.out.tail());
+        tx.send_with_fd(&BusMsg::Handoff { head: b"GET /" }, OwnedFd::from(x));
+        BusMsg::Away { sid: 2 }.encode(tx.out.tail());
+        let (n, ok) = tx.flush();
+        assert!(ok && tx.out.is_empty() && tx.fds_out.is_empty(), "{n}");
+        let mut chunk = vec![0u8; 4096];
+        let (_, got) = rx.read(&mut chunk);
+        assert_eq!(got, n);
+        let mut msgs = Vec::new();
+        let mut rest = &rx.inbuf[..];
+        while let Ok(Some((m, used))) = split(rest) {
+            msgs.push(BusMsg::decode(m).expect("a message").kind());
+            rest = &rest[used..];
+        }
+        assert_eq!(msgs, [kind::AWAY, kind::HANDOFF, kind::AWAY]);
+        let fd = rx.fds_in.pop_front().expect("the socket came");
+        assert!(rx.fds_in.is_empty());
+        // It is the same socket: what is written to it comes out of `y`.
+        let mut x = std::os::unix::net::UnixStream::from(fd);
+        x.write_all(b"hello").expect("write");
+        let mut buf = [0u8; 5];
+        y.read_exact(&mut buf).expect("read");
+        assert_eq!(&buf, b"hello");
     }
 }

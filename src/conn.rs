@@ -380,8 +380,9 @@ pub struct Ws {
 }
 
 pub enum Phase {
-    /// Reading the HTTP request head.
-    Http { head: Vec<u8> },
+    /// Reading the HTTP request head. `moved`: another worker handed it
+    /// here (see `worker::moves`); it is never handed on again.
+    Http { head: Vec<u8>, moved: bool },
     /// An open WebSocket session.
     Ws(Ws),
     /// Output is flushed, then the socket is closed once the peer is done:
@@ -496,7 +497,10 @@ impl Conn {
         Conn {
             sock,
             peer: Peer::from(peer),
-            phase: Phase::Http { head: Vec::new() },
+            phase: Phase::Http {
+                head: Vec::new(),
+                moved: false,
+            },
             out: OutBuf::default(),
             pending: false,
             overflowed: false,

@@ -412,6 +412,18 @@ fn close_extra(fds: impl Iterator<Item = OwnedFd>) {
 /// sendmsg of one message, with `fd` as SCM_RIGHTS; retries EINTR. Never
 /// raises SIGPIPE (MSG_NOSIGNAL) or blocks (MSG_DONTWAIT).
 fn send_packet(sock: BorrowedFd, bytes: &[u8], fd: Option<BorrowedFd>) -> io::Result<()> {
+    let n = send_with_fd(sock, bytes, fd)?;
+    // SOCK_SEQPACKET sends all of a message or nothing.
+    debug_assert_eq!(n, bytes.len());
+    Ok(())
+}
+
+/// sendmsg of `bytes`, with `fd` (if any) as SCM_RIGHTS on the first of
+/// them; returns how many were sent (on a stream socket, possibly fewer:
+/// the fd went with the first). Retries EINTR; never raises SIGPIPE
+/// (MSG_NOSIGNAL) or blocks (MSG_DONTWAIT). Used for the control channel
+/// and for a connection handed to another worker over a bus link.
+pub fn send_with_fd(sock: BorrowedFd, bytes: &[u8], fd: Option<BorrowedFd>) -> io::Result<usize> {
     let mut iov = libc::iovec {
         iov_base: bytes.as_ptr() as *mut libc::c_void,
         iov_len: bytes.len(),
@@ -447,15 +459,66 @@ fn send_packet(sock: BorrowedFd, bytes: &[u8], fd: Option<BorrowedFd>) -> io::Re
             )
         };
         if n >= 0 {
-            // SOCK_SEQPACKET sends all of a message or nothing.
-            debug_assert_eq!(n as usize, bytes.len());
-            return Ok(());
+            return Ok(n as usize);
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
             return Err(e);
         }
     }
+}
+
+/// recvmsg on a stream socket into `buf`; the fds that came with the bytes
+/// are appended to `fds` (close-on-exec). Ok(0) is EOF. Err(InvalidData)
+/// when more fds came than there was room for (the kernel closed the rest:
+/// what they belonged to can no longer be told).
+pub fn recv_with_fds(
+    sock: BorrowedFd,
+    buf: &mut [u8],
+    fds: &mut std::collections::VecDeque<OwnedFd>,
+) -> io::Result<usize> {
+    let mut cbuf = CmsgBuf::new();
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is plain data; zeroed is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.0.as_mut_ptr().cast();
+    msg.msg_controllen = mem::size_of::<CmsgBuf>();
+    let n = loop {
+        let flags = libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT;
+        // SAFETY: msg points at iov (into buf) and cbuf, which outlive the call.
+        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, flags) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    };
+    // SAFETY: as in recv_packet.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(c).cast::<RawFd>();
+                let count = ((*c).cmsg_len - libc::CMSG_LEN(0) as usize) / mem::size_of::<RawFd>();
+                for i in 0..count {
+                    let fd = std::ptr::read_unaligned(data.add(i));
+                    fds.push_back(OwnedFd::from_raw_fd(fd));
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        return Err(io::ErrorKind::InvalidData.into());
+    }
+    Ok(n)
 }
 
 /// Control-message space for [`MAX_FDS`] fds, aligned for `cmsghdr`.

@@ -26,6 +26,10 @@ pub struct Metrics {
     /// Earlier lives of this worker (under a supervisor) that ended: died
     /// on their own, or killed as hung (`--hung-ms`).
     pub restarts: (u64, u64),
+    /// Upgrades handed to the room's home (`out`), taken from another
+    /// worker (`in`), and served here because the home could not take them
+    /// (`refused`).
+    pub moves: [u64; 3],
     pub errors: [u64; Code::ALL.len()],
     turn_buckets: [u64; TURN_BUCKETS_US.len() + 1],
     turn_sum_us: u64,
@@ -257,6 +261,17 @@ impl Metrics {
             );
         }
         if let Some(b) = &g.bus {
+            let _ = writeln!(
+                s,
+                "# HELP roomd_moves_total Connections moved to the worker that homes their room, by result.\n# TYPE roomd_moves_total counter"
+            );
+            for (i, r) in ["out", "in", "refused"].iter().enumerate() {
+                let _ = writeln!(
+                    s,
+                    "roomd_moves_total{{worker=\"{w}\",result=\"{r}\"}} {}",
+                    self.moves[i]
+                );
+            }
             let _ = writeln!(
                 s,
                 "# HELP roomd_worker_restarts_total Times the supervisor restarted this worker, by how its last life ended (died, or killed as hung).\n# TYPE roomd_worker_restarts_total counter\nroomd_worker_restarts_total{{worker=\"{w}\",reason=\"died\"}} {}\nroomd_worker_restarts_total{{worker=\"{w}\",reason=\"hung\"}} {}",

@@ -97,6 +97,7 @@ pub mod kind {
     pub const PLACES: u8 = 21;
     pub const LOBBY_UPD: u8 = 22;
     pub const LOBBY_INTEREST: u8 = 23;
+    pub const HANDOFF: u8 = 24;
 }
 
 /// A room state on the wire is its index here.
@@ -245,6 +246,11 @@ pub enum BusMsg<'a> {
     LobbyUpd(Seq<'a, LobbyRoom<'a>>),
     /// Whether the sender has lobby subscribers (it wants `LobbyUpd`).
     LobbyInterest { on: bool },
+    /// A client connection for the receiver, which homes the room its
+    /// upgrade asks for (`?room=`): the socket travels with this message
+    /// (`SCM_RIGHTS`, see `bus::Link`), and `head` is everything read from
+    /// it so far (the HTTP request head, and whatever followed it).
+    Handoff { head: &'a [u8] },
 }
 
 /// What went wrong with a message from a peer.
@@ -799,6 +805,7 @@ impl<'a> BusMsg<'a> {
             BusMsg::Places { .. } => kind::PLACES,
             BusMsg::LobbyUpd(_) => kind::LOBBY_UPD,
             BusMsg::LobbyInterest { .. } => kind::LOBBY_INTEREST,
+            BusMsg::Handoff { .. } => kind::HANDOFF,
         }
     }
 
@@ -964,6 +971,9 @@ impl<'a> BusMsg<'a> {
             BusMsg::LobbyInterest { on } => {
                 w.u8((*on).into());
             }
+            BusMsg::Handoff { head } => {
+                w.bytes(head);
+            }
         }
         w.finish();
     }
@@ -1088,6 +1098,7 @@ impl<'a> BusMsg<'a> {
             },
             kind::LOBBY_UPD => BusMsg::LobbyUpd(r.seq()?),
             kind::LOBBY_INTEREST => BusMsg::LobbyInterest { on: r.bool()? },
+            kind::HANDOFF => BusMsg::Handoff { head: r.bytes()? },
             k => return Err(BusError::UnknownKind(k)),
         })
     }
@@ -1291,6 +1302,9 @@ mod tests {
                 },
             ])),
             BusMsg::LobbyInterest { on: true },
+            BusMsg::Handoff {
+                head: b"GET /?room=r HTTP/1.1\r\n\r\n",
+            },
         ]
     }
 
@@ -1340,7 +1354,7 @@ mod tests {
         let mut kinds: Vec<u8> = samples().iter().map(BusMsg::kind).collect();
         kinds.sort_unstable();
         kinds.dedup();
-        assert_eq!(kinds, (1..=23).collect::<Vec<u8>>());
+        assert_eq!(kinds, (1..=24).collect::<Vec<u8>>());
     }
 
     #[test]
@@ -1535,7 +1549,7 @@ mod tests {
 
     #[test]
     fn an_unknown_kind_is_told_apart() {
-        for k in [0, 24, 200, 255] {
+        for k in [0, 25, 200, 255] {
             assert_eq!(BusMsg::decode(&[k]), Err(BusError::UnknownKind(k)));
             assert_eq!(BusMsg::decode(&[k, 1, 2, 3]), Err(BusError::UnknownKind(k)));
         }

@@ -653,7 +653,9 @@ impl Hub {
                 path,
                 body,
             } => self.api_remote(p, qid, method, path, body),
-            BusMsg::MetricsReq { .. } => {}
+            // The loop's: its answer has figures of the loop's, and a
+            // handed-off connection is the loop's to take.
+            BusMsg::MetricsReq { .. } | BusMsg::Handoff { .. } => {}
             BusMsg::ApiResp { qid, status, body }
             | BusMsg::MetricsResp {
                 qid,

@@ -52,10 +52,13 @@ pub enum CloseReason {
     /// It was resumed from another worker, and that worker, which held the
     /// session, is gone (1011).
     SessionLost,
+    /// It was handed to the worker that homes its room (its socket lives
+    /// on there; nothing is sent).
+    Moved,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 15] = [
+    pub const ALL: [CloseReason; 16] = [
         CloseReason::ClientNormal,
         CloseReason::ClientOther,
         CloseReason::Dropped,
@@ -71,6 +74,7 @@ impl CloseReason {
         CloseReason::HandshakeTimeout,
         CloseReason::Replaced,
         CloseReason::SessionLost,
+        CloseReason::Moved,
     ];
 
     pub fn label(self) -> &'static str {
@@ -90,6 +94,7 @@ impl CloseReason {
             CloseReason::HandshakeTimeout => "handshake_timeout",
             CloseReason::Replaced => "replaced",
             CloseReason::SessionLost => "session_lost",
+            CloseReason::Moved => "moved",
         }
     }
 

@@ -252,6 +252,22 @@ impl Worker {
                             }
                             self.perform();
                         }
+                        Ok(BusMsg::Handoff { head }) => {
+                            let fd = self.bus.as_mut().and_then(|b| {
+                                b.links.get_mut(p as usize)?.as_mut()?.fds_in.pop_front()
+                            });
+                            match fd {
+                                Some(fd) => self.adopt(p, head, fd),
+                                None => {
+                                    warn!(
+                                        "w={} a handoff from worker {p} without its socket",
+                                        self.id
+                                    );
+                                    broken = true;
+                                    break;
+                                }
+                            }
+                        }
                         Ok(m) => {
                             self.hub.on_bus(p, m);
                             self.perform();

@@ -54,6 +54,7 @@ use crate::protocol::{self, Proto, V};
 use crate::timer::Wheel;
 
 mod links;
+mod moves;
 pub(crate) use links::{link_of, CONTROL};
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -439,7 +440,7 @@ impl Worker {
             let Some(c) = self.conns.arena.get_mut(id) else {
                 return;
             };
-            let Phase::Http { head } = &mut c.phase else {
+            let Phase::Http { head, .. } = &mut c.phase else {
                 return;
             };
             match c.sock.read(&mut buf) {
@@ -451,21 +452,7 @@ impl Worker {
                     self.hub.metrics.bytes_in += n as u64;
                     c.last_rx = now_ms;
                     head.extend_from_slice(&buf[..n]);
-                    let echo_path = self.cfg.echo_path.as_deref();
-                    if let http::Parse::Done(route, used) = http::parse_with(head, echo_path) {
-                        let used = used.min(head.len());
-                        if let Route::Api(api) = &route {
-                            if api.body_len > self.cfg.max_message as usize {
-                                self.respond(id, 413, "text/plain", b"body too large\n");
-                                return;
-                            }
-                            if head.len() - used < api.body_len {
-                                // Wait for the rest of the body.
-                                continue;
-                            }
-                        }
-                        let rest = head.split_off(used);
-                        self.on_route(id, route, rest);
+                    if self.route_head(id) {
                         return;
                     }
                 }
@@ -477,6 +464,36 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Parses what a connection in its HTTP phase has read, and routes it
+    /// once the head (and an API call's body) is whole. Returns whether it
+    /// was routed (or answered).
+    pub(crate) fn route_head(&mut self, id: ConnId) -> bool {
+        let Some(c) = self.conns.arena.get_mut(id) else {
+            return true;
+        };
+        let Phase::Http { head, .. } = &mut c.phase else {
+            return true;
+        };
+        let echo_path = self.cfg.echo_path.as_deref();
+        let http::Parse::Done(route, used) = http::parse_with(head, echo_path) else {
+            return false;
+        };
+        let used = used.min(head.len());
+        if let Route::Api(api) = &route {
+            if api.body_len > self.cfg.max_message as usize {
+                self.respond(id, 413, "text/plain", b"body too large\n");
+                return true;
+            }
+            if head.len() - used < api.body_len {
+                // Wait for the rest of the body.
+                return false;
+            }
+        }
+        let rest = head.split_off(used);
+        self.on_route(id, route, rest);
+        true
     }
 
     pub(crate) fn respond(&mut self, id: ConnId, status: u16, ctype: &str, body: &[u8]) {
@@ -522,6 +539,9 @@ impl Worker {
                 self.respond(id, 503, "text/plain", b"draining\n")
             }
             Route::Upgrade(up) => {
+                if self.hand_off(id, &up, &rest) {
+                    return;
+                }
                 let Some(peer) = self.conns.arena.get(id).map(|c| c.peer) else {
                     return;
                 };
@@ -1429,7 +1449,10 @@ mod tests {
 
         // An HTTP answer goes out whatever the phase, then the close.
         if let Some(c) = conns.arena.get_mut(a) {
-            c.phase = Phase::Http { head: Vec::new() };
+            c.phase = Phase::Http {
+                head: Vec::new(),
+                moved: false,
+            };
         }
         out.respond(a, 404, "text/plain", b"no\n");
         perform(&mut conns, &mut out, &mut m, 3);
