@@ -42,6 +42,8 @@ pub struct Plan {
     pub room_idle_ms: u32,
     pub connect_rate: f64,
     pub max_inflight: usize,
+    /// `--join-on-upgrade` (roomd only).
+    pub join_on_upgrade: bool,
 }
 
 impl Plan {
@@ -69,6 +71,7 @@ impl Plan {
             ));
         }
         let (room_lo, room_hi) = slice(rooms_total, index, procs);
+        let join_on_upgrade = a.join_on_upgrade && ep.proto == Proto::Roomd;
         Ok(Plan {
             ep,
             room_size: a.room_size,
@@ -81,7 +84,19 @@ impl Plan {
             room_idle_ms: a.room_idle_ms,
             connect_rate: a.common.connect_rate / procs as f64,
             max_inflight: a.common.max_inflight.max(1),
+            join_on_upgrade,
         })
+    }
+
+    /// The path member `m` of room `name` connects to: with
+    /// `--join-on-upgrade`, a member that is not the creator joins there.
+    fn path_of(&self, m: usize, name: &str) -> String {
+        let p = self.ep.path_for(name);
+        if !self.join_on_upgrade || m.is_multiple_of(self.room_size) {
+            return p;
+        }
+        let sep = if p.contains('?') { '&' } else { '?' };
+        format!("{p}{sep}room={name}")
     }
 
     fn local_rooms(&self) -> usize {
@@ -113,6 +128,8 @@ struct Member {
 struct Room {
     name: String,
     created: bool,
+    /// Members waiting for the room to exist: to join it (or, with
+    /// `--join-on-upgrade`, to connect).
     waiting: Vec<u32>,
     ready_at_start: u32,
 }
@@ -147,6 +164,34 @@ impl State {
             self.connecting -= 1;
         }
         self.members[m].st = Ms::Dead;
+    }
+
+    /// Opens member `m`'s connection.
+    fn connect(&mut self, io: &mut Io, m: usize) {
+        let path = self.plan.path_of(m, &self.rooms[self.room_of(m)].name);
+        match io.connect(&self.plan.ep.target, &path, m as u32) {
+            Ok(id) => {
+                self.members[m].id = id;
+                self.members[m].st = Ms::Connecting;
+                self.connecting += 1;
+            }
+            Err(e) => {
+                self.members[m].st = Ms::Dead;
+                self.stats.failed += 1;
+                self.stats.error(format!("connect: {e}"));
+            }
+        }
+    }
+
+    /// Member `m` will never be in its room: closed, or (not connected
+    /// yet, with `--join-on-upgrade`) never opened.
+    fn give_up(&mut self, io: &mut Io, m: usize) {
+        if self.members[m].st == Ms::Idle {
+            self.members[m].st = Ms::Dead;
+            self.stats.failed += 1;
+        } else {
+            io.close(self.members[m].id);
+        }
     }
 
     fn send_join(&mut self, io: &mut Io, m: usize) {
@@ -221,10 +266,20 @@ impl State {
                     return;
                 }
                 let r = self.room_of(m);
+                if self.plan.join_on_upgrade && !m.is_multiple_of(self.plan.room_size) {
+                    // Joined by the upgrade: `joined` follows.
+                    return;
+                }
                 if m.is_multiple_of(self.plan.room_size) {
+                    // With --join-on-upgrade the server names the room, so
+                    // that it is homed on the creator's worker.
+                    let name = match self.plan.join_on_upgrade {
+                        true => "",
+                        false => &self.rooms[r].name,
+                    };
                     let req = wire::create(
                         1,
-                        &self.rooms[r].name,
+                        name,
                         self.plan.room_size as u16,
                         self.plan.room_idle_ms,
                         true,
@@ -238,10 +293,19 @@ impl State {
             }
             "created" => {
                 let r = self.room_of(m);
+                if self.plan.join_on_upgrade {
+                    match msg.room {
+                        Some(name) => self.rooms[r].name = name.to_owned(),
+                        None => self.stats.error("created without its room"),
+                    }
+                }
                 self.rooms[r].created = true;
                 for w in std::mem::take(&mut self.rooms[r].waiting) {
-                    if self.members[w as usize].st == Ms::Open {
-                        self.send_join(io, w as usize);
+                    let w = w as usize;
+                    if self.plan.join_on_upgrade {
+                        self.connect(io, w);
+                    } else if self.members[w].st == Ms::Open {
+                        self.send_join(io, w);
                     }
                 }
             }
@@ -254,7 +318,7 @@ impl State {
                     let r = self.room_of(m);
                     if m.is_multiple_of(self.plan.room_size) {
                         for w in std::mem::take(&mut self.rooms[r].waiting) {
-                            io.close(self.members[w as usize].id);
+                            self.give_up(io, w as usize);
                         }
                     }
                     io.close(self.members[m].id);
@@ -297,7 +361,7 @@ impl Handler for State {
             for w in std::mem::take(&mut self.rooms[r].waiting) {
                 self.stats
                     .error("room creator lost before the room existed");
-                io.close(self.members[w as usize].id);
+                self.give_up(io, w as usize);
             }
         }
         if let Some(label) = why.label() {
@@ -388,20 +452,16 @@ impl FanoutWorker {
             let s = &mut self.s;
             for _ in 0..opener.due(now, s.connecting) {
                 let m = opener.take();
-                let room = &s.rooms[m / s.plan.room_size].name;
-                let path = s.plan.ep.path_for(room);
-                match self.eng.io.connect(&s.plan.ep.target, &path, m as u32) {
-                    Ok(id) => {
-                        s.members[m].id = id;
-                        s.members[m].st = Ms::Connecting;
-                        s.connecting += 1;
-                    }
-                    Err(e) => {
-                        s.members[m].st = Ms::Dead;
-                        s.stats.failed += 1;
-                        s.stats.error(format!("connect: {e}"));
-                    }
+                let r = m / s.plan.room_size;
+                if s.plan.join_on_upgrade
+                    && !m.is_multiple_of(s.plan.room_size)
+                    && !s.rooms[r].created
+                {
+                    // Connects once its room exists (see "created").
+                    s.rooms[r].waiting.push(m as u32);
+                    continue;
                 }
+                s.connect(&mut self.eng.io, m);
             }
             let unresolved = s
                 .members

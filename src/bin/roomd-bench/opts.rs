@@ -179,6 +179,13 @@ pub struct FanoutArgs {
     /// Idle timeout asked for each created room (roomd), milliseconds.
     #[arg(long, default_value_t = 600_000)]
     pub room_idle_ms: u32,
+    /// roomd: the creator lets the server name the room (so it is homed on
+    /// the creator's worker), and the other members connect once it exists
+    /// and join in the upgrade (`?room=`) instead of by a `join` request:
+    /// with several workers every member's connection is then served by the
+    /// room's home.
+    #[arg(long)]
+    pub join_on_upgrade: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -70,12 +70,15 @@ fn kv_uint(v: &mut Vec<u8>, k: &str, n: u64) {
 }
 
 /// `{"t":"create","rid","room","max","idle_ms","join"}`
+/// An empty `room` is left out: the server picks the name.
 pub fn create(rid: u32, room: &str, max: u16, idle_ms: u32, join: bool) -> Vec<u8> {
     let mut v = Vec::with_capacity(64 + room.len());
-    let _ = enc::write_map_len(&mut v, 6);
+    let _ = enc::write_map_len(&mut v, if room.is_empty() { 5 } else { 6 });
     kv_str(&mut v, "t", "create");
     kv_uint(&mut v, "rid", rid as u64);
-    kv_str(&mut v, "room", room);
+    if !room.is_empty() {
+        kv_str(&mut v, "room", room);
+    }
     kv_uint(&mut v, "max", max as u64);
     kv_uint(&mut v, "idle_ms", idle_ms as u64);
     let _ = enc::write_str(&mut v, "join");
