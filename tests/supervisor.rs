@@ -400,7 +400,19 @@ fn a_killed_worker_is_restarted_while_the_port_serves() {
 
     stop.store(true, Ordering::Relaxed);
     let (ok, failed, refused) = prober.join().expect("prober");
-    assert!(refused.is_empty(), "connects refused: {refused:?}");
+    // A connection the kernel had queued on the killed worker's listener
+    // is reset with it, unless the kernel hands it to another worker's
+    // (net.ipv4.tcp_migrate_req = 1, see README "Tuning").
+    let migrate = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req")
+        .is_ok_and(|v| v.trim() == "1");
+    if migrate {
+        assert!(refused.is_empty(), "connects refused: {refused:?}");
+    } else {
+        assert!(
+            refused.len() <= 2 && refused.iter().all(|e| e.contains("reset")),
+            "connects refused: {refused:?}"
+        );
+    }
     // At most the one request in flight on the killed worker is lost.
     assert!(failed <= 1, "{failed} requests failed ({ok} answered)");
     assert!(ok >= 20, "only {ok} requests answered");
