@@ -50,9 +50,14 @@ fn worker_of(server: SocketAddr, client: SocketAddr, workers: &[i32]) -> Option<
         let f: Vec<&str> = l.split_whitespace().collect();
         let local_port = f.get(1)?.rsplit(':').next()?;
         let remote_port = f.get(2)?.rsplit(':').next()?;
-        (local_port == hex_port(server.port()) && remote_port == hex_port(client.port()))
-            .then(|| f.get(9).map(|s| format!("socket:[{s}]")))
-            .flatten()
+        // Established only: a TIME_WAIT entry of an earlier connection with
+        // the same ports (a busy machine reuses them) has no socket.
+        let established = f.get(3) == Some(&"01");
+        (established
+            && local_port == hex_port(server.port())
+            && remote_port == hex_port(client.port()))
+        .then(|| f.get(9).map(|s| format!("socket:[{s}]")))
+        .flatten()
     })?;
     workers.iter().copied().find(|w| {
         std::fs::read_dir(format!("/proc/{w}/fd"))
@@ -376,6 +381,11 @@ fn a_killed_worker_is_restarted_while_the_port_serves() {
                     Ok(false) => failed += 1,
                     Err(e) => refused.push(e.to_string()),
                 }
+                // A bounded load: about a thousand probes a second. Unpaced,
+                // it spent the loopback's ephemeral ports (tens of
+                // thousands of TIME_WAIT sockets per run) and starved the
+                // tests running beside it.
+                thread::sleep(Duration::from_millis(1));
             }
             (ok, failed, refused)
         })
@@ -401,8 +411,8 @@ fn a_killed_worker_is_restarted_while_the_port_serves() {
     stop.store(true, Ordering::Relaxed);
     let (ok, failed, refused) = prober.join().expect("prober");
     // A connection the kernel had queued on the killed worker's listener
-    // is reset with it, unless the kernel hands it to another worker's
-    // (net.ipv4.tcp_migrate_req = 1, see README "Tuning").
+    // is reset with it (SO_REUSEPORT), unless the kernel hands it to
+    // another worker's (net.ipv4.tcp_migrate_req = 1).
     let migrate = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req")
         .is_ok_and(|v| v.trim() == "1");
     if migrate {
