@@ -500,25 +500,32 @@ pub fn recv_with_fds(
             return Err(e);
         }
     };
-    // SAFETY: as in recv_packet.
+    take_fds(&msg, |fd| fds.push_back(fd));
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        return Err(io::ErrorKind::InvalidData.into());
+    }
+    Ok(n)
+}
+
+/// Takes ownership of every fd that came as SCM_RIGHTS with the message
+/// `recvmsg` just filled in `msg`, in order.
+fn take_fds(msg: &libc::msghdr, mut put: impl FnMut(OwnedFd)) {
+    // SAFETY: the kernel filled msg_control up to msg_controllen with
+    // well-formed cmsghdrs; CMSG_FIRSTHDR/NXTHDR stay within it, and each
+    // SCM_RIGHTS payload is cmsg_len - CMSG_LEN(0) bytes of fds, now ours.
     unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        let mut c = libc::CMSG_FIRSTHDR(msg);
         while !c.is_null() {
             if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
                 let data = libc::CMSG_DATA(c).cast::<RawFd>();
                 let count = ((*c).cmsg_len - libc::CMSG_LEN(0) as usize) / mem::size_of::<RawFd>();
                 for i in 0..count {
-                    let fd = std::ptr::read_unaligned(data.add(i));
-                    fds.push_back(OwnedFd::from_raw_fd(fd));
+                    put(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
                 }
             }
-            c = libc::CMSG_NXTHDR(&msg, c);
+            c = libc::CMSG_NXTHDR(msg, c);
         }
     }
-    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
-        return Err(io::ErrorKind::InvalidData.into());
-    }
-    Ok(n)
 }
 
 /// Control-message space for [`MAX_FDS`] fds, aligned for `cmsghdr`.
@@ -571,23 +578,7 @@ fn recv_packet(sock: BorrowedFd) -> io::Result<Option<Packet>> {
             _ => return Err(e),
         }
     };
-    // SAFETY: the kernel filled msg_control up to msg_controllen with
-    // well-formed cmsghdrs; CMSG_FIRSTHDR/NXTHDR stay within it, and each
-    // SCM_RIGHTS payload is cmsg_len - CMSG_LEN(0) bytes of fds, now ours.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(c).cast::<RawFd>();
-                let count = ((*c).cmsg_len - libc::CMSG_LEN(0) as usize) / mem::size_of::<RawFd>();
-                for i in 0..count {
-                    let fd = std::ptr::read_unaligned(data.add(i));
-                    p.fds.push(OwnedFd::from_raw_fd(fd));
-                }
-            }
-            c = libc::CMSG_NXTHDR(&msg, c);
-        }
-    }
+    take_fds(&msg, |fd| p.fds.push(fd));
     if n == 0 && p.fds.is_empty() {
         // We never send empty messages: this is the peer's close.
         return Err(io::ErrorKind::UnexpectedEof.into());

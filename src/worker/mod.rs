@@ -387,10 +387,22 @@ impl Worker {
         if let Err(e) = socket2::SockRef::from(&sock).set_tcp_notsent_lowat(lowat) {
             debug!("w={} peer={peer} TCP_NOTSENT_LOWAT: {e}", self.id);
         }
-        let id = self
-            .conns
-            .arena
-            .insert(Conn::new(sock, peer, self.millis()));
+        let conn = Conn::new(sock, peer, self.millis());
+        let Some(id) = self.take_in(conn) else {
+            return;
+        };
+        trace!("w={} conn={id:?} peer={peer} accepted", self.id);
+        // Data may already be waiting (edge-triggered: no event will say so
+        // if it arrived before registration).
+        self.on_readable(id);
+    }
+
+    /// A new client connection joins the loop (accepted here, or taken
+    /// from another worker): a slot, the poll registration, the handshake
+    /// deadline. `None` when it cannot be registered (it is then freed).
+    pub(crate) fn take_in(&mut self, conn: Conn) -> Option<ConnId> {
+        let peer = conn.peer;
+        let id = self.conns.arena.insert(conn);
         let registered = match self.conns.arena.get_mut(id) {
             Some(c) => self.poll.registry().register(
                 &mut c.sock,
@@ -402,7 +414,7 @@ impl Worker {
         if let Err(e) = registered {
             error!("w={} peer={peer} register: {e}", self.id);
             self.free_conn(id, CloseReason::Dropped);
-            return;
+            return None;
         }
         let t = self
             .timers
@@ -410,10 +422,7 @@ impl Worker {
         if let Some(c) = self.conns.arena.get_mut(id) {
             c.timer = Some(t);
         }
-        trace!("w={} conn={id:?} peer={peer} accepted", self.id);
-        // Data may already be waiting (edge-triggered: no event will say so
-        // if it arrived before registration).
-        self.on_readable(id);
+        Some(id)
     }
 
     fn on_readable(&mut self, id: ConnId) {

@@ -12,14 +12,13 @@
 use std::os::fd::{AsFd, OwnedFd};
 
 use log::{debug, warn};
-use mio::{Interest, Token};
 
 use crate::conn::{Conn, ConnId, Phase};
 use crate::http::Upgrade;
 use crate::hub::bus_msg::BusMsg;
 use crate::hub::effects::CloseReason;
 
-use super::{Timer, Worker};
+use super::Worker;
 
 const OUT: usize = 0;
 const IN: usize = 1;
@@ -113,26 +112,9 @@ impl Worker {
             head: head.to_vec(),
             moved: true,
         };
-        let id = self.conns.arena.insert(conn);
-        let registered = match self.conns.arena.get_mut(id) {
-            Some(c) => self.poll.registry().register(
-                &mut c.sock,
-                Token(id.index()),
-                Interest::READABLE | Interest::WRITABLE,
-            ),
-            None => Ok(()),
-        };
-        if let Err(e) = registered {
-            warn!("w={} peer={peer} register: {e}", self.id);
-            self.free_conn(id, CloseReason::Dropped);
+        let Some(id) = self.take_in(conn) else {
             return;
-        }
-        let t = self
-            .timers
-            .arm(self.now + self.cfg.handshake(), Timer::Handshake(id));
-        if let Some(c) = self.conns.arena.get_mut(id) {
-            c.timer = Some(t);
-        }
+        };
         self.hub.metrics.moves[IN] += 1;
         debug!(
             "w={} conn={id:?} peer={peer} taken from worker {p}",
