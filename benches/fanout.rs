@@ -89,15 +89,8 @@ fn room() -> Room {
             });
         }
         let mut conn = Conn::new(sock, peer, 0);
-        conn.phase = Phase::Ws(Ws {
-            parser: None,
-            proto,
-            session,
-            rates: Rates::full(&roomd::Config::defaults(), 0),
-            bad: 0,
-            echo: false,
-            paused: false,
-        });
+        let rates = Rates::full(&roomd::Config::defaults(), 0);
+        conn.phase = Phase::Ws(Ws::new(proto, session, rates));
         assert_eq!(conns.arena.insert(conn), cid);
         clients.push(client);
     }

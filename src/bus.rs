@@ -92,6 +92,13 @@ impl Link {
         m.encode(self.out.tail());
     }
 
+    /// As [`Link::send_with_fd`], for a message already encoded.
+    pub fn send_encoded_with_fd(&mut self, m: &[u8], fd: OwnedFd) {
+        let at = self.written + self.out.len() as u64;
+        self.fds_out.push_back((at, fd));
+        self.out.extend(m);
+    }
+
     /// Reads what is waiting (up to [`READ_CAP`]) onto `inbuf`.
     pub fn read(&mut self, chunk: &mut [u8]) -> (ReadEnd, usize) {
         let mut total = 0;

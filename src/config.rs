@@ -173,6 +173,12 @@ pub struct Config {
     /// Sockets past it plus 1024 (for HTTP and handshakes) are closed at accept.
     #[arg(long, env = "ROOMD_MAX_CONNECTIONS", default_value_t = 100_000)]
     pub max_connections: u32,
+
+    /// With several workers, keep each connection on the worker it landed
+    /// on: no connection moves to the worker that homes its room (its
+    /// room's traffic then crosses the bus; for comparisons).
+    #[arg(long, env = "ROOMD_NO_MOVES")]
+    pub no_moves: bool,
 }
 
 impl Config {

@@ -150,6 +150,10 @@ impl OutBuf {
 /// per-connection memory cost) while the socket is still read in large
 /// chunks into one buffer the whole worker shares.
 pub struct Feed<'a> {
+    /// Read the socket when the buffer is used up (else: `WouldBlock`, as
+    /// while a connection is on its way to another worker, see
+    /// `worker::moves`).
+    pub sock: bool,
     pub stash: &'a [u8],
     pub stash_pos: usize,
     pub buf: &'a mut [u8],
@@ -195,6 +199,9 @@ impl Read for Io<'_> {
             return Ok(self.handed(&buf[..n]));
         }
         if f.pos == f.len {
+            if !f.sock {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
             let n = self.sock.read(f.buf)?;
             self.nread += n;
             f.pos = 0;
@@ -377,6 +384,38 @@ pub struct Ws {
     /// Input is not read while another worker decides whether its resume
     /// succeeds (see `relay`): what follows the `hello` waits in the socket.
     pub paused: bool,
+    /// It is on its way to another worker (see `worker::moves`).
+    pub moving: Option<Box<Moving>>,
+    /// Times it moved to this worker from another.
+    pub hops: u8,
+}
+
+impl Ws {
+    /// An open WebSocket of session `session`, reading, with no parser lent.
+    pub fn new(proto: Proto, session: SessionId, rates: Rates) -> Ws {
+        Ws {
+            parser: None,
+            proto,
+            session,
+            rates,
+            bad: 0,
+            echo: false,
+            paused: false,
+            moving: None,
+            hops: 0,
+        }
+    }
+}
+
+/// A connection the core asked to move to worker `to` with the request it
+/// was reading: until the parser has handed out everything it holds, the
+/// messages that follow are kept, not run.
+pub struct Moving {
+    pub to: u32,
+    /// The request it moves with (`None` until the loop keeps it).
+    pub req: Option<Vec<u8>>,
+    /// Whole messages read after the request, in order.
+    pub carry: Vec<Vec<u8>>,
 }
 
 pub enum Phase {

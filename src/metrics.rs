@@ -43,6 +43,9 @@ pub struct Gauges {
     pub sessions: usize,
     /// Sessions a `resume` can find (entries of the token index).
     pub tokens: usize,
+    /// Sessions of tokens issued here that moved to another worker (where
+    /// a resume is sent on to).
+    pub moved: usize,
     /// Places in matchmaking queues homed on this worker.
     pub places: usize,
     /// Attached watchers of rooms homed on this worker.
@@ -156,6 +159,12 @@ impl Metrics {
             "roomd_resume_tokens",
             "Resume tokens that name a live session (attached or within grace).",
             g.tokens as u64,
+        );
+        gauge(
+            &mut s,
+            "roomd_moved_sessions",
+            "Sessions of resume tokens issued by this worker that live on another worker now.",
+            g.moved as u64,
         );
         gauge(
             &mut s,
@@ -363,6 +372,7 @@ mod tests {
             connections: 1,
             sessions: 0,
             tokens: 0,
+            moved: 0,
             places: 0,
             watchers: 0,
             lobby_subs: 0,

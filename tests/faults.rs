@@ -33,6 +33,9 @@ fn requests_in_flight_to_a_dying_home_are_answered() {
     let server = start_workers(2, &["--grace-ms", "1000"]);
     let room = name_on("doomed", 1, 2);
     let mut a = client_on(&server, 0);
+    // A seat on its own worker: the connection stays there, and its
+    // requests for the other worker's room are forwarded.
+    a.create(&name_on("here", 0, 2));
     a.create(&room);
     let victim = pid_of_worker(&server, 1);
     signal(victim, libc::SIGSTOP);
@@ -64,7 +67,9 @@ fn a_queue_lost_with_its_worker_tells_its_players() {
     let far = name_on("far-q", 1, 2);
     let near = name_on("near-q", 0, 2);
     let mut a = client_on(&server, 0);
-    for q in [&far, &near] {
+    // The near place first: the connection stays on worker 0, and its
+    // place in the far queue is held by the queue's home.
+    for q in [&near, &far] {
         let rid = a.rid();
         a.send(msg! {"t" => "match", "rid" => rid, "queue" => q.as_str(), "size" => 2u16, "wait_ms" => 60_000u32});
         assert_eq!(a.expect("queued")["queue"].s(), q);

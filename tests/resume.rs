@@ -262,7 +262,9 @@ fn dropped_on_worker_0(server: &Server, room: &str) -> (Client, u64, String) {
 /// a resume would be `not_found`).
 #[test]
 fn a_relayed_connection_closes_1011_when_its_sessions_worker_dies() {
-    let server = start_workers(2, &["--grace-ms", "1000"]);
+    // Connections that do not move: b's session stays on worker 0, and
+    // its resume on worker 1 is relayed there.
+    let server = start_workers(2, &["--grace-ms", "1000", "--no-moves"]);
     let room = name_on("room", 1, 2);
     let (mut a, b_id, b_token) = dropped_on_worker_0(&server, &room);
     // Worker 0: the process that does not serve `a`.

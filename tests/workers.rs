@@ -162,7 +162,8 @@ fn sample(body: &str, name: &str, w: u32) -> Option<u64> {
 
 #[test]
 fn metrics_all_merges_every_workers_figures() {
-    let server = start_workers(2, &[]);
+    // b's connection stays on worker 1, so each worker delivers.
+    let server = start_workers(2, &["--no-moves"]);
     let room = name_on("metered", 0, 2);
     let mut a = client_on(&server, 0);
     let mut b = client_on(&server, 1);
@@ -215,7 +216,11 @@ fn metrics_all_merges_every_workers_figures() {
 
 #[test]
 fn worker_loss_closes_its_rooms_and_its_clients_go_through_grace() {
-    let mut server = start_workers(2, &["--grace-ms", "300", "--create-rate", "0"]);
+    // Connections stay where they landed, with seats on both workers.
+    let mut server = start_workers(
+        2,
+        &["--grace-ms", "300", "--create-rate", "0", "--no-moves"],
+    );
     let r0 = name_on("room", 0, 2);
     let r1 = name_on("room", 1, 2);
     let mut a = client_on(&server, 0);

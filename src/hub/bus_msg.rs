@@ -98,6 +98,8 @@ pub mod kind {
     pub const LOBBY_UPD: u8 = 22;
     pub const LOBBY_INTEREST: u8 = 23;
     pub const HANDOFF: u8 = 24;
+    pub const MOVE: u8 = 25;
+    pub const MOVED: u8 = 26;
 }
 
 /// A room state on the wire is its index here.
@@ -251,6 +253,36 @@ pub enum BusMsg<'a> {
     /// (`SCM_RIGHTS`, see `bus::Link`), and `head` is everything read from
     /// it so far (the HTTP request head, and whatever followed it).
     Handoff { head: &'a [u8] },
+    /// An open client connection for the receiver, with its session and
+    /// the request it moves with (see `hub::moves`): the socket travels
+    /// with this message, as with `Handoff`.
+    Move(Arrival<'a>),
+    /// The session of a resume token the receiver issued (its index key)
+    /// lives on worker `to` now (`u32::MAX`: it ended).
+    Moved { key: u64, to: u32 },
+}
+
+/// A `Move`: the session (member id, token, subprotocol, `meta`, grant,
+/// whether its `hello` came), the connection's rate buckets (tokens left,
+/// as `f32` bits) and bad requests in a row, the request it moves with,
+/// the whole messages read after it, the bytes read and not parsed yet,
+/// and the bytes not yet written to it.
+#[derive(Debug, PartialEq)]
+pub struct Arrival<'a> {
+    pub member: u64,
+    pub token: &'a [u8],
+    pub proto: Proto,
+    pub meta: Option<&'a [u8]>,
+    pub grant: Option<Cow<'a, Grant>>,
+    pub hello_done: bool,
+    /// Times the connection moved, this move included.
+    pub hops: u8,
+    pub rates: [u32; 3],
+    pub bad: u32,
+    pub req: &'a [u8],
+    pub msgs: Seq<'a, &'a [u8]>,
+    pub input: &'a [u8],
+    pub output: &'a [u8],
 }
 
 /// What went wrong with a message from a peer.
@@ -278,9 +310,13 @@ impl std::error::Error for BusError {}
 
 /// A `Resume`: the stand-in session `bsid` of the asking worker, its
 /// connection's subprotocol, the `hello`'s `rid`, token, `meta` and `last`,
-/// and the grant of the connection's token.
+/// and the grant of the connection's token. `origin`: the asking worker
+/// when the sender only passes the question on (the session moved from
+/// the worker that issued the token, see `hub::moves`); `u32::MAX`: the
+/// sender asks.
 #[derive(Debug, PartialEq)]
 pub struct ResumeAsk<'a> {
+    pub origin: u32,
     pub bsid: u64,
     pub proto: Proto,
     pub rid: Option<u32>,
@@ -484,6 +520,15 @@ impl<'a> Item<'a> for u64 {
     #[inline]
     fn get(r: &mut Reader<'a>) -> Result<Self, BusError> {
         r.u64()
+    }
+}
+
+impl<'a> Item<'a> for &'a [u8] {
+    fn put(&self, w: &mut Writer) {
+        w.bytes(self);
+    }
+    fn get(r: &mut Reader<'a>) -> Result<Self, BusError> {
+        r.bytes()
     }
 }
 
@@ -806,6 +851,8 @@ impl<'a> BusMsg<'a> {
             BusMsg::LobbyUpd(_) => kind::LOBBY_UPD,
             BusMsg::LobbyInterest { .. } => kind::LOBBY_INTEREST,
             BusMsg::Handoff { .. } => kind::HANDOFF,
+            BusMsg::Move(_) => kind::MOVE,
+            BusMsg::Moved { .. } => kind::MOVED,
         }
     }
 
@@ -925,6 +972,7 @@ impl<'a> BusMsg<'a> {
                 w.u32(*qid).u16(*status).bytes(text);
             }
             BusMsg::Resume(ResumeAsk {
+                origin,
                 bsid,
                 proto,
                 rid,
@@ -942,6 +990,7 @@ impl<'a> BusMsg<'a> {
                 put_grant(&mut w, grant.as_deref());
                 w.u32(last.len() as u32);
                 last.put(&mut w);
+                w.u32(*origin);
             }
             BusMsg::Resumed { bsid, asid } => {
                 w.u64(*bsid).u64(*asid);
@@ -973,6 +1022,23 @@ impl<'a> BusMsg<'a> {
             }
             BusMsg::Handoff { head } => {
                 w.bytes(head);
+            }
+            BusMsg::Move(a) => {
+                w.u64(a.member)
+                    .bytes(a.token)
+                    .proto(a.proto)
+                    .opt_bytes(a.meta);
+                put_grant(&mut w, a.grant.as_deref());
+                w.u8(a.hello_done.into()).u8(a.hops);
+                for r in a.rates {
+                    w.u32(r);
+                }
+                w.u32(a.bad).bytes(a.req).u32(a.msgs.len() as u32);
+                a.msgs.put(&mut w);
+                w.bytes(a.input).bytes(a.output);
+            }
+            BusMsg::Moved { key, to } => {
+                w.u64(*key).u32(*to);
             }
         }
         w.finish();
@@ -1072,6 +1138,7 @@ impl<'a> BusMsg<'a> {
                 meta: r.opt_bytes()?,
                 grant: get_grant(r)?.map(Cow::Owned),
                 last: r.seq()?,
+                origin: r.u32()?,
             }),
             kind::RESUMED => BusMsg::Resumed {
                 bsid: r.u64()?,
@@ -1099,6 +1166,25 @@ impl<'a> BusMsg<'a> {
             kind::LOBBY_UPD => BusMsg::LobbyUpd(r.seq()?),
             kind::LOBBY_INTEREST => BusMsg::LobbyInterest { on: r.bool()? },
             kind::HANDOFF => BusMsg::Handoff { head: r.bytes()? },
+            kind::MOVE => BusMsg::Move(Arrival {
+                member: r.u64()?,
+                token: r.bytes()?,
+                proto: r.proto()?,
+                meta: r.opt_bytes()?,
+                grant: get_grant(r)?.map(Cow::Owned),
+                hello_done: r.bool()?,
+                hops: r.u8()?,
+                rates: [r.u32()?, r.u32()?, r.u32()?],
+                bad: r.u32()?,
+                req: r.bytes()?,
+                msgs: r.seq()?,
+                input: r.bytes()?,
+                output: r.bytes()?,
+            }),
+            kind::MOVED => BusMsg::Moved {
+                key: r.u64()?,
+                to: r.u32()?,
+            },
             k => return Err(BusError::UnknownKind(k)),
         })
     }
@@ -1231,6 +1317,7 @@ mod tests {
                 text: b"roomd_x 1\n",
             },
             BusMsg::Resume(ResumeAsk {
+                origin: u32::MAX,
                 bsid: 13,
                 proto: Proto::Msgpack,
                 rid: Some(4),
@@ -1243,6 +1330,7 @@ mod tests {
                 last: Seq::Items(&LAST),
             }),
             BusMsg::Resume(ResumeAsk {
+                origin: u32::MAX,
                 bsid: 13,
                 proto: Proto::Json,
                 rid: None,
@@ -1255,6 +1343,7 @@ mod tests {
                 last: Seq::Items(&[]),
             }),
             BusMsg::Resume(ResumeAsk {
+                origin: u32::MAX,
                 bsid: 13,
                 proto: Proto::Json,
                 rid: None,
@@ -1305,6 +1394,22 @@ mod tests {
             BusMsg::Handoff {
                 head: b"GET /?room=r HTTP/1.1\r\n\r\n",
             },
+            BusMsg::Move(Arrival {
+                member: 7 << 36 | 5,
+                token: &[3; 16],
+                proto: Proto::Json,
+                meta: Some(b"{}"),
+                grant: None,
+                hello_done: true,
+                hops: 1,
+                rates: [1.5f32.to_bits(), 0, 7],
+                bad: 1,
+                req: br#"{"t":"join","room":"r"}"#,
+                msgs: Seq::Items(&[b"{\"t\":\"pub\"}", b""]),
+                input: &[0x81, 0x85],
+                output: b"welcome",
+            }),
+            BusMsg::Moved { key: 9, to: 1 },
         ]
     }
 
@@ -1354,7 +1459,7 @@ mod tests {
         let mut kinds: Vec<u8> = samples().iter().map(BusMsg::kind).collect();
         kinds.sort_unstable();
         kinds.dedup();
-        assert_eq!(kinds, (1..=24).collect::<Vec<u8>>());
+        assert_eq!(kinds, (1..=26).collect::<Vec<u8>>());
     }
 
     #[test]
@@ -1465,6 +1570,7 @@ mod tests {
                     .u64(3)
                     .bytes(b"b")
                     .u64(u64::MAX)
+                    .u32(u32::MAX)
                     .msg(kind::RESUME),
                 BusMsg::Resume(ResumeAsk { grant: Some(_), .. }) => o
                     .u64(13)
@@ -1476,6 +1582,7 @@ mod tests {
                     .u8(0)
                     .u8(0)
                     .u32(0)
+                    .u32(u32::MAX)
                     .msg(kind::RESUME),
                 BusMsg::Detach { .. } => o.u64(14).u64(15).u8(3).msg(kind::DETACH),
                 BusMsg::Places { sid: 16, queues } if !queues.is_empty() => {
@@ -1549,7 +1656,7 @@ mod tests {
 
     #[test]
     fn an_unknown_kind_is_told_apart() {
-        for k in [0, 25, 200, 255] {
+        for k in [0, 27, 200, 255] {
             assert_eq!(BusMsg::decode(&[k]), Err(BusError::UnknownKind(k)));
             assert_eq!(BusMsg::decode(&[k, 1, 2, 3]), Err(BusError::UnknownKind(k)));
         }

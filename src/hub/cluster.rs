@@ -655,7 +655,9 @@ impl Hub {
             } => self.api_remote(p, qid, method, path, body),
             // The loop's: its answer has figures of the loop's, and a
             // handed-off connection is the loop's to take.
-            BusMsg::MetricsReq { .. } | BusMsg::Handoff { .. } => {}
+            BusMsg::Moved { key, to } => self.on_moved(p, key, to),
+            // The loop's (it holds the sockets).
+            BusMsg::MetricsReq { .. } | BusMsg::Handoff { .. } | BusMsg::Move(_) => {}
             BusMsg::ApiResp { qid, status, body }
             | BusMsg::MetricsResp {
                 qid,
@@ -894,6 +896,7 @@ impl Hub {
         }
         bus.pending.retain(|&x| x != p);
         self.on_lobby_interest(p, false);
+        self.moves_peer_lost(p);
         // Local sessions with seats in rooms homed there, relayed through
         // it, standing in for its sessions, or resuming and waiting for it.
         // A scan of the sessions, once per lost worker.

@@ -165,6 +165,10 @@ pub enum Effect {
     Outcome(ConnId, bool),
     /// The connection now carries this session (it resumed it).
     Bind(ConnId, SessionId),
+    /// Move the connection, with its session and the request it is
+    /// reading, to worker `to` (see `hub::moves`); if it cannot go, the
+    /// request is handed back ([`super::Hub::on_request_checked`]).
+    Move(ConnId, u32),
 }
 
 /// Bus output: one buffer of encoded messages per peer.
@@ -310,6 +314,10 @@ impl Out {
 
     pub fn bind(&mut self, conn: ConnId, sid: SessionId) {
         self.list.push(Effect::Bind(conn, sid));
+    }
+
+    pub fn moving(&mut self, conn: ConnId, to: u32) {
+        self.list.push(Effect::Move(conn, to));
     }
 
     /// Forgets what was performed (keeping the memory, up to 1 MiB of

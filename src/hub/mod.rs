@@ -73,6 +73,9 @@ pub struct Hub {
     pub tokens: HashMap<u64, SessionId>,
     /// (worker, its session id) -> the shadow session standing for it here.
     pub shadows: HashMap<(u32, u64), SessionId>,
+    /// Resume token key -> the worker a session of a token issued here
+    /// moved to (see `moves`).
+    pub moved: HashMap<u64, u32>,
     /// Room histories' bounds and their worker-wide byte count.
     pub history: Recorder,
     /// The next member id to hand out.
@@ -128,6 +131,7 @@ impl Hub {
             sessions: Arena::default(),
             tokens: HashMap::new(),
             shadows: HashMap::new(),
+            moved: HashMap::new(),
             history,
             next_member: 1,
             members: 0,
@@ -170,6 +174,7 @@ impl Hub {
             }
         }
         self.lobby_link_up(p);
+        self.moves_link_up(p);
     }
 
     /// Input: the time. Sets the clock; the loop calls it first in a turn.
@@ -247,6 +252,7 @@ pub mod lobby_feed;
 pub mod lookup;
 pub mod matcher;
 pub mod matchmaking;
+pub mod moves;
 pub mod names;
 pub mod out;
 pub mod rates;

@@ -27,6 +27,12 @@ impl Bucket {
         }
     }
 
+    /// The tokens it holds at `now_ms` (refilled to then).
+    pub fn left(&self, now_ms: u32, rate: u32) -> f32 {
+        let dt = now_ms.wrapping_sub(self.last) as f32 / 1000.0;
+        (self.tokens + dt * rate as f32).min(rate as f32)
+    }
+
     /// Takes `n` tokens if there are that many; `rate` 0 means unlimited.
     /// A request larger than the whole burst is allowed when the bucket is
     /// full (and empties it), so a limit never refuses one item forever.
@@ -65,6 +71,34 @@ impl Rates {
             requests: Bucket::full(cfg.rate_limit, now_ms),
             creates: Bucket::full(cfg.create_rate, now_ms),
             pub_bytes: Bucket::full(cfg.pub_bytes_rate, now_ms),
+        }
+    }
+
+    /// The tokens each bucket holds at `now_ms`, as `f32` bits: what a
+    /// connection moving to another worker takes along (clocks differ
+    /// between workers; time left in a bucket does not).
+    pub fn export(&self, cfg: &crate::Config, now_ms: u32) -> [u32; 3] {
+        [
+            self.requests.left(now_ms, cfg.rate_limit).to_bits(),
+            self.creates.left(now_ms, cfg.create_rate).to_bits(),
+            self.pub_bytes.left(now_ms, cfg.pub_bytes_rate).to_bits(),
+        ]
+    }
+
+    /// Buckets holding what [`Rates::export`] said, at `now_ms` of this
+    /// worker's clock (a value that is not a number of tokens reads as 0).
+    pub fn import(bits: [u32; 3], now_ms: u32) -> Self {
+        let bucket = |b: u32| {
+            let t = f32::from_bits(b);
+            Bucket {
+                tokens: if t.is_finite() { t.max(0.0) } else { 0.0 },
+                last: now_ms,
+            }
+        };
+        Rates {
+            requests: bucket(bits[0]),
+            creates: bucket(bits[1]),
+            pub_bytes: bucket(bits[2]),
         }
     }
 }

@@ -59,6 +59,7 @@ impl Hub {
             .map(|(room, seq)| (&**room, *seq))
             .collect();
         let m = BusMsg::Resume(ResumeAsk {
+            origin: u32::MAX,
             bsid: sid.to_bits(),
             proto,
             rid: req.rid,
@@ -84,8 +85,29 @@ impl Hub {
 
     /// On A: a resume asked by worker `p` for its connection's session
     /// `bsid`. A token not found here is answered with the `err` and id 0.
-    pub(crate) fn on_resume_ask(&mut self, p: u32, ask: ResumeAsk) {
+    pub(crate) fn on_resume_ask(&mut self, p: u32, mut ask: ResumeAsk) {
+        if ask.origin == u32::MAX {
+            ask.origin = p;
+            if self.find_session(ask.token).is_none() {
+                // Its session moved from here: the question goes on, once.
+                if let Some(h) = self.resume_target(ask.token).filter(|&h| h != self.id) {
+                    let m = BusMsg::Resume(ask);
+                    if self.bus.as_mut().is_some_and(|b| b.send(h, &m)) {
+                        return;
+                    }
+                    let BusMsg::Resume(a) = m else { return };
+                    ask = a;
+                }
+            }
+        }
+        // The worker of the connection: answers go there.
+        let p = ask.origin;
+        if p == self.id {
+            self.resume_own_ask(ask);
+            return;
+        }
         let ResumeAsk {
+            origin: _,
             bsid,
             proto,
             rid,
@@ -135,6 +157,39 @@ impl Hub {
         );
     }
 
+    /// The question this worker asked came back here: the session moved
+    /// here from the worker that issued its token. The connection's fresh
+    /// session `bsid` takes it over as a local resume.
+    fn resume_own_ask(&mut self, ask: ResumeAsk) {
+        let sid = SessionId::from_bits(ask.bsid);
+        let conn = self
+            .sessions
+            .get(sid)
+            .filter(|s| s.proxy.as_deref().is_some_and(|x| x.sid.is_none()))
+            .and_then(Session::conn);
+        let Some((cid, proto)) = conn else {
+            // The connection ended while the question was on its way.
+            return;
+        };
+        if let Some(s) = self.sessions.get_mut(sid) {
+            s.proxy = None;
+        }
+        self.out.pause(cid, false);
+        let Some(old) = self.find_session(ask.token) else {
+            self.fail((cid, proto), ask.rid, resume_gone());
+            return;
+        };
+        let last = ask.last;
+        let lookup = |name: &str| last.iter().find(|x| x.0 == name).map(|x| x.1);
+        let new = Ask {
+            rid: ask.rid,
+            meta: ask.meta.map(Box::<[u8]>::from),
+            grant: ask.grant.map(|g| Box::new(g.into_owned())),
+            last: &lookup,
+        };
+        self.take_over((cid, sid, proto), old, new);
+    }
+
     /// On B: worker `p`'s answer to the resume of `bsid`'s connection. On
     /// success the fresh session lets its seats and places go and from now
     /// on stands in for session `asid` of `p`.
@@ -143,11 +198,9 @@ impl Hub {
         let cid = self
             .sessions
             .get(sid)
-            .filter(|s| {
-                s.proxy
-                    .as_deref()
-                    .is_some_and(|x| x.worker == p && x.sid.is_none())
-            })
+            // From the worker asked, or from the one it passed the
+            // question on to (the session moved there).
+            .filter(|s| s.proxy.as_deref().is_some_and(|x| x.sid.is_none()))
             .and_then(Session::conn)
             .map(|c| c.0);
         let Some(cid) = cid else {
@@ -168,6 +221,7 @@ impl Hub {
             return;
         };
         if let Some(x) = s.proxy.as_mut() {
+            x.worker = p;
             x.sid = Some(asid);
         }
         let token = std::mem::take(&mut s.token);

@@ -83,18 +83,55 @@ impl Hub {
                 return;
             }
         };
-        let rid = req.rid;
         if let Err(f) = self.check_rates(rates, &req) {
-            self.fail((cid, proto), rid, f);
+            self.fail((cid, proto), req.rid, f);
             return;
         }
-        if let Some(home) = self.remote_home(&req) {
-            if let Err(f) = self.forward(sid, home, &req, proto, payload) {
+        if let Some(to) = self.move_target(sid, &req) {
+            // The loop moves the connection with this request, or hands
+            // it back (`on_request_checked`).
+            self.out.moving(cid, to);
+            return;
+        }
+        self.run_request((cid, sid, proto), &req, payload);
+    }
+
+    /// A request of the client on `cid` whose rates were taken already,
+    /// run here: its connection could not move with it, or moved here with
+    /// it (see `moves`), and may move on once more when `again` (a resume
+    /// whose session moved from the worker that issued its token).
+    pub fn on_request_checked(
+        &mut self,
+        (cid, sid, proto): (ConnId, SessionId, Proto),
+        payload: &[u8],
+        again: bool,
+    ) {
+        let req = match protocol::decode(proto, payload) {
+            Ok(req) => req,
+            Err((rid, f)) => return self.fail((cid, proto), rid, f),
+        };
+        if let Some(to) = self.move_target(sid, &req).filter(|_| again) {
+            self.out.moving(cid, to);
+            return;
+        }
+        self.run_request((cid, sid, proto), &req, payload);
+    }
+
+    /// Runs a request here, or forwards it to its room's home.
+    fn run_request(
+        &mut self,
+        (cid, sid, proto): (ConnId, SessionId, Proto),
+        req: &Req,
+        payload: &[u8],
+    ) {
+        let rid = req.rid;
+        if let Some(home) = self.remote_home(req) {
+            if let Err(f) = self.forward(sid, home, req, proto, payload) {
                 self.fail((cid, proto), rid, f);
             }
             return;
         }
-        match self.dispatch(Some(cid), sid, &req) {
+        match self.dispatch(Some(cid), sid, req) {
             Ok(()) => self.out.outcome(cid, false),
             Err(f) => self.fail((cid, proto), rid, f),
         }

@@ -74,10 +74,13 @@ impl Hub {
         token: &str,
         req: &Req,
     ) -> Result<(), Fail> {
-        if let Some(w) = self.token_worker(token).filter(|&w| w != self.id) {
-            return self.ask_resume(cid, sid, w, token, req);
-        }
-        let old = self.find_session(token).ok_or_else(resume_gone)?;
+        let old = match self.find_session(token) {
+            Some(old) => old,
+            None => match self.resume_target(token) {
+                Some(w) => return self.ask_resume(cid, sid, w, token, req),
+                None => return Err(resume_gone()),
+            },
+        };
         if old == sid {
             return Err(Fail::new(
                 Code::BadRequest,
@@ -99,8 +102,6 @@ impl Hub {
             ),
             None => (None, None),
         };
-        self.release_session(sid, Why::Left);
-        self.out.bind(cid, old);
         let last = |name: &str| req.last.as_ref().and_then(|m| m.get(name)).copied();
         let ask = Ask {
             rid: req.rid,
@@ -108,8 +109,21 @@ impl Hub {
             grant,
             last: &last,
         };
-        self.resume_session(old, Client::Local(cid, proto), ask);
+        self.take_over((cid, sid, proto), old, ask);
         Ok(())
+    }
+
+    /// Connection `cid` (its fresh session `sid` let go) takes session
+    /// `old` of this worker over.
+    pub(crate) fn take_over(
+        &mut self,
+        (cid, sid, proto): (ConnId, SessionId, Proto),
+        old: SessionId,
+        ask: Ask,
+    ) {
+        self.release_session(sid, Why::Left);
+        self.out.bind(cid, old);
+        self.resume_session(old, Client::Local(cid, proto), ask);
     }
 
     /// Moves session `old` (of this worker) to the client at `to`: takes it
@@ -391,11 +405,14 @@ impl Hub {
     }
 
     /// Takes `token` out of the index if it names `sid` there.
+    /// The session is gone for resume: the worker that issued the token
+    /// no longer sends resumes here (see `moves`).
     pub(crate) fn forget_token(&mut self, sid: SessionId, token: [u8; 16]) {
         let k = index_key(&token);
         if self.tokens.get(&k) == Some(&sid) {
             self.tokens.remove(&k);
         }
+        self.whereabouts(&token, None);
     }
 }
 

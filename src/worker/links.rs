@@ -252,15 +252,16 @@ impl Worker {
                             }
                             self.perform();
                         }
-                        Ok(BusMsg::Handoff { head }) => {
+                        Ok(m @ (BusMsg::Handoff { .. } | BusMsg::Move(_))) => {
                             let fd = self.bus.as_mut().and_then(|b| {
                                 b.links.get_mut(p as usize)?.as_mut()?.fds_in.pop_front()
                             });
-                            match fd {
-                                Some(fd) => self.adopt(p, head, fd),
-                                None => {
+                            match (fd, m) {
+                                (Some(fd), BusMsg::Handoff { head }) => self.adopt(p, head, fd),
+                                (Some(fd), BusMsg::Move(a)) => self.arrive(p, a, fd),
+                                _ => {
                                     warn!(
-                                        "w={} a handoff from worker {p} without its socket",
+                                        "w={} a connection from worker {p} without its socket",
                                         self.id
                                     );
                                     broken = true;

@@ -77,10 +77,10 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Positions in the shared read buffer and the connection's stash while a
 /// connection is read.
 #[derive(Default)]
-struct FeedState {
-    stash_pos: usize,
-    pos: usize,
-    len: usize,
+pub(crate) struct FeedState {
+    pub(crate) stash_pos: usize,
+    pub(crate) pos: usize,
+    pub(crate) len: usize,
 }
 
 /// Everything the loop's timer wheel can hold (the core has its own, see
@@ -617,6 +617,7 @@ impl Worker {
             connections: self.conns.arena.len(),
             sessions: self.hub.sessions.len(),
             tokens: self.hub.tokens.len(),
+            moved: self.hub.moved.len(),
             places: self.hub.lobby.matcher.len(),
             watchers: self
                 .hub
@@ -667,13 +668,8 @@ impl Worker {
         c.out.extend(&http::switching(&up));
         Conns::mark_pending(&mut self.conns.pending, c, id);
         c.phase = Phase::Ws(Ws {
-            parser: None,
-            proto: up.proto,
-            session: sid,
-            rates: crate::conn::Rates::full(&self.cfg, ms),
-            bad: 0,
             echo: up.echo,
-            paused: false,
+            ..Ws::new(up.proto, sid, crate::conn::Rates::full(&self.cfg, ms))
         });
         if let Some(t) = c.timer.take() {
             self.timers.cancel(t);
@@ -759,6 +755,7 @@ impl Worker {
             self.hub.on_request(at, &mut ws.rates, payload);
         }
         self.perform();
+        self.keep_request(id, payload);
     }
 
     /// Performs the core's effects, in order: frames queued on connections
@@ -781,17 +778,20 @@ impl Worker {
     fn read_ws_loop(&mut self, id: ConnId, rbuf: &mut [u8], st: &mut FeedState) {
         let now_ms = self.millis();
         for _ in 0..READ_CAP {
-            let (res, nread, echo) = {
+            let (res, nread, echo, moving) = {
                 let Some(c) = self.conns.arena.get_mut(id) else {
                     return;
                 };
                 if c.end.is_some() {
                     return;
                 }
-                let ws = match &mut c.phase {
+                let (ws, moving) = match &mut c.phase {
                     Phase::Ws(ws) if ws.paused => return,
-                    Phase::Ws(ws) => ws,
-                    Phase::Closing { ws: Some(ws), .. } => ws,
+                    Phase::Ws(ws) => {
+                        let moving = ws.moving.is_some();
+                        (ws, moving)
+                    }
+                    Phase::Closing { ws: Some(ws), .. } => (ws, false),
                     _ => return,
                 };
                 let parser = ws.parser.get_or_insert_with(|| self.parsers.take());
@@ -800,6 +800,7 @@ impl Worker {
                     out: &mut c.out,
                     nread: 0,
                     feed: Some(Feed {
+                        sock: !moving,
                         stash: c.stash.as_deref().map_or(&[][..], |s| &s[..]),
                         stash_pos: st.stash_pos,
                         buf: rbuf,
@@ -832,7 +833,7 @@ impl Worker {
                         }
                     }
                 }
-                (res, n, echo)
+                (res, n, echo, moving)
             };
             self.hub.metrics.bytes_in += nread as u64;
             use tungstenite::error::{Error as E, ProtocolError as P};
@@ -861,6 +862,31 @@ impl Worker {
                             return;
                         }
                     }
+                }
+            }
+            if moving {
+                match res {
+                    Ok(Message::Binary(b)) => {
+                        self.carry(id, &b);
+                        continue;
+                    }
+                    Ok(Message::Text(t)) => {
+                        self.carry(id, t.as_bytes());
+                        continue;
+                    }
+                    Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
+                    Err(E::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                        // Everything read is parsed: it goes now, or
+                        // stays and reading goes on.
+                        if self.finish_move(id, rbuf, st) {
+                            return;
+                        }
+                        continue;
+                    }
+                    Err(E::Io(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    // A close or an error: it stays, and this is handled
+                    // after what came before it.
+                    _ => self.stay(id),
                 }
             }
             match res {
@@ -1018,13 +1044,8 @@ impl Worker {
             }
             Phase::Http { .. } => {}
             Phase::Ws(mut ws) => {
-                self.ws_open -= 1;
-                if let Some(n) = self.ws_per_ip.get_mut(&c.peer.ip()) {
-                    *n -= 1;
-                    if *n == 0 {
-                        self.ws_per_ip.remove(&c.peer.ip());
-                    }
-                }
+                let ip = c.peer.ip();
+                Self::ws_gone(&mut self.ws_open, &mut self.ws_per_ip, ip);
                 let mut io = Io {
                     sock: &mut c.sock,
                     out: &mut c.out,
@@ -1081,6 +1102,27 @@ impl Worker {
             self.perform();
         }
         dead
+    }
+
+    /// One open WebSocket connection (from `ip`) fewer.
+    pub(crate) fn ws_gone(
+        open: &mut usize,
+        per_ip: &mut HashMap<std::net::IpAddr, u32>,
+        ip: std::net::IpAddr,
+    ) {
+        *open -= 1;
+        if let Some(n) = per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&ip);
+            }
+        }
+    }
+
+    /// One open WebSocket connection (from `ip`) more.
+    pub(crate) fn ws_new(&mut self, ip: std::net::IpAddr) {
+        self.ws_open += 1;
+        *self.ws_per_ip.entry(ip).or_insert(0) += 1;
     }
 
     /// Deregisters the socket and frees the slot (closing the socket): the
@@ -1336,6 +1378,17 @@ pub fn perform(conns: &mut Conns, out: &mut Out, metrics: &mut Metrics, max_bad:
                     ws.session = sid;
                 }
             }
+            Effect::Move(conn, to) => {
+                // The loop keeps the request (`Worker::on_message`) and
+                // moves it at the parser's next message boundary.
+                if let Some(Phase::Ws(ws)) = conns.arena.get_mut(conn).map(|c| &mut c.phase) {
+                    ws.moving = Some(Box::new(crate::conn::Moving {
+                        to,
+                        req: None,
+                        carry: Vec::new(),
+                    }));
+                }
+            }
         }
     }
     out.clear();
@@ -1358,15 +1411,8 @@ mod tests {
             let (server, peer) = l.accept().expect("accept");
             server.set_nonblocking(true).expect("nonblocking");
             let mut c = Conn::new(mio::net::TcpStream::from_std(server), peer, 0);
-            c.phase = Phase::Ws(Ws {
-                parser: None,
-                proto,
-                session: SessionId::from_bits(i as u64),
-                rates: crate::conn::Rates::full(&Config::defaults(), 0),
-                bad: 0,
-                echo: false,
-                paused: false,
-            });
+            let rates = crate::conn::Rates::full(&Config::defaults(), 0);
+            c.phase = Phase::Ws(Ws::new(proto, SessionId::from_bits(i as u64), rates));
             ids.push(conns.arena.insert(c));
             clients.push(client);
         }

@@ -765,6 +765,8 @@ fn worker_loss_closes_its_rooms_and_its_clients_go_through_grace() {
     let mut s = Sim::with(2, |c| {
         c.grace_ms = 300;
         c.create_rate = 0;
+        // Sessions with seats on both workers: a connection stays.
+        c.no_moves = true;
     });
     let r0 = name_on("room", 0, 2);
     let r1 = name_on("room", 1, 2);
@@ -832,7 +834,10 @@ fn worker_loss_closes_its_rooms_and_its_clients_go_through_grace() {
 /// what the home sends when it goes on still arrives.
 #[test]
 fn a_request_to_a_stopped_home_is_answered_at_the_deadline() {
-    let mut s = Sim::with(2, |c| c.peer_timeout_ms = 1000);
+    let mut s = Sim::with(2, |c| {
+        c.peer_timeout_ms = 1000;
+        c.no_moves = true;
+    });
     let room = name_on("stalled", 1, 2);
     let a = s.client(0);
     s.create(a, &room);
@@ -858,7 +863,10 @@ fn a_request_to_a_stopped_home_is_answered_at_the_deadline() {
 /// A request that expired is not answered again when its home is lost.
 #[test]
 fn an_expired_request_is_not_answered_twice_when_the_home_is_lost() {
-    let mut s = Sim::with(2, |c| c.peer_timeout_ms = 1000);
+    let mut s = Sim::with(2, |c| {
+        c.peer_timeout_ms = 1000;
+        c.no_moves = true;
+    });
     let room = name_on("doomed", 1, 2);
     let a = s.client(0);
     s.create(a, &room);

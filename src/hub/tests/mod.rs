@@ -28,6 +28,7 @@ mod joins;
 mod limits;
 mod lobby;
 mod matchmaking;
+mod moves;
 mod props;
 mod resume;
 mod room_kit;
@@ -63,6 +64,10 @@ pub struct Client {
     held: VecDeque<String>,
     paused: bool,
     bad: u32,
+    /// The message it sent last (a request a move takes along).
+    last: String,
+    /// Times its connection moved to another worker.
+    pub moves: u32,
 }
 
 /// One to three hubs, their clients and their bus.
@@ -76,6 +81,11 @@ pub struct Sim {
     /// them (from, to, bytes), in order.
     stopped: Vec<bool>,
     parked: Vec<(usize, usize, Vec<u8>)>,
+    /// Moves the core asks for do not happen (as when the loop cannot
+    /// move a connection): the request runs where it is.
+    pub refuse_moves: bool,
+    /// Bus messages carried so far.
+    pub bus_msgs: usize,
 }
 
 // Not every test uses every helper.
@@ -114,6 +124,8 @@ impl Sim {
             now,
             cut: Vec::new(),
             parked: Vec::new(),
+            refuse_moves: false,
+            bus_msgs: 0,
         };
         sim.pump();
         sim
@@ -138,6 +150,8 @@ impl Sim {
             held: VecDeque::new(),
             paused: false,
             bad: 0,
+            last: String::new(),
+            moves: 0,
         });
         self.pump();
         c
@@ -163,6 +177,7 @@ impl Sim {
             cl.held.push_back(text.to_owned());
             return;
         }
+        cl.last = text.to_owned();
         let h = &mut self.hubs[cl.w];
         h.on_message(
             (cl.conn, cl.sid, Proto::Json),
@@ -339,6 +354,12 @@ impl Sim {
         (status, serde_json::from_str(body).unwrap_or(Value::Null))
     }
 
+    /// Performs every effect and carries every bus message (after an input
+    /// given straight to a hub).
+    pub fn pump_all(&mut self) {
+        self.pump();
+    }
+
     /// Performs every effect and carries every bus message, until nothing
     /// is left.
     fn pump(&mut self) {
@@ -380,6 +401,7 @@ impl Sim {
         let mut rest = bytes;
         while let Ok(Some((m, used))) = split(rest) {
             rest = &rest[used..];
+            self.bus_msgs += 1;
             match BusMsg::decode(m) {
                 Ok(BusMsg::MetricsReq { .. }) => {}
                 Ok(m) => self.hubs[to].on_bus(from as u32, m),
@@ -395,6 +417,7 @@ impl Sim {
         let out = std::mem::take(&mut self.hubs[w].out);
         let max_bad = self.hubs[w].cfg.max_bad_requests;
         let mut closes = Vec::new();
+        let mut moves = Vec::new();
         for &e in &out.list {
             match e {
                 Effect::Send { conn, bytes, .. } => self.deliver(conn, out.get(bytes)),
@@ -431,11 +454,15 @@ impl Sim {
                     }
                 }
                 Effect::Bind(conn, sid) => self.clients[conn.index()].sid = sid,
+                Effect::Move(conn, to) => moves.push((conn, to as usize)),
             }
         }
         let mut out = out;
         out.clear();
         self.hubs[w].out = out;
+        for (conn, to) in moves {
+            self.move_conn(w, conn, to);
+        }
         for (sid, why) in closes {
             self.hubs[w].detach(sid, why);
         }
@@ -455,6 +482,27 @@ impl Sim {
                 }
             }
         }
+    }
+
+    /// The loop's part of a move: the session goes from worker `w` to
+    /// `to` with its connection, and its request runs there (or, with
+    /// `refuse_moves`, here).
+    fn move_conn(&mut self, w: usize, conn: ConnId, to: usize) {
+        let c = conn.index();
+        let (sid, req) = (self.clients[c].sid, self.clients[c].last.clone());
+        if self.refuse_moves || self.stopped[to] {
+            self.hubs[w].on_request_checked((conn, sid, Proto::Json), req.as_bytes(), false);
+            return;
+        }
+        let e = self.hubs[w]
+            .move_out(sid, to as u32)
+            .expect("a session to move");
+        let sid = self.hubs[to].move_in(conn, e);
+        let cl = &mut self.clients[c];
+        (cl.w, cl.sid) = (to, sid);
+        cl.moves += 1;
+        let again = cl.moves < 2;
+        self.hubs[to].on_request_checked((conn, sid, Proto::Json), req.as_bytes(), again);
     }
 
     /// Frames for connection `conn`: decoded into its client's inbox,
