@@ -594,6 +594,14 @@ impl State {
             }
         }
         if seated && !listed {
+            let mb = &self.members[m];
+            log::warn!(
+                "client {m}: resumed (session of worker {}, connection on worker {}) without its room {name} (home {}, last {})",
+                mb.token_worker,
+                mb.conn_worker,
+                self.slots[r].home,
+                mb.last
+            );
             self.stats.error("resumed without the room it sat in");
             self.members[m].seat = None;
             self.members[m].resync = Some((gen, Resync::Unrecovered));
