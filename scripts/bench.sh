@@ -19,8 +19,8 @@
 #                           (default 1; each is a server named roomd-wN, plain roomd for 1 alone)
 #     --no-roomd            measure only the peers
 #     --no-build            use the binaries already in target/release
-#     --smoke               every scenario for a second or two with tiny counts (CI);
-#                           fails unless every run exits 0 with nothing missing
+#     --smoke               every scenario for a second or two with tiny counts (CI),
+#                           plus faults; fails unless every run exits 0 with nothing missing
 #     --out DIR             results folder (default target/bench-results/<time>)
 #   Environment: ROOMD_BIN, ROOMD_BENCH_BIN override the binaries (with --no-build);
 #   ROOMD_FLAGS replaces roomd's default flags (see roomd_flags below).
@@ -38,6 +38,10 @@
 #   lobby  roomd only: 100,000 public rooms, 1 % of them changing per second
 #          (join/leave), with and without one lobby subscriber: its updates/s,
 #          bytes/s, and the server's CPU time per change
+#   faults roomd only, --workers 2 (not in the default list; --smoke adds it):
+#          workers killed and stopped past the watchdog under load; fails on a
+#          request never answered, a delivery lost in a surviving room, or a
+#          session or shadow left after the grace period
 set -uo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -46,6 +50,7 @@ cd "$repo"
 
 rounds=3
 only="lat,thr,seed,light,idle,rooms,churn,watch,lobby"
+only_given=0
 peers=()        # NAME=URL
 start_peers=()  # NAME
 peers_dir="$repo/../shared/peers"
@@ -63,7 +68,7 @@ out=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds) rounds="$2"; shift 2 ;;
-        --only) only="$2"; shift 2 ;;
+        --only) only="$2"; only_given=1; shift 2 ;;
         --peer) peers+=("$2"); shift 2 ;;
         --start-peer) start_peers+=("$2"); shift 2 ;;
         --peers-dir) peers_dir="$2"; shift 2 ;;
@@ -80,6 +85,7 @@ done
 
 if [ "$smoke" = 1 ]; then
     rounds=1
+    [ "$only_given" = 1 ] || only="$only,faults"
 fi
 [ -n "$out" ] || out="$repo/target/bench-results/$(date +%Y%m%d-%H%M%S)$([ "$smoke" = 1 ] && echo -smoke)"
 mkdir -p "$out"
@@ -105,6 +111,7 @@ fi
 
 server_pid=""
 server_url=""
+cur_sc=""
 
 # start_server NAME LOGFILE: starts roomd or a peer on a free port; sets
 # server_pid and server_url; returns non-zero if it does not come up in 10 s.
@@ -112,10 +119,16 @@ start_server() {
     local name="$1" log="$2" port=""
     : >"$log"
     if [[ "$name" == roomd* ]]; then
-        local workers=1
+        local workers=1 fault_flags=""
         [[ "$name" == roomd-w* ]] && workers="${name#roomd-w}"
+        # faults needs workers to kill, a short grace period for the leftover
+        # count, and the shortest watchdog for the stops.
+        if [ "$cur_sc" = faults ]; then
+            [ "$workers" -ge 2 ] || workers=2
+            fault_flags="--grace-ms 1000 --hung-ms 1500"
+        fi
         # shellcheck disable=SC2086
-        "$roomd" --listen 127.0.0.1:0 --workers "$workers" $roomd_flags $roomd_args >"$log" 2>&1 &
+        "$roomd" --listen 127.0.0.1:0 --workers "$workers" $roomd_flags $fault_flags $roomd_args >"$log" 2>&1 &
     else
         "$peers_dir/run.sh" "$name" 0 >"$log" 2>&1 &
     fi
@@ -164,13 +177,16 @@ smoke_extra() {
                    && grep -q '^  "watchers_count_ok": true,' "$2" ;;
         lobby) grep -q '^  "errors": 0,' "$2" && grep -q '^  "lobby_updates_per_s": ' "$2" \
                    && ! grep -q '^  "lobby_updates_per_s": 0.0,' "$2" ;;
+        faults) grep -q '^    "never_answered": 0,' "$2" \
+                   && grep -q '^    "lost_in_surviving_rooms": 0,' "$2" \
+                   && ! grep -q '^    "kills": 0,' "$2" && ! grep -q '^  "failed": ' "$2" ;;
         *) true ;;
     esac
 }
 
 # roomd_only SCENARIO: scenarios that need roomd's protocol (no raw peer runs them).
 roomd_only() {
-    [ "$1" = watch ] || [ "$1" = lobby ]
+    [ "$1" = watch ] || [ "$1" = lobby ] || [ "$1" = faults ]
 }
 
 # --- scenarios -----------------------------------------------------------------
@@ -189,6 +205,7 @@ args_for() {
             churn) echo "churn --conns 20 --rate 100 --duration 1 --drain 1" ;;
             watch) echo "watch --watchers 200 --rate 40 --duration 0.5 --warmup 0.2 --drain 1 --settle 1.2" ;;
             lobby) echo "lobby --rooms 2000 --changers 8 --hold-ms 300 --duration 0.7 --warmup 0.3 --drain 0.3" ;;
+            faults) echo "faults --conns 40 --room-size 4 --rate 100 --duration 2 --kill-every 0.8 --drops-per-s 5 --drain 2 --grace-ms 1000 --settle 2" ;;
         esac
         return
     fi
@@ -202,6 +219,7 @@ args_for() {
         churn) echo "churn --conns 200 --rate 2000 --duration 10" ;;
         watch) echo "watch --watchers 10000 --find-max --p99-budget-ms 50 --rate 20 --duration 4 --warmup 1" ;;
         lobby) echo "lobby --rooms 100000 --change-pct 1 --duration 10" ;;
+        faults) echo "faults --conns 400 --room-size 4 --rate 400 --duration 25 --kill-every 5 --stop-every 10 --stop-for 2500 --drops-per-s 10 --grace-ms 1000" ;;
     esac
 }
 
@@ -242,6 +260,7 @@ for round in $(seq 1 "$rounds"); do
             managed=0
             url=""
             pid=""
+            cur_sc="$sc"
             if [[ "$name" == roomd* ]] || [[ " ${start_peers[*]} " == *" $name "* ]]; then
                 start_server "$name" "$base.server.log" || { failed=$((failed + 1)); continue; }
                 managed=1; url="$server_url"; pid="$server_pid"
@@ -268,7 +287,7 @@ for round in $(seq 1 "$rounds"); do
                 echo "  FAILED: missing/duplicated/reordered deliveries or no connection (see $base.log)" >&2
             elif [ "$smoke" = 1 ] && ! smoke_extra "$sc" "$base.json"; then
                 ok=0
-                echo "  FAILED: errors, no delivery or update, or a wrong watchers count (see $base.log)" >&2
+                echo "  FAILED: errors, no delivery or update, a wrong watchers count, or a fault figure not 0 (see $base.log)" >&2
             fi
             if [ $ok = 1 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
             sleep 1

@@ -265,6 +265,15 @@ impl Io {
         }
     }
 
+    /// Drops the connection at the turn's end without a close frame (the
+    /// server sees the TCP connection end, as when a network drops); the
+    /// handler hears `closed` with `Why::Ours`.
+    pub fn drop_now(&mut self, id: usize) {
+        if let Some(c) = self.conns.get(id) {
+            self.doomed.push((id, c.serial, Why::Ours));
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.conns.len()
     }

@@ -12,9 +12,11 @@ mod churn;
 mod ctl;
 mod engine;
 mod fanout;
+mod faults;
 mod findmax;
 mod frames;
 mod idle;
+mod inject;
 mod lobby;
 mod opts;
 mod pace;
@@ -74,7 +76,14 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             }
-            ExitCode::SUCCESS
+            if report.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                for f in &report.failed {
+                    eprintln!("roomd-bench: FAILED: {f}");
+                }
+                ExitCode::FAILURE
+            }
         }
         Err(e) => {
             eprintln!("roomd-bench: {e}");
@@ -107,6 +116,7 @@ fn make_worker(sc: &Scenario, index: usize, procs: usize) -> Result<Box<dyn Work
         Scenario::Churn(a) => Box::new(churn::ChurnWorker::new(a, index, procs, rid)?),
         Scenario::Watch(a) => Box::new(watch::WatchWorker::new(a, index, procs, rid)?),
         Scenario::Lobby(a) => Box::new(lobby::LobbyWorker::new(a, rid)?),
+        Scenario::Faults(_) => return Err("faults runs in one process".into()),
     })
 }
 
@@ -164,6 +174,7 @@ fn controller(sc: &Scenario) -> Result<Report, String> {
         Scenario::Churn(a) => a.conns,
         Scenario::Watch(a) => a.watchers + 1,
         Scenario::Lobby(a) => lobby::conns_needed(a),
+        Scenario::Faults(a) => a.conns,
     };
     check_common(c, conns.div_ceil(c.procs.max(1)) + 1)?;
     if c.server_pid.is_some() && rss(c).is_none() {
@@ -176,6 +187,13 @@ fn controller(sc: &Scenario) -> Result<Report, String> {
     let mut report = base_report(sc);
     report.load_avg_start = sys::load_avg();
     report.server_rss_before = rss(c);
+    if let Scenario::Faults(a) = sc {
+        // One process, with the fault injector beside the clients' loop.
+        faults::control(a, &mut report)?;
+        report.steal_pct = sys::steal_pct(steal0, sys::cpu_steal());
+        report.load_avg_end = sys::load_avg();
+        return Ok(report);
+    }
     let mut fleet = fleet(sc)?;
     match sc {
         Scenario::Fanout(a) => run_fanout(a, &mut fleet, &mut report)?,
@@ -184,6 +202,7 @@ fn controller(sc: &Scenario) -> Result<Report, String> {
         Scenario::Churn(a) => churn::control(a, &mut fleet, &mut report)?,
         Scenario::Watch(a) => watch::control(a, &mut fleet, &mut report)?,
         Scenario::Lobby(a) => lobby::control(a, &mut fleet, &mut report)?,
+        Scenario::Faults(_) => {}
     }
     let _ = fleet.phase(Cmd::Exit, "exit", true);
     report.steal_pct = sys::steal_pct(steal0, sys::cpu_steal());

@@ -66,6 +66,14 @@ pub enum Scenario {
     /// subscriber's updates/s and bytes/s and the server's CPU time per
     /// room change, against the same changes with no subscriber.
     Lobby(LobbyArgs),
+    /// roomd with several workers: rooms under load while one worker after
+    /// another is killed (--kill-every) or stopped past the watchdog
+    /// (--stop-every, --stop-for). Clients cut off reconnect and resume;
+    /// reports requests never answered, deliveries lost in rooms that
+    /// survived, sessions lost with their worker, the time from each death
+    /// to the replacement accepting, and what the server still holds after
+    /// the clients leave. Exits 1 when a must-be-zero figure is not 0.
+    Faults(FaultsArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -358,6 +366,69 @@ pub struct LobbyArgs {
     pub room_idle_ms: u32,
 }
 
+/// `faults`. The server must be started with `--workers 2` or more and
+/// given as `--server-pid` (the supervisor): the harness finds which child
+/// process is which worker with probe connections (each `welcome` names its
+/// worker; /proc names the process holding the connection).
+#[derive(Args, Debug, Clone)]
+pub struct FaultsArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Clients in total, each a member of one room (one process, one loop).
+    #[arg(long, default_value_t = 200)]
+    pub conns: usize,
+    /// Members per room (2 to 32; conns must be a multiple of it). Rooms
+    /// are named so they are spread evenly over the workers.
+    #[arg(long, default_value_t = 4)]
+    pub room_size: usize,
+    /// `pub` requests per second in total, one room after another, each
+    /// with a `rid` and `echo:true` (every member sees the room's whole seq).
+    #[arg(long, default_value_t = 200.0)]
+    pub rate: f64,
+    /// Payload bytes per message (at least 24: the harness's header).
+    #[arg(long, default_value_t = 64)]
+    pub payload: usize,
+    /// Seconds of load; faults begin only within it.
+    #[arg(long, default_value_t = 20.0)]
+    pub duration: f64,
+    /// Seconds after the load for answers, resumes and deliveries still
+    /// due (the run ends sooner once everything is settled).
+    #[arg(long, default_value_t = 5.0)]
+    pub drain: f64,
+    /// SIGKILL one worker every SECS of the load, round robin over worker
+    /// ids (0 = never). The next fault waits until the replacement accepts.
+    #[arg(long, default_value_t = 0.0, value_name = "SECS")]
+    pub kill_every: f64,
+    /// SIGSTOP one worker every SECS of the load (0 = never), round robin
+    /// with the kills, for --stop-for.
+    #[arg(long, default_value_t = 0.0, value_name = "SECS")]
+    pub stop_every: f64,
+    /// Milliseconds a stopped worker stays stopped before SIGCONT. Past the
+    /// server's --hung-ms (default 10000) its watchdog kills it first, and
+    /// that counts as a death.
+    #[arg(long, default_value_t = 12_000, value_name = "MS")]
+    pub stop_for: u64,
+    /// Clients dropped per second (TCP closed without a close frame), each
+    /// reconnecting and resuming at once. A resume that lands on another
+    /// worker than its session's is relayed: such a client keeps its
+    /// session when the worker its connection is on dies.
+    #[arg(long, default_value_t = 0.0)]
+    pub drops_per_s: f64,
+    /// The server's --grace-ms: after the clients leave, sessions of
+    /// connections cut off by a death (and seats taken again by fresh
+    /// sessions) wait out the grace period before the leftover count.
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    pub grace_ms: u64,
+    /// Seconds past --grace-ms the leftover count waits for the gauges
+    /// (sessions, shadows, queue places, tokens, members) to reach 0.
+    #[arg(long, default_value_t = 3.0)]
+    pub settle: f64,
+    /// Idle timeout asked for each room, milliseconds (short, so rooms
+    /// left empty close soon after the run).
+    #[arg(long, default_value_t = 1000)]
+    pub room_idle_ms: u32,
+}
+
 impl Scenario {
     pub fn common(&self) -> &Common {
         match self {
@@ -367,6 +438,7 @@ impl Scenario {
             Scenario::Churn(a) => &a.common,
             Scenario::Watch(a) => &a.common,
             Scenario::Lobby(a) => &a.common,
+            Scenario::Faults(a) => &a.common,
         }
     }
 
@@ -378,6 +450,7 @@ impl Scenario {
             Scenario::Churn(_) => "churn",
             Scenario::Watch(_) => "watch",
             Scenario::Lobby(_) => "lobby",
+            Scenario::Faults(_) => "faults",
         }
     }
 }

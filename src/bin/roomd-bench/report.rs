@@ -119,6 +119,13 @@ pub struct Report {
     pub baseline_cpu_us_per_change: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline_changes_per_s: Option<f64>,
+    /// faults: what the workers' deaths and stops cost the clients, and
+    /// what the server held after they left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub faults: Option<crate::faults::FaultsReport>,
+    /// Figures that must be 0 and were not (the run exits 1).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<String>,
     /// CPU time the host stole from this VM during the run, percent.
     pub steal_pct: f64,
     /// 1-minute load average at the start and end of the run (other work on
@@ -353,9 +360,15 @@ impl Report {
                 ),
             );
         }
+        if let Some(f) = &self.faults {
+            f.rows(&mut row);
+        }
         row("errors", self.errors.to_string());
         for (k, v) in &self.error_kinds {
             row(&format!("  {k}"), v.to_string());
+        }
+        for f in &self.failed {
+            row("FAILED", f.clone());
         }
         row("cpu steal", format!("{:.1} %", self.steal_pct));
         row(

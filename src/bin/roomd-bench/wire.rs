@@ -142,6 +142,36 @@ pub fn publish(room: &str, data: &[u8], rid: Option<u32>) -> Vec<u8> {
     v
 }
 
+/// `{"t":"pub","rid","room","data","echo":true}`: the sender gets its own
+/// `msg` too, so every member sees the room's whole gapless `seq`.
+pub fn publish_echo(rid: u32, room: &str, data: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(40 + room.len() + data.len());
+    let _ = enc::write_map_len(&mut v, 5);
+    kv_str(&mut v, "t", "pub");
+    kv_uint(&mut v, "rid", rid as u64);
+    kv_str(&mut v, "room", room);
+    let _ = enc::write_str(&mut v, "data");
+    let _ = enc::write_bin(&mut v, data);
+    let _ = enc::write_str(&mut v, "echo");
+    let _ = enc::write_bool(&mut v, true);
+    v
+}
+
+/// `{"t":"hello","rid","resume":token,"last":{room: seq, ...}}`
+pub fn hello_resume(rid: u32, token: &str, last: &[(&str, u64)]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(64 + token.len());
+    let _ = enc::write_map_len(&mut v, 4);
+    kv_str(&mut v, "t", "hello");
+    kv_uint(&mut v, "rid", rid as u64);
+    kv_str(&mut v, "resume", token);
+    let _ = enc::write_str(&mut v, "last");
+    let _ = enc::write_map_len(&mut v, last.len() as u32);
+    for (room, seq) in last {
+        kv_uint(&mut v, room, *seq);
+    }
+    v
+}
+
 // --- roomd messages from the server: a small zero-copy reader ---
 
 /// The fields of a server message the harness looks at; the rest are skipped.
@@ -165,6 +195,12 @@ pub struct In<'a> {
     pub gone: Option<bool>,
     /// `rooms`: how many rooms the list holds.
     pub rooms: Option<usize>,
+    /// `welcome`: the resume token, and the worker serving the connection
+    /// (a key roomd adds with several workers).
+    pub session: Option<&'a str>,
+    pub worker: Option<u64>,
+    /// `closed`: why the room closed.
+    pub why: Option<&'a str>,
 }
 
 struct Cur<'a> {
@@ -299,10 +335,11 @@ pub fn parse(b: &[u8]) -> Option<In<'_>> {
             }
             b"rid" => out.rid = c.uint_from(m),
             b"seq" => out.seq = c.uint_from(m),
-            b"n" | b"members" if is_uint(m) => {
+            b"n" | b"members" | b"worker" if is_uint(m) => {
                 let v = c.uint_from(m);
                 match k {
                     b"n" => out.n = v,
+                    b"worker" => out.worker = v,
                     _ => out.members = v,
                 }
             }
@@ -325,7 +362,7 @@ pub fn parse(b: &[u8]) -> Option<In<'_>> {
                 }
                 out.rooms = Some(n);
             }
-            b"room" | b"code" | b"msg"
+            b"room" | b"code" | b"msg" | b"session" | b"why"
                 if (0xa0..=0xbf).contains(&m) || (0xd9..=0xdb).contains(&m) =>
             {
                 let n = c.blob_len(m)?;
@@ -333,6 +370,8 @@ pub fn parse(b: &[u8]) -> Option<In<'_>> {
                 match k {
                     b"room" => out.room = s,
                     b"code" => out.code = s,
+                    b"session" => out.session = s,
+                    b"why" => out.why = s,
                     _ => out.msg = s,
                 }
             }
@@ -348,6 +387,72 @@ pub fn parse(b: &[u8]) -> Option<In<'_>> {
         }
     }
     has_t.then_some(out)
+}
+
+/// What `resumed` says of one room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resumed<'a> {
+    /// `{"recovered":bool}`: re-attached; replayed from `last` when true.
+    Recovered(bool),
+    /// `{"closed":why}`: the room closed while the session was away.
+    Closed(&'a str),
+}
+
+/// The `rooms` map of a `resumed` message: `{room: {"recovered":bool} |
+/// {"closed":why}}`. None when the message is not a map holding one (an
+/// entry with neither key is left out).
+pub fn resumed_rooms(b: &[u8]) -> Option<Vec<(&str, Resumed<'_>)>> {
+    let mut c = Cur { b, i: 0 };
+    let n = map_len(&mut c)?;
+    for _ in 0..n {
+        let k = c.key()?;
+        let m = c.byte()?;
+        if k != b"rooms" {
+            c.skip_from(m, 0)?;
+            continue;
+        }
+        let rooms = map_len_from(&mut c, m)?;
+        let mut out = Vec::with_capacity(rooms);
+        for _ in 0..rooms {
+            let name = std::str::from_utf8(c.key()?).ok()?;
+            let m = c.byte()?;
+            let fields = map_len_from(&mut c, m)?;
+            let mut got = None;
+            for _ in 0..fields {
+                let k = c.key()?;
+                let m = c.byte()?;
+                match k {
+                    b"recovered" if Cur::bool_from(m).is_some() => {
+                        got = Cur::bool_from(m).map(Resumed::Recovered)
+                    }
+                    b"closed" if (0xa0..=0xbf).contains(&m) || (0xd9..=0xdb).contains(&m) => {
+                        let n = c.blob_len(m)?;
+                        got = Some(Resumed::Closed(std::str::from_utf8(c.take(n)?).ok()?));
+                    }
+                    _ => c.skip_from(m, 1)?,
+                }
+            }
+            if let Some(g) = got {
+                out.push((name, g));
+            }
+        }
+        return Some(out);
+    }
+    None
+}
+
+fn map_len(c: &mut Cur<'_>) -> Option<usize> {
+    let m = c.byte()?;
+    map_len_from(c, m)
+}
+
+fn map_len_from(c: &mut Cur<'_>, m: u8) -> Option<usize> {
+    match m {
+        0x80..=0x8f => Some((m & 0x0f) as usize),
+        0xde => Some(c.be(2)? as usize),
+        0xdf => Some(c.be(4)? as usize),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -452,6 +557,56 @@ mod tests {
         }
         let m = parse(&v).expect("parses");
         assert_eq!((m.t, m.rooms, m.members), ("rooms", Some(2), None));
+    }
+
+    #[test]
+    fn parses_welcome_closed_and_resumed() {
+        // {"t":"welcome","id":7,"session":"01ab","hb_ms":5000,"worker":1}
+        let mut v = Vec::new();
+        let _ = enc::write_map_len(&mut v, 5);
+        kv_str(&mut v, "t", "welcome");
+        kv_uint(&mut v, "id", 7);
+        kv_str(&mut v, "session", "01ab");
+        kv_uint(&mut v, "hb_ms", 5000);
+        kv_uint(&mut v, "worker", 1);
+        let m = parse(&v).expect("parses");
+        assert_eq!((m.session, m.worker), (Some("01ab"), Some(1)));
+        // {"t":"closed","room":"r","why":"lost"}
+        let mut v = Vec::new();
+        let _ = enc::write_map_len(&mut v, 3);
+        kv_str(&mut v, "t", "closed");
+        kv_str(&mut v, "room", "r");
+        kv_str(&mut v, "why", "lost");
+        assert_eq!(parse(&v).expect("parses").why, Some("lost"));
+        // {"t":"resumed","rid":4,"id":7,"rooms":{"a":{"recovered":true},"b":{"closed":"lost"}}}
+        let mut v = Vec::new();
+        let _ = enc::write_map_len(&mut v, 4);
+        kv_str(&mut v, "t", "resumed");
+        kv_uint(&mut v, "rid", 4);
+        kv_uint(&mut v, "id", 7);
+        let _ = enc::write_str(&mut v, "rooms");
+        let _ = enc::write_map_len(&mut v, 2);
+        let _ = enc::write_str(&mut v, "a");
+        let _ = enc::write_map_len(&mut v, 1);
+        let _ = enc::write_str(&mut v, "recovered");
+        let _ = enc::write_bool(&mut v, true);
+        let _ = enc::write_str(&mut v, "b");
+        let _ = enc::write_map_len(&mut v, 1);
+        kv_str(&mut v, "closed", "lost");
+        let m = parse(&v).expect("parses");
+        assert_eq!((m.t, m.rid), ("resumed", Some(4)));
+        assert_eq!(
+            resumed_rooms(&v),
+            Some(vec![
+                ("a", Resumed::Recovered(true)),
+                ("b", Resumed::Closed("lost"))
+            ])
+        );
+        let h = hello_resume(3, "01ab", &[("a", 12)]);
+        let m = parse(&h).expect("parses");
+        assert_eq!((m.t, m.rid), ("hello", Some(3)));
+        let p = publish_echo(5, "a", b"xy");
+        assert_eq!(parse(&p).expect("parses").data, Some(&b"xy"[..]));
     }
 
     #[test]
