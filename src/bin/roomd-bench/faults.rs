@@ -611,11 +611,13 @@ impl State {
     /// The resume of member `m` was refused: its fresh session goes on.
     fn on_resume_refused(&mut self, m: usize, code: &str, now: u64) {
         let r = self.slot_of(m);
-        let gen = self.slots[r].gen;
+        let (gen, home) = (self.slots[r].gen, self.slots[r].home);
         let workers = self.workers;
         let mb = &mut self.members[m];
-        let by_design =
-            code == "not_found" && inject::faulted_since(&self.log, mb.token_worker, mb.token_at);
+        // The session lives on the worker that issued its token, or, once
+        // its connection moved with its first join, on the room's home.
+        let faulted = |w| inject::faulted_since(&self.log, w, mb.token_at);
+        let by_design = code == "not_found" && (faulted(mb.token_worker) || faulted(home));
         log::debug!(
             "client {m} (conn on worker {}): resume of a session of worker {} refused: {code}",
             mb.conn_worker,
