@@ -16,7 +16,9 @@
 #     --peers-dir DIR       where run.sh and the built peers are (default ../shared/peers)
 #     --roomd-args "..."    extra flags for roomd
 #     --roomd-workers LIST  roomd's --workers values to measure side by side, e.g. 1,2
-#                           (default 1; each is a server named roomd-wN, plain roomd for 1 alone)
+#                           (default 1; each is a server named roomd-wN, plain roomd for 1 alone;
+#                           N followed by s, e.g. 2s, runs --no-moves: connections stay where
+#                           they land and their rooms' traffic crosses the bus)
 #     --no-roomd            measure only the peers
 #     --no-build            use the binaries already in target/release
 #     --smoke               every scenario for a second or two with tiny counts (CI),
@@ -119,8 +121,12 @@ start_server() {
     local name="$1" log="$2" port=""
     : >"$log"
     if [[ "$name" == roomd* ]]; then
-        local workers=1 fault_flags=""
+        local workers=1 fault_flags="" move_flags=""
         [[ "$name" == roomd-w* ]] && workers="${name#roomd-w}"
+        if [[ "$workers" == *s ]]; then
+            workers="${workers%s}"
+            move_flags="--no-moves"
+        fi
         # faults needs workers to kill, a short grace period for the leftover
         # count, and the shortest watchdog for the stops.
         if [ "$cur_sc" = faults ]; then
@@ -128,7 +134,7 @@ start_server() {
             fault_flags="--grace-ms 1000 --hung-ms 1500"
         fi
         # shellcheck disable=SC2086
-        "$roomd" --listen 127.0.0.1:0 --workers "$workers" $roomd_flags $fault_flags $roomd_args >"$log" 2>&1 &
+        "$roomd" --listen 127.0.0.1:0 --workers "$workers" $roomd_flags $fault_flags $move_flags $roomd_args >"$log" 2>&1 &
     else
         "$peers_dir/run.sh" "$name" 0 >"$log" 2>&1 &
     fi

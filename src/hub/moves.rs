@@ -131,8 +131,9 @@ impl Hub {
     /// A session moved here with its connection, now `cid`. Its token is
     /// found here from now on (a token that collides with one here, one
     /// chance in 2^64, is left out of the index: that session cannot be
-    /// resumed).
-    pub fn move_in(&mut self, cid: ConnId, e: Emigrant) -> SessionId {
+    /// resumed). The worker that issued the token is told where it is now,
+    /// unless it is `from`, the worker it came from (which noted it).
+    pub fn move_in(&mut self, cid: ConnId, e: Emigrant, from: u32) -> SessionId {
         let mut s = Session::fresh(e.member, e.token, Attach::On(Client::Local(cid, e.proto)));
         s.meta = e.meta;
         s.grant = e.grant;
@@ -142,7 +143,9 @@ impl Hub {
         if e.token != [0; 16] && !self.tokens.contains_key(&key) {
             self.tokens.insert(key, sid);
         }
-        self.whereabouts(&e.token, Some(self.id));
+        if u32::from(e.token[0]) != from {
+            self.whereabouts(&e.token, Some(self.id));
+        }
         sid
     }
 

@@ -341,7 +341,7 @@ impl Worker {
             return;
         };
         let proto = e.proto;
-        let sid = self.hub.move_in(id, e);
+        let sid = self.hub.move_in(id, e, p);
         self.hub.metrics.moves[IN] += 1;
         let heartbeat = self.now + self.cfg.hb();
         let Some(c) = self.conns.arena.get_mut(id) else {

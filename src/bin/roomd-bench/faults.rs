@@ -999,7 +999,7 @@ impl FaultsReport {
         row(
             "resumes",
             format!(
-                "{} ok ({} after the server's side ended, {} relayed to the session's worker), {} refused",
+                "{} ok ({} after the server's side ended, {} landed on another worker than the token's), {} refused",
                 c.resumes, c.resumes_after_cut, c.resumes_relayed, c.resumes_refused
             ),
         );

@@ -497,7 +497,7 @@ impl Sim {
         let e = self.hubs[w]
             .move_out(sid, to as u32)
             .expect("a session to move");
-        let sid = self.hubs[to].move_in(conn, e);
+        let sid = self.hubs[to].move_in(conn, e, w as u32);
         let cl = &mut self.clients[c];
         (cl.w, cl.sid) = (to, sid);
         cl.moves += 1;
