@@ -421,3 +421,38 @@ fn no_move_to_a_worker_that_is_down() {
     a.create(&room);
     assert_ne!(pid_serving(&server, &a), here, "moved to the new worker");
 }
+
+/// Players queued from both workers in a queue homed on worker 1 move
+/// there with their `match`: the match room is homed there too, every
+/// player is served by that worker's process, and the game's traffic
+/// crosses no bus.
+#[test]
+fn players_move_to_their_queue_and_play_there() {
+    let server = start_workers(2, &[]);
+    let queue = name_on("duel", 1, 2);
+    let home = pid_serving(&server, &client_on(&server, 1));
+    let mut players = vec![client_on(&server, 0), client_on(&server, 1)];
+    for p in &mut players {
+        let rid = p.rid();
+        p.send(msg! {"t" => "match", "rid" => rid, "queue" => queue.as_str(), "size" => 2u16});
+        assert_eq!(p.expect("queued")["rid"].u(), rid as u64);
+    }
+    let mut room = String::new();
+    for p in &mut players {
+        room = p.expect("matched")["room"].s().to_owned();
+        p.expect("joined");
+        assert_eq!(pid_serving(&server, p), home, "on the queue's worker");
+    }
+    assert_eq!(roomd::bus::home(&room, 2), 1, "the match room is homed there");
+    for p in &mut players {
+        p.recv_type("state");
+    }
+    let before = server.metric("/metrics/all", "roomd_bus_messages_out_total");
+    for i in 0..10u32 {
+        players[0].publish(&room, format!("m{i}").as_bytes());
+        let m = players[1].recv_type("msg");
+        assert_eq!(m["data"].b(), format!("m{i}").as_bytes());
+    }
+    let after = server.metric("/metrics/all", "roomd_bus_messages_out_total");
+    assert!(after - before <= 2, "{} bus messages", after - before);
+}
