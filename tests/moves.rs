@@ -64,26 +64,14 @@ fn an_upgrade_naming_a_room_is_served_by_its_home() {
 /// the same write as the upgrade is answered by the home.
 #[test]
 fn what_followed_the_head_goes_with_the_connection() {
-    use std::io::{Read, Write};
+    use std::io::Read;
     let server = start_workers(2, &[]);
     let room = name_on("eager", 1, 2);
     let mut owner = client_on(&server, 1);
     owner.create(&room);
     for _ in 0..12 {
-        let mut s = std::net::TcpStream::connect(server.addr).expect("connect");
-        s.set_read_timeout(Some(WATCHDOG)).expect("timeout");
-        let mut out = format!(
-            "GET /ws?room={room} HTTP/1.1\r\nHost: roomd\r\nUpgrade: websocket\r\n\
-             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-             Sec-WebSocket-Version: 13\r\n\r\n"
-        )
-        .into_bytes();
         // A masked ping carrying "ping", in the same write.
-        let mask = [1u8, 2, 3, 4];
-        out.extend([0x89, 0x84]);
-        out.extend(mask);
-        out.extend(b"ping".iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
-        s.write_all(&out).expect("write");
+        let mut s = upgrade_then(&server, &format!("/ws?room={room}"), &masked(0x9, b"ping"));
         let mut got = Vec::new();
         let mut buf = [0u8; 4096];
         let pong = [0x8a, 4, b'p', b'i', b'n', b'g'];
@@ -124,6 +112,23 @@ fn masked(op: u8, payload: &[u8]) -> Vec<u8> {
 /// A MessagePack request as a client frame.
 fn frame(v: &Value) -> Vec<u8> {
     masked(0x2, &v.to_msgpack())
+}
+
+/// A raw connection that sent the upgrade of `path` and `then` in one
+/// write.
+fn upgrade_then(server: &Server, path: &str, then: &[u8]) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(server.addr).expect("connect");
+    s.set_read_timeout(Some(WATCHDOG)).expect("timeout");
+    let mut out = format!(
+        "GET {path} HTTP/1.1\r\nHost: roomd\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .into_bytes();
+    out.extend_from_slice(then);
+    s.write_all(&out).expect("write");
+    s
 }
 
 /// A connection's first `join` of a room homed on the other worker moves
@@ -283,23 +288,14 @@ fn server_frames(mut b: &[u8]) -> Vec<(u8, Vec<u8>)> {
 /// first, then `joined`, from the room's home.
 #[test]
 fn a_move_takes_the_output_not_yet_written() {
-    use std::io::{Read, Write};
+    use std::io::Read;
     let server = start_workers(2, &[]);
     let room = name_on("eager", 1, 2);
     let mut owner = client_on(&server, 1);
     owner.create(&room);
     for _ in 0..12 {
-        let mut s = std::net::TcpStream::connect(server.addr).expect("connect");
-        s.set_read_timeout(Some(WATCHDOG)).expect("timeout");
-        let mut out = "GET /ws HTTP/1.1\r\nHost: roomd\r\nUpgrade: websocket\r\n\
-             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-             Sec-WebSocket-Version: 13\r\n\r\n"
-            .to_owned()
-            .into_bytes();
-        out.extend(frame(
-            &msg! {"t" => "join", "rid" => 5u32, "room" => room.as_str()},
-        ));
-        s.write_all(&out).expect("write");
+        let join = frame(&msg! {"t" => "join", "rid" => 5u32, "room" => room.as_str()});
+        let mut s = upgrade_then(&server, "/ws", &join);
         let mut got = Vec::new();
         let mut buf = [0u8; 4096];
         let frames = loop {
@@ -443,7 +439,11 @@ fn players_move_to_their_queue_and_play_there() {
         p.expect("joined");
         assert_eq!(pid_serving(&server, p), home, "on the queue's worker");
     }
-    assert_eq!(roomd::bus::home(&room, 2), 1, "the match room is homed there");
+    assert_eq!(
+        roomd::bus::home(&room, 2),
+        1,
+        "the match room is homed there"
+    );
     for p in &mut players {
         p.recv_type("state");
     }

@@ -92,20 +92,9 @@ fn record(log: &Log, f: impl FnOnce(&mut Vec<Fault>)) {
     }
 }
 
-/// The room's home: FNV-1a of its name modulo the number of workers, as
-/// roomd computes it (README "Rooms across workers"); the harness shares
-/// no code with the server, so this is a copy.
-pub fn home(name: &str, workers: u32) -> u32 {
-    if workers <= 1 {
-        return 0;
-    }
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    (h % u64::from(workers)) as u32
-}
+/// The room's home: the server's own function (README "Rooms across
+/// workers"), so the harness names rooms where it wants them.
+pub use roomd::bus::home;
 
 /// The parent pid and state letter of `pid`, from `/proc/PID/stat`.
 fn stat(pid: u32) -> Option<(u32, char)> {
@@ -570,20 +559,6 @@ pub fn silent_workers(text: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn homes_match_the_servers() {
-        // Values of roomd's `bus_msg::home` (FNV-1a 64 modulo n).
-        assert_eq!(home("anything", 1), 0);
-        let two: Vec<u32> = (0..4).map(|i| home(&format!("room-{i}"), 2)).collect();
-        assert_eq!(two, [1, 0, 1, 0]);
-        let three: Vec<u32> = (0..4).map(|i| home(&format!("r{i}"), 3)).collect();
-        assert_eq!(three, [2, 1, 1, 0]);
-        let spread: Vec<u32> = (0..64).map(|i| home(&format!("r{i}"), 4)).collect();
-        for k in 0..4 {
-            assert!(spread.contains(&k), "{spread:?}");
-        }
-    }
 
     #[test]
     fn families_are_summed_over_workers() {
