@@ -159,16 +159,23 @@ fn resumed(s: &mut Sim, c: C, rid: u32) -> Value {
     r
 }
 
-#[test]
-fn resume_finds_a_moved_session_from_every_worker() {
+/// Three workers; `a` (on worker 1) created a room homed there, and `b`,
+/// whose session worker 0 issued, joined it and moved to worker 1: the
+/// simulation, the room, `a`, and `b` with its member id and token.
+fn moved_member() -> (Sim, String, C, (C, u64, String)) {
     let mut s = Sim::with(3, |c| c.grace_ms = 60_000);
     let room = name_on("home", 1, 3);
     let a = s.client(1);
     s.create(a, &room);
-    // Issued on worker 0, moved to 1.
-    let (b, b_id, token) = open(&mut s, 0);
-    s.join(b, &room);
-    assert_eq!(s.clients[b].w, 1);
+    let b = open(&mut s, 0);
+    s.join(b.0, &room);
+    assert_eq!(s.clients[b.0].w, 1);
+    (s, room, a, b)
+}
+
+#[test]
+fn resume_finds_a_moved_session_from_every_worker() {
+    let (mut s, room, a, (b, b_id, token)) = moved_member();
     s.clear(a);
     publish(&mut s, a, &room, "one");
     let mut seen = s.recv_type(b, "msg")["seq"].as_u64().unwrap_or(0);
@@ -199,13 +206,7 @@ fn resume_finds_a_moved_session_from_every_worker() {
 
 #[test]
 fn a_relayed_resume_is_passed_on_to_where_the_session_moved() {
-    let mut s = Sim::with(3, |c| c.grace_ms = 60_000);
-    let room = name_on("home", 1, 3);
-    let a = s.client(1);
-    s.create(a, &room);
-    let (b, b_id, token) = open(&mut s, 0);
-    s.join(b, &room);
-    assert_eq!(s.clients[b].w, 1);
+    let (mut s, room, a, (b, b_id, token)) = moved_member();
     // Connections that cannot move: worker 2 asks 0, which issued the
     // token and passes the question on to 1; worker 1 asks 0 too, and
     // gets its own question back.
