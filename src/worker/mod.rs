@@ -679,8 +679,7 @@ impl Worker {
                 .arm(self.now + self.cfg.hb(), Timer::Heartbeat(id)),
         );
         self.hub.metrics.upgrades += 1;
-        self.ws_open += 1;
-        *self.ws_per_ip.entry(c.peer.ip()).or_insert(0) += 1;
+        Self::ws_new(&mut self.ws_open, &mut self.ws_per_ip, c.peer.ip());
         debug!(
             "w={} conn={id:?} peer={} member={} upgraded ({})",
             self.id,
@@ -754,18 +753,21 @@ impl Worker {
         } else {
             self.hub.on_request(at, &mut ws.rates, payload);
         }
-        self.perform();
-        self.keep_request(id, payload);
+        if self.perform() {
+            self.keep_request(id, payload);
+        }
     }
 
     /// Performs the core's effects, in order: frames queued on connections
     /// (a fan-out's same bytes on each of its), closes and pauses asked,
     /// bad-request counts kept, and bus messages moved onto their links.
     /// Called after every input handed to the core.
-    pub(crate) fn perform(&mut self) {
+    /// Returns whether a connection was asked to move.
+    pub(crate) fn perform(&mut self) -> bool {
+        let mut moves = false;
         if !self.hub.out.is_empty() {
             let max_bad = self.cfg.max_bad_requests;
-            perform(
+            moves = perform(
                 &mut self.conns,
                 &mut self.hub.out,
                 &mut self.hub.metrics,
@@ -773,6 +775,7 @@ impl Worker {
             );
         }
         self.take_bus_output();
+        moves
     }
 
     fn read_ws_loop(&mut self, id: ConnId, rbuf: &mut [u8], st: &mut FeedState) {
@@ -1120,9 +1123,13 @@ impl Worker {
     }
 
     /// One open WebSocket connection (from `ip`) more.
-    pub(crate) fn ws_new(&mut self, ip: std::net::IpAddr) {
-        self.ws_open += 1;
-        *self.ws_per_ip.entry(ip).or_insert(0) += 1;
+    pub(crate) fn ws_new(
+        open: &mut usize,
+        per_ip: &mut HashMap<std::net::IpAddr, u32>,
+        ip: std::net::IpAddr,
+    ) {
+        *open += 1;
+        *per_ip.entry(ip).or_insert(0) += 1;
     }
 
     /// Deregisters the socket and frees the slot (closing the socket): the
@@ -1331,7 +1338,8 @@ impl Worker {
 /// Performs the core's effects on the connections, in order, and forgets
 /// them (see [`Worker::perform`]; the bus messages are moved by the
 /// caller). `max_bad`: `--max-bad-requests`.
-pub fn perform(conns: &mut Conns, out: &mut Out, metrics: &mut Metrics, max_bad: u32) {
+pub fn perform(conns: &mut Conns, out: &mut Out, metrics: &mut Metrics, max_bad: u32) -> bool {
+    let mut moves = false;
     for &e in &out.list {
         match e {
             Effect::Send { conn, bytes, count } => {
@@ -1381,6 +1389,7 @@ pub fn perform(conns: &mut Conns, out: &mut Out, metrics: &mut Metrics, max_bad:
             Effect::Move(conn, to) => {
                 // The loop keeps the request (`Worker::on_message`) and
                 // moves it at the parser's next message boundary.
+                moves = true;
                 if let Some(Phase::Ws(ws)) = conns.arena.get_mut(conn).map(|c| &mut c.phase) {
                     ws.moving = Some(Box::new(crate::conn::Moving {
                         to,
@@ -1392,6 +1401,7 @@ pub fn perform(conns: &mut Conns, out: &mut Out, metrics: &mut Metrics, max_bad:
         }
     }
     out.clear();
+    moves
 }
 
 #[cfg(test)]

@@ -361,8 +361,7 @@ impl Worker {
             c.stash = Some(Box::new(a.input.to_vec()));
         }
         Conns::mark_pending(&mut self.conns.pending, c, id);
-        let ip = c.peer.ip();
-        self.ws_new(ip);
+        Self::ws_new(&mut self.ws_open, &mut self.ws_per_ip, c.peer.ip());
         debug!(
             "w={} conn={id:?} peer={peer} member={} taken from worker {p}",
             self.id, a.member
@@ -371,8 +370,9 @@ impl Worker {
         // that issued its token.
         self.hub
             .on_request_checked((id, sid, proto), a.req, a.hops < 2);
-        self.perform();
-        self.keep_request(id, a.req);
+        if self.perform() {
+            self.keep_request(id, a.req);
+        }
         self.run_after(id, a.msgs.iter());
         // The socket may hold more (edge-triggered: no new event would say
         // so for bytes that came before it was registered here).
