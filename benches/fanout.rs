@@ -170,7 +170,13 @@ fn publish(r: &mut Room, data: &[u8]) -> u64 {
         |room| out::msg(&room.name, 123_456, 987_654, data),
     );
     let before = r.metrics.deliveries;
-    roomd::worker::perform(&mut r.conns, &mut r.out, &mut r.metrics, u32::MAX);
+    roomd::worker::perform(
+        &mut r.conns,
+        &mut r.out,
+        &mut r.metrics,
+        u32::MAX,
+        &mut Vec::new(),
+    );
     held + r.metrics.deliveries - before
 }
 

@@ -384,10 +384,10 @@ pub struct Ws {
     /// Input is not read while another worker decides whether its resume
     /// succeeds (see `relay`): what follows the `hello` waits in the socket.
     pub paused: bool,
-    /// It is on its way to another worker (see `worker::moves`).
-    pub moving: Option<Box<Moving>>,
-    /// Times it moved to this worker from another.
-    pub hops: u8,
+    /// It is on its way to another worker (see `worker::moves`; what it
+    /// takes along waits in `Worker::moving`, so an idle connection pays
+    /// one flag for it).
+    pub moving: bool,
 }
 
 impl Ws {
@@ -401,8 +401,7 @@ impl Ws {
             bad: 0,
             echo: false,
             paused: false,
-            moving: None,
-            hops: 0,
+            moving: false,
         }
     }
 }
@@ -411,7 +410,10 @@ impl Ws {
 /// was reading: until the parser has handed out everything it holds, the
 /// messages that follow are kept, not run.
 pub struct Moving {
+    pub conn: ConnId,
     pub to: u32,
+    /// Times the connection moved to this worker from another.
+    pub hops: u8,
     /// The request it moves with (`None` until the loop keeps it).
     pub req: Option<Vec<u8>>,
     /// Whole messages read after the request, in order.

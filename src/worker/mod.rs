@@ -119,6 +119,11 @@ pub struct Worker {
     pub(crate) bus: Option<crate::bus::Bus>,
     /// tungstenite contexts not in use (see `conn::Parser`).
     parsers: Parsers,
+    /// Connections on their way to another worker and what they take
+    /// along (a few at most, within a turn or two; see `moves`).
+    pub(crate) moving: Vec<crate::conn::Moving>,
+    /// Moves the core asked for in the effects being performed.
+    asked: Vec<(ConnId, u32)>,
     draining: Option<Instant>,
     quit: bool,
     accept_more: bool,
@@ -166,6 +171,8 @@ impl Worker {
             hub: Hub::new(cfg.clone(), id, now),
             bus: None,
             parsers: Parsers::new(ws_config),
+            moving: Vec::new(),
+            asked: Vec::new(),
             draining: None,
             quit: false,
             accept_more: true,
@@ -764,17 +771,27 @@ impl Worker {
     /// Called after every input handed to the core.
     /// Returns whether a connection was asked to move.
     pub(crate) fn perform(&mut self) -> bool {
-        let mut moves = false;
         if !self.hub.out.is_empty() {
             let max_bad = self.cfg.max_bad_requests;
-            moves = perform(
+            perform(
                 &mut self.conns,
                 &mut self.hub.out,
                 &mut self.hub.metrics,
                 max_bad,
+                &mut self.asked,
             );
         }
         self.take_bus_output();
+        let moves = !self.asked.is_empty();
+        for (conn, to) in self.asked.drain(..) {
+            self.moving.push(crate::conn::Moving {
+                conn,
+                to,
+                hops: 0,
+                req: None,
+                carry: Vec::new(),
+            });
+        }
         moves
     }
 
@@ -791,7 +808,7 @@ impl Worker {
                 let (ws, moving) = match &mut c.phase {
                     Phase::Ws(ws) if ws.paused => return,
                     Phase::Ws(ws) => {
-                        let moving = ws.moving.is_some();
+                        let moving = ws.moving;
                         (ws, moving)
                     }
                     Phase::Closing { ws: Some(ws), .. } => (ws, false),
@@ -870,11 +887,15 @@ impl Worker {
             if moving {
                 match res {
                     Ok(Message::Binary(b)) => {
-                        self.carry(id, &b);
+                        if !self.carry(id, &b) {
+                            self.on_message(id, &b, true);
+                        }
                         continue;
                     }
                     Ok(Message::Text(t)) => {
-                        self.carry(id, t.as_bytes());
+                        if !self.carry(id, t.as_bytes()) {
+                            self.on_message(id, t.as_bytes(), true);
+                        }
                         continue;
                     }
                     Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
@@ -1049,6 +1070,11 @@ impl Worker {
             Phase::Ws(mut ws) => {
                 let ip = c.peer.ip();
                 Self::ws_gone(&mut self.ws_open, &mut self.ws_per_ip, ip);
+                if ws.moving {
+                    // Closed on its way: nothing goes, nothing more runs.
+                    ws.moving = false;
+                    self.moving.retain(|m| m.conn != id);
+                }
                 let mut io = Io {
                     sock: &mut c.sock,
                     out: &mut c.out,
@@ -1135,6 +1161,7 @@ impl Worker {
     /// Deregisters the socket and frees the slot (closing the socket): the
     /// one place a client connection leaves the arena. Only from `end_conns`.
     fn release(&mut self, id: ConnId) {
+        self.moving.retain(|m| m.conn != id);
         if let Some(mut c) = self.conns.arena.remove(id) {
             if let Some(t) = c.timer.take() {
                 self.timers.cancel(t);
@@ -1284,6 +1311,13 @@ impl Worker {
     #[cfg(debug_assertions)]
     fn check_invariants(&self) {
         use crate::session::Attach;
+        // What a moving connection takes along is kept once, for an open
+        // connection that is moving; it goes when it moves, stays or ends.
+        for m in &self.moving {
+            let c = self.conns.arena.get(m.conn);
+            debug_assert!(matches!(c.map(|c| &c.phase), Some(Phase::Ws(ws)) if ws.moving));
+            debug_assert_eq!(self.moving.iter().filter(|x| x.conn == m.conn).count(), 1);
+        }
         let mut seats = 0;
         for (rid, room) in self.hub.rooms.iter() {
             debug_assert_eq!(
@@ -1338,8 +1372,14 @@ impl Worker {
 /// Performs the core's effects on the connections, in order, and forgets
 /// them (see [`Worker::perform`]; the bus messages are moved by the
 /// caller). `max_bad`: `--max-bad-requests`.
-pub fn perform(conns: &mut Conns, out: &mut Out, metrics: &mut Metrics, max_bad: u32) -> bool {
-    let mut moves = false;
+/// Moves asked are set on their connections and listed in `moves`.
+pub fn perform(
+    conns: &mut Conns,
+    out: &mut Out,
+    metrics: &mut Metrics,
+    max_bad: u32,
+    moves: &mut Vec<(ConnId, u32)>,
+) {
     for &e in &out.list {
         match e {
             Effect::Send { conn, bytes, count } => {
@@ -1389,19 +1429,14 @@ pub fn perform(conns: &mut Conns, out: &mut Out, metrics: &mut Metrics, max_bad:
             Effect::Move(conn, to) => {
                 // The loop keeps the request (`Worker::on_message`) and
                 // moves it at the parser's next message boundary.
-                moves = true;
                 if let Some(Phase::Ws(ws)) = conns.arena.get_mut(conn).map(|c| &mut c.phase) {
-                    ws.moving = Some(Box::new(crate::conn::Moving {
-                        to,
-                        req: None,
-                        carry: Vec::new(),
-                    }));
+                    ws.moving = true;
+                    moves.push((conn, to));
                 }
             }
         }
     }
     out.clear();
-    moves
 }
 
 #[cfg(test)]
@@ -1462,7 +1497,7 @@ mod tests {
             to: 2,
             count: true,
         });
-        perform(&mut conns, &mut out, &mut m, 3);
+        perform(&mut conns, &mut out, &mut m, 3, &mut Vec::new());
         assert_eq!(out_of(&conns, a), b"oneMP");
         assert_eq!(out_of(&conns, b), b"not countedJS");
         assert_eq!(m.deliveries, 3, "one unicast and two of the fan-out");
@@ -1472,7 +1507,7 @@ mod tests {
         // not queued (nor counted).
         out.close(a, CloseReason::Replaced);
         out.send(a, b"late", true);
-        perform(&mut conns, &mut out, &mut m, 3);
+        perform(&mut conns, &mut out, &mut m, 3, &mut Vec::new());
         assert_eq!(out_of(&conns, a), b"oneMP");
         assert_eq!(m.deliveries, 3);
         assert_eq!(conns.ending, vec![a]);
@@ -1488,11 +1523,11 @@ mod tests {
         for bad in [true, true, false, true, true] {
             out.outcome(a, bad);
         }
-        perform(&mut conns, &mut out, &mut m, 3);
+        perform(&mut conns, &mut out, &mut m, 3, &mut Vec::new());
         assert_eq!(ws(&conns, a).bad, 2, "counted again from the good one");
         assert!(conns.ending.is_empty());
         out.outcome(a, true);
-        perform(&mut conns, &mut out, &mut m, 3);
+        perform(&mut conns, &mut out, &mut m, 3, &mut Vec::new());
         let end = conns.arena.get(a).and_then(|c| c.end);
         assert_eq!(end.map(|e| e.reason), Some(CloseReason::BadRequests));
     }
@@ -1504,11 +1539,11 @@ mod tests {
         let (mut out, mut m) = (Out::new(1 << 20), Metrics::default());
         out.pause(a, true);
         out.bind(a, SessionId::from_bits(77));
-        perform(&mut conns, &mut out, &mut m, 3);
+        perform(&mut conns, &mut out, &mut m, 3, &mut Vec::new());
         assert!(ws(&conns, a).paused);
         assert_eq!(ws(&conns, a).session, SessionId::from_bits(77));
         out.pause(a, false);
-        perform(&mut conns, &mut out, &mut m, 3);
+        perform(&mut conns, &mut out, &mut m, 3, &mut Vec::new());
         assert!(!ws(&conns, a).paused);
         assert_eq!(conns.read_more, vec![a], "read again: input may wait");
 
@@ -1520,7 +1555,7 @@ mod tests {
             };
         }
         out.respond(a, 404, "text/plain", b"no\n");
-        perform(&mut conns, &mut out, &mut m, 3);
+        perform(&mut conns, &mut out, &mut m, 3, &mut Vec::new());
         let sent = String::from_utf8(out_of(&conns, a)).expect("text");
         assert!(
             sent.starts_with("HTTP/1.1 404") && sent.ends_with("no\n"),

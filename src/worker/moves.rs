@@ -130,23 +130,34 @@ impl Worker {
     /// The moving connection `id` (if the request `payload` just asked
     /// for its move) takes it along.
     pub(crate) fn keep_request(&mut self, id: ConnId, payload: &[u8]) {
-        if let Some(Phase::Ws(ws)) = self.conns.arena.get_mut(id).map(|c| &mut c.phase) {
-            if let Some(m) = ws.moving.as_mut().filter(|m| m.req.is_none()) {
-                m.req = Some(payload.to_vec());
-            }
+        if let Some(m) = self
+            .moving
+            .iter_mut()
+            .find(|m| m.conn == id && m.req.is_none())
+        {
+            m.req = Some(payload.to_vec());
         }
     }
 
     /// A whole message read after the request a connection moves with:
     /// kept (true), or false when the connection is not moving.
     pub(crate) fn carry(&mut self, id: ConnId, msg: &[u8]) -> bool {
-        if let Some(Phase::Ws(ws)) = self.conns.arena.get_mut(id).map(|c| &mut c.phase) {
-            if let Some(m) = ws.moving.as_mut() {
+        match self.moving.iter_mut().find(|m| m.conn == id) {
+            Some(m) => {
                 m.carry.push(msg.to_vec());
-                return true;
+                true
             }
+            None => false,
         }
-        false
+    }
+
+    /// What connection `id` was to take along, no longer moving.
+    fn take_moving(&mut self, id: ConnId) -> Option<crate::conn::Moving> {
+        if let Some(Phase::Ws(ws)) = self.conns.arena.get_mut(id).map(|c| &mut c.phase) {
+            ws.moving = false;
+        }
+        let i = self.moving.iter().position(|m| m.conn == id)?;
+        Some(self.moving.swap_remove(i))
     }
 
     /// Messages of connection `id` read after a request, in order: run,
@@ -174,7 +185,7 @@ impl Worker {
         let Phase::Ws(ws) = &c.phase else {
             return true;
         };
-        let Some(to) = ws.moving.as_ref().map(|m| m.to) else {
+        let Some(to) = self.moving.iter().find(|m| m.conn == id).map(|m| m.to) else {
             return false;
         };
         // The parser goes back to the pool at a message boundary: one still
@@ -189,15 +200,15 @@ impl Worker {
             return false;
         };
         let now = self.millis();
+        let Some(m) = self.take_moving(id) else {
+            return false;
+        };
         let cfg = &self.cfg;
         let Some(c) = self.conns.arena.get_mut(id) else {
             return true;
         };
         let Phase::Ws(ws) = &mut c.phase else {
             return true;
-        };
-        let Some(m) = ws.moving.take() else {
-            return false;
         };
         let Some(e) = self.hub.move_out(ws.session, to) else {
             return false;
@@ -216,7 +227,7 @@ impl Worker {
             meta: e.meta.as_deref(),
             grant,
             hello_done: e.hello_done,
-            hops: ws.hops.saturating_add(1),
+            hops: m.hops.saturating_add(1),
             rates,
             bad: ws.bad,
             req: m.req.as_deref().unwrap_or_default(),
@@ -251,13 +262,10 @@ impl Worker {
     /// Connection `id` was to move and does not: its request and the
     /// messages read after it run here, in order, as they would have.
     pub(crate) fn stay(&mut self, id: ConnId) {
-        let Some(c) = self.conns.arena.get_mut(id) else {
+        let Some(m) = self.take_moving(id) else {
             return;
         };
-        let Phase::Ws(ws) = &mut c.phase else {
-            return;
-        };
-        let Some(m) = ws.moving.take() else {
+        let Some(Phase::Ws(ws)) = self.conns.arena.get(id).map(|c| &c.phase) else {
             return;
         };
         let at = (id, ws.session, ws.proto);
@@ -353,7 +361,6 @@ impl Worker {
         c.timer = Some(self.timers.arm(heartbeat, Timer::Heartbeat(id)));
         c.phase = Phase::Ws(Ws {
             bad: a.bad,
-            hops: a.hops,
             ..Ws::new(proto, sid, Rates::import(a.rates, now))
         });
         c.out.extend(a.output);
@@ -372,6 +379,9 @@ impl Worker {
             .on_request_checked((id, sid, proto), a.req, a.hops < 2);
         if self.perform() {
             self.keep_request(id, a.req);
+            if let Some(m) = self.moving.iter_mut().find(|m| m.conn == id) {
+                m.hops = a.hops;
+            }
         }
         self.run_after(id, a.msgs.iter());
         // The socket may hold more (edge-triggered: no new event would say
