@@ -782,7 +782,9 @@ impl Worker {
             );
         }
         self.take_bus_output();
-        let moves = !self.asked.is_empty();
+        if self.asked.is_empty() {
+            return false;
+        }
         for (conn, to) in self.asked.drain(..) {
             self.moving.push(crate::conn::Moving {
                 conn,
@@ -792,7 +794,7 @@ impl Worker {
                 carry: Vec::new(),
             });
         }
-        moves
+        true
     }
 
     fn read_ws_loop(&mut self, id: ConnId, rbuf: &mut [u8], st: &mut FeedState) {
