@@ -477,6 +477,22 @@ pub fn recv_with_fds(
     buf: &mut [u8],
     fds: &mut std::collections::VecDeque<OwnedFd>,
 ) -> io::Result<usize> {
+    let (n, cut) = recvmsg_fds(sock, buf, |fd| fds.push_back(fd))?;
+    if cut {
+        return Err(io::ErrorKind::InvalidData.into());
+    }
+    Ok(n)
+}
+
+/// One non-blocking recvmsg into `buf` (EINTR retried): the bytes read, and
+/// whether fds were cut off (`MSG_CTRUNC`: more than [`MAX_FDS`] came); the
+/// fds that came are handed to `put` in order, close-on-exec. Other errors
+/// (`WouldBlock` included) are returned as they are.
+fn recvmsg_fds(
+    sock: BorrowedFd,
+    buf: &mut [u8],
+    put: impl FnMut(OwnedFd),
+) -> io::Result<(usize, bool)> {
     let mut cbuf = CmsgBuf::new();
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
@@ -500,11 +516,8 @@ pub fn recv_with_fds(
             return Err(e);
         }
     };
-    take_fds(&msg, |fd| fds.push_back(fd));
-    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
-        return Err(io::ErrorKind::InvalidData.into());
-    }
-    Ok(n)
+    take_fds(&msg, put);
+    Ok((n, msg.msg_flags & libc::MSG_CTRUNC != 0))
 }
 
 /// Takes ownership of every fd that came as SCM_RIGHTS with the message
@@ -551,39 +564,20 @@ fn recv_packet(sock: BorrowedFd) -> io::Result<Option<Packet>> {
         len: 0,
         fds: Vec::new(),
     };
-    let mut cbuf = CmsgBuf::new();
-    let mut iov = libc::iovec {
-        iov_base: p.buf.as_mut_ptr().cast(),
-        iov_len: MAX_MSG,
-    };
-    // SAFETY: msghdr is plain data; zeroed is a valid empty header.
-    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.0.as_mut_ptr().cast();
-    msg.msg_controllen = mem::size_of::<CmsgBuf>();
-    let n = loop {
-        let flags = libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT;
-        // SAFETY: msg points at iov (into p.buf) and cbuf, which outlive the call.
-        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, flags) };
-        if n >= 0 {
-            break n as usize;
+    let (n, cut) = match recvmsg_fds(sock, &mut p.buf, |fd| p.fds.push(fd)) {
+        Ok(r) => r,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+        // What a peer that closed with our messages unread leaves.
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+            return Err(io::ErrorKind::UnexpectedEof.into())
         }
-        let e = io::Error::last_os_error();
-        match e.kind() {
-            io::ErrorKind::Interrupted => continue,
-            io::ErrorKind::WouldBlock => return Ok(None),
-            // What a peer that closed with our messages unread leaves.
-            io::ErrorKind::ConnectionReset => return Err(io::ErrorKind::UnexpectedEof.into()),
-            _ => return Err(e),
-        }
+        Err(e) => return Err(e),
     };
-    take_fds(&msg, |fd| p.fds.push(fd));
     if n == 0 && p.fds.is_empty() {
         // We never send empty messages: this is the peer's close.
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
-    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+    if cut {
         warn!("ipc: a control message carried more than {MAX_FDS} fds; the rest were dropped");
     }
     p.len = n.min(MAX_MSG);
